@@ -1,0 +1,139 @@
+"""The world file: one JSON document that both the sandbox ledger and the device
+simulator read, so a test's cards and a test's accounts can never disagree.
+
+It is a **contract** (documented in docs/world.md, example in
+docs/world.example.json, shipped as the embedded default in
+pos_plugin/data/world.example.json). It holds sandbox secrets only: the
+pharmacies' sandbox API tokens and the chips' PINs, which only the simulated chip
+reads. The ledger ignores ``pin``; no agent code ever reads it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pos_plugin.models import (
+    BindingStatus,
+    CardStatus,
+    Fen,
+    InsuranceStatus,
+    InsuranceType,
+    RegionCode,
+    Relation,
+)
+
+
+class _W(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorldPharmacy(_W):
+    code: Annotated[str, Field(pattern=r"^[A-Z0-9]{12}$")]  # 12-character pharmacy code
+    name: str
+    region: RegionCode
+    api_token: Annotated[str, Field(min_length=8)]  # sandbox bearer token for this pharmacy
+
+
+class WorldCard(_W):
+    card_no: Annotated[str, Field(min_length=1, max_length=32)]
+    card_sn: Annotated[str, Field(min_length=1, max_length=32)]
+    status: CardStatus = CardStatus.ACTIVE
+    issue_date: dt.date
+    expiry_date: dt.date
+    pin: Annotated[str, Field(pattern=r"^\d{6}$")]  # the chip's PIN: simulator only
+    pin_tries_left: Annotated[int, Field(ge=0, le=3)] = 3
+    spec_version: str = "3.00"
+
+
+class WorldPerson(_W):
+    psn_no: str
+    name: str
+    id_number: str
+    insurance_type: InsuranceType
+    insured_region: RegionCode
+    insurance_status: InsuranceStatus = InsuranceStatus.ACTIVE
+    # Employee insurance only; residents' insurance has no personal account.
+    personal_account_balance: Fen | None = None
+    cards: tuple[WorldCard, ...] = ()
+    evoucher_tokens: tuple[str, ...] = ()
+
+    @property
+    def account_id(self) -> str | None:
+        """Account ids are derived, so the world file cannot contradict itself."""
+        return None if self.personal_account_balance is None else f"PA{self.psn_no}"
+
+
+class WorldBinding(_W):
+    binding_id: str
+    payer: str  # psn_no of the family payer (共济人)
+    patient: str  # psn_no of the person whose costs the payer's account pays
+    relation: Relation  # relation of the payer to the patient
+    order: Annotated[int, Field(ge=1)]
+    status: BindingStatus = BindingStatus.ACTIVE
+
+
+class World(_W):
+    version: int = 1
+    description: str = ""
+    # Pairs of provinces ("11-13") whose cross-province mutual aid is opened.
+    cross_province_pairs: tuple[str, ...] = ()
+    pharmacies: tuple[WorldPharmacy, ...]
+    persons: tuple[WorldPerson, ...]
+    bindings: tuple[WorldBinding, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> World:
+        psns = [p.psn_no for p in self.persons]
+        if len(psns) != len(set(psns)):
+            raise ValueError("psn_no must be unique")
+        cards = [c.card_no for p in self.persons for c in p.cards]
+        if len(cards) != len(set(cards)):
+            raise ValueError("card_no must be unique")
+        tokens = [t for p in self.persons for t in p.evoucher_tokens]
+        if len(tokens) != len(set(tokens)):
+            raise ValueError("evoucher tokens must be unique")
+        known = set(psns)
+        for b in self.bindings:
+            if b.payer not in known or b.patient not in known:
+                raise ValueError(f"binding {b.binding_id} names an unknown person")
+            if b.payer == b.patient:
+                raise ValueError(f"binding {b.binding_id} binds a person to themself")
+        return self
+
+    def person(self, psn_no: str) -> WorldPerson:
+        for p in self.persons:
+            if p.psn_no == psn_no:
+                return p
+        raise KeyError(psn_no)
+
+    def card_owner(self, card_no: str) -> tuple[WorldPerson, WorldCard]:
+        for p in self.persons:
+            for c in p.cards:
+                if c.card_no == card_no:
+                    return p, c
+        raise KeyError(card_no)
+
+    def voucher_owner(self, token: str) -> WorldPerson:
+        for p in self.persons:
+            if token in p.evoucher_tokens:
+                return p
+        raise KeyError(token)
+
+    def total_money(self) -> int:
+        """All money the world puts in: the conservation check's reference sum."""
+        return sum(p.personal_account_balance or 0 for p in self.persons)
+
+
+def load_world(path: str | Path | None = None) -> World:
+    """Load a world file; ``None`` loads the embedded example world."""
+    if path is None:
+        text = resources.files("pos_plugin.data").joinpath("world.example.json").read_text("utf-8")
+    else:
+        text = Path(path).read_text("utf-8")
+    return World.model_validate(json.loads(text))
