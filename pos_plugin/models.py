@@ -67,7 +67,8 @@ class InsuranceType(StrEnum):
 
 class InsuranceStatus(StrEnum):
     ACTIVE = "active"  # 参保缴费正常
-    SUSPENDED = "suspended"  # 暂停参保 (contributions lapsed; the account still pays while it has money)
+    # 暂停参保: contributions lapsed; the account still pays while it has money
+    SUSPENDED = "suspended"
     TERMINATED = "terminated"  # 终止参保
 
 

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from pos_plugin.models import IdDocType, IdDocument, Refusal, RefusalCode
+from pos_plugin.rules.messages import refusal
 
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK_CHARS = "10X98765432"  # remainder 0..10 -> check character
@@ -31,12 +32,14 @@ PROVINCE_CODES = frozenset(
     }
 )  # fmt: skip
 
+_RESIDENT_SHAPE = re.compile(r"^[0-9]{17}[0-9X]$")
+
 _SHAPES: dict[IdDocType, re.Pattern[str]] = {
     # 2017 format: 15 chars, letters + digits; 2023 format: 18 chars starting with 9.
-    IdDocType.FOREIGN_PERMANENT_RESIDENT_ID: re.compile(r"^(?:[A-Z]{3}\d{12}|9\d{16}[\dX])$"),
+    IdDocType.FOREIGN_PERMANENT_RESIDENT_ID: re.compile(r"^(?:[A-Z]{3}[0-9]{12}|9[0-9]{16}[0-9X])$"),
     # Residence permits use an 18-character number with region 810000/820000/830000.
-    IdDocType.HK_MACAO_RESIDENCE_PERMIT: re.compile(r"^8[12]0000\d{11}[\dX]$"),
-    IdDocType.TAIWAN_RESIDENCE_PERMIT: re.compile(r"^830000\d{11}[\dX]$"),
+    IdDocType.HK_MACAO_RESIDENCE_PERMIT: re.compile(r"^8[12]0000[0-9]{11}[0-9X]$"),
+    IdDocType.TAIWAN_RESIDENCE_PERMIT: re.compile(r"^830000[0-9]{11}[0-9X]$"),
     IdDocType.PASSPORT: re.compile(r"^[A-Z0-9]{5,17}$"),
     IdDocType.OTHER: re.compile(r"^[A-Z0-9\-]{3,32}$"),
 }
@@ -66,11 +69,12 @@ class IdCheck:
     reason_en: str
     reason_zh: str
 
-    def refusal(self) -> Refusal:
-        return Refusal(
-            code=RefusalCode.INVALID_ID_NUMBER,
-            message_zh=f"证件号码无效：{self.reason_zh}，请核对证件后重新输入。",
-            message_en=f"Invalid ID number: {self.reason_en}. Check the document and key it again.",
+    def refusal(self, whose_zh: str = "", whose_en: str = "") -> Refusal:
+        """The refusal for an invalid number; ``whose`` says which document it was."""
+        return refusal(
+            RefusalCode.INVALID_ID_NUMBER,
+            f"{whose_zh}{self.reason_zh}",
+            f"{whose_en}{self.reason_en}",
         )
 
 
@@ -82,7 +86,8 @@ def check_resident_id(number: str, today: dt.date) -> IdCheck:
     n = normalize_id_number(number)
     if len(n) != 18:
         return _bad(f"must have 18 characters, has {len(n)}", f"应为18位，实为{len(n)}位")
-    if not n[:17].isdigit() or not (n[17].isdigit() or n[17] == "X"):
+    if not _RESIDENT_SHAPE.match(n):  # ASCII only: str.isdigit() would accept '٧'
+
         return _bad("only digits, and X as the last character", "只能是数字，末位可为X")
     if n[:2] not in PROVINCE_CODES:
         return _bad("the region code is not a real province", "地区代码不存在")
