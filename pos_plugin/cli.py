@@ -1,0 +1,106 @@
+"""The ``pos-plugin`` command.
+
+Every sub-command returns an exit code and prints errors as one plain sentence
+(never a traceback) so a till operator can act on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Sequence
+
+from pos_plugin.config import SECRET_NAMES, ConfigError, get_secret, set_secret
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.rules_only:
+        from pos_plugin.rules_demo import run_rules_demo
+
+        return run_rules_demo()
+    try:
+        from pos_plugin.demo import run_demo
+    except ImportError:  # the full sale flow is not installed yet: show the rules
+        from pos_plugin.rules_demo import run_rules_demo
+
+        return run_rules_demo()
+    return run_demo()
+
+
+def _cmd_secrets(args: argparse.Namespace) -> int:
+    if args.action == "set":
+        value = getpass.getpass(f"value for {args.name}: ") if sys.stdin.isatty() else sys.stdin.readline().strip()
+        if not value:
+            print("no value given; nothing stored", file=sys.stderr)
+            return 2
+        set_secret(args.name, value)
+        print(f"{args.name} stored in the keyring")
+        return 0
+    failures = 0
+    for name in SECRET_NAMES:
+        try:
+            get_secret(name)
+            print(f"{name}: set")
+        except ConfigError as e:
+            print(f"{name}: {e}")
+            failures += 1
+    return 1 if failures else 0
+
+
+def _cmd_sandbox_ledger(args: argparse.Namespace) -> int:
+    from pos_plugin.ledger.sandbox.server import main as sandbox_main
+
+    return sandbox_main(args.rest)
+
+
+def _cmd_simulate_devices(args: argparse.Namespace) -> int:
+    from drivers.simulator.__main__ import main as sim_main
+
+    return sim_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pos-plugin",
+        description="Pharmacy till agent: medical-insurance personal-account payments.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the scripted demo on the embedded defaults")
+    demo.add_argument("--rules-only", action="store_true", help="show only the rule decisions")
+    demo.set_defaults(func=_cmd_demo)
+
+    secrets = sub.add_parser("secrets", help="set and check the keyring entries")
+    secrets_sub = secrets.add_subparsers(dest="action", required=True)
+    s_set = secrets_sub.add_parser("set", help="store one secret (read from the terminal or stdin)")
+    s_set.add_argument("name", choices=SECRET_NAMES)
+    secrets_sub.add_parser("check", help="say which secrets are set")
+    secrets.set_defaults(func=_cmd_secrets)
+
+    sandbox = sub.add_parser(
+        "sandbox-ledger", help="run the reference ledger (--db PATH --world FILE --port N)"
+    )
+    sandbox.add_argument("rest", nargs=argparse.REMAINDER)
+    sandbox.set_defaults(func=_cmd_sandbox_ledger)
+
+    sim = sub.add_parser("simulate-devices", help="run the card reader / PIN pad simulator on a pty")
+    sim.add_argument("rest", nargs=argparse.REMAINDER)
+    sim.set_defaults(func=_cmd_simulate_devices)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as e:
+        print(f"configuration problem: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""Config loading (real TOML files) and the keyring's error messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pos_plugin.config import ConfigError, get_secret, load_config, set_secret
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_example_config_loads() -> None:
+    cfg = load_config(ROOT / "config.example.toml")
+    assert cfg.pharmacy.code == "H11010500001"
+    assert cfg.api.host == "127.0.0.1"
+    assert cfg.ledger.opened_pairs() == frozenset()
+
+
+def test_example_config_holds_no_secret() -> None:
+    text = (ROOT / "config.example.toml").read_text("utf-8")
+    for word in ("token =", "password", "hmac_key ="):
+        assert word not in text
+
+
+def test_error_names_the_key(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text('[pharmacy]\ncode = "short"\nterminal_id = "T1"\n', "utf-8")
+    with pytest.raises(ConfigError, match=r"pharmacy\.code"):
+        load_config(p)
+
+
+def test_bad_province_pair_names_the_key(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text(
+        '[pharmacy]\ncode = "H11010500001"\nterminal_id = "T1"\n'
+        '[ledger]\ncross_province_pairs = ["11-13", "beijing"]\n',
+        "utf-8",
+    )
+    with pytest.raises(ConfigError, match=r"ledger\.cross_province_pairs.*province pair"):
+        load_config(p)
+
+
+def test_opened_pairs(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text(
+        '[pharmacy]\ncode = "H11010500001"\nterminal_id = "T1"\n'
+        '[ledger]\ncross_province_pairs = ["13-11"]\n',
+        "utf-8",
+    )
+    assert load_config(p).ledger.opened_pairs() == {frozenset({"11", "13"})}
+
+
+def test_unknown_key_is_an_error(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text('[pharmacy]\ncode = "H11010500001"\nterminal_id = "T1"\ncolour = 1\n', "utf-8")
+    with pytest.raises(ConfigError, match=r"pharmacy\.colour"):
+        load_config(p)
+
+
+def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[pharmacy\n", "utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_no_keyring_backend_says_how_to_configure_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fail backend is what keyring itself selects on a headless machine.
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    import keyring.core
+
+    keyring.core._keyring_backend = None  # let keyring pick again from the environment
+    try:
+        with pytest.raises(ConfigError, match="keyrings.cryptfile"):
+            get_secret("ledger_token")
+        with pytest.raises(ConfigError, match="pos-plugin secrets set"):
+            set_secret("ledger_token", "x")
+        with pytest.raises(ConfigError, match="unknown secret"):
+            get_secret("nope")
+    finally:
+        keyring.core._keyring_backend = None
