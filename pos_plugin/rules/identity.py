@@ -36,7 +36,9 @@ _RESIDENT_SHAPE = re.compile(r"^[0-9]{17}[0-9X]$")
 
 _SHAPES: dict[IdDocType, re.Pattern[str]] = {
     # 2017 format: 15 chars, letters + digits; 2023 format: 18 chars starting with 9.
-    IdDocType.FOREIGN_PERMANENT_RESIDENT_ID: re.compile(r"^(?:[A-Z]{3}[0-9]{12}|9[0-9]{16}[0-9X])$"),
+    IdDocType.FOREIGN_PERMANENT_RESIDENT_ID: re.compile(
+        r"^(?:[A-Z]{3}[0-9]{12}|9[0-9]{16}[0-9X])$"
+    ),
     # Residence permits use an 18-character number with region 810000/820000/830000.
     IdDocType.HK_MACAO_RESIDENCE_PERMIT: re.compile(r"^8[12]0000[0-9]{11}[0-9X]$"),
     IdDocType.TAIWAN_RESIDENCE_PERMIT: re.compile(r"^830000[0-9]{11}[0-9X]$"),
@@ -87,7 +89,6 @@ def check_resident_id(number: str, today: dt.date) -> IdCheck:
     if len(n) != 18:
         return _bad(f"must have 18 characters, has {len(n)}", f"应为18位，实为{len(n)}位")
     if not _RESIDENT_SHAPE.match(n):  # ASCII only: str.isdigit() would accept '٧'
-
         return _bad("only digits, and X as the last character", "只能是数字，末位可为X")
     if n[:2] not in PROVINCE_CODES:
         return _bad("the region code is not a real province", "地区代码不存在")

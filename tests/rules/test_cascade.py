@@ -98,7 +98,9 @@ balances = st.integers(0, 100_000)
     own=st.one_of(st.none(), balances),
     family=st.lists(balances, max_size=5),
 )
-def test_cascade_properties(payable: int, cash_only: int, own: int | None, family: list[int]) -> None:
+def test_cascade_properties(
+    payable: int, cash_only: int, own: int | None, family: list[int]
+) -> None:
     account = None if own is None else PersonalAccount(account_id="PA-P1", balance=own)
     payers = [binding(i + 1, balance=b) for i, b in enumerate(family)]
     a = allocate(
