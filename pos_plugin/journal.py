@@ -1,0 +1,459 @@
+"""The journal: the till's durable record of every sale, reversal and proxy purchase.
+
+Why it exists: money must never be taken without a record, nor twice. The intent
+(state ``settling``, the msgid and the planned legs) is written and fsynced
+*before* the settlement request leaves; the outcome after. A crash in between
+leaves a ``settling`` row that start-up resolves against the ledger by msgid.
+
+SQLite in WAL mode with ``synchronous=FULL`` (every commit survives power loss).
+Every change to a sale appends an event whose hash chains to the previous
+event's and carries a digest of the sale row as it then stood, so editing a row
+or an event by hand shows up in ``pos-plugin journal verify``.
+
+Personal data: ID numbers are stored masked plus a keyed hash (HMAC-SHA256 with
+the journal key from the keyring) to find a person's rows in an audit; never in
+clear. No PIN ever reaches this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pos_plugin.rules.identity import mask_id_number, normalize_id_number
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+# The states of a sale, in the order they are normally reached.
+RECEIVED = "received"
+CARD_READ = "card_read"
+VALIDATED = "validated"
+SETTLING = "settling"
+SETTLED = "settled"
+REFUSED = "refused"
+FAILED = "failed"  # stopped before any request left: nothing was charged
+UNKNOWN = "unknown"  # the ledger may have committed; a reversal is queued (customer paid cash)
+REVERSED = "reversed"
+FINAL_STATES = frozenset({SETTLED, REFUSED, FAILED, REVERSED})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sales (
+    sale_ref TEXT PRIMARY KEY,
+    request_hash TEXT NOT NULL,
+    state TEXT NOT NULL,
+    msgid TEXT UNIQUE,
+    settlement_id TEXT,
+    business_date TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    terminal_id TEXT NOT NULL,
+    patient_psn_no TEXT,
+    patient_id_masked TEXT,
+    patient_id_hmac TEXT,
+    proxy INTEGER NOT NULL DEFAULT 0,
+    evidence TEXT,
+    total INTEGER,
+    account_payable INTEGER,
+    personal_account INTEGER,
+    mutual_aid INTEGER,
+    cash INTEGER,
+    plan TEXT,
+    result TEXT,
+    refusal_code TEXT,
+    reversal_msgid TEXT UNIQUE,
+    reversal_id TEXT
+);
+CREATE INDEX IF NOT EXISTS sales_by_state ON sales(state);
+CREATE INDEX IF NOT EXISTS sales_by_day ON sales(business_date);
+CREATE INDEX IF NOT EXISTS sales_by_patient ON sales(patient_id_hmac);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    sale_ref TEXT NOT NULL,
+    at TEXT NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    row_digest TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_sale ON events(sale_ref);
+CREATE TABLE IF NOT EXISTS msgid_clock (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    stamp TEXT NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pending_reversals (
+    msgid TEXT PRIMARY KEY,
+    sale_ref TEXT NOT NULL,
+    reversal_msgid TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    last_error TEXT,
+    escalated INTEGER NOT NULL DEFAULT 0,
+    done INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+GENESIS = "0" * 64
+_SALE_COLUMNS = [
+    "sale_ref",
+    "request_hash",
+    "state",
+    "msgid",
+    "settlement_id",
+    "business_date",
+    "created_at",
+    "updated_at",
+    "terminal_id",
+    "patient_psn_no",
+    "patient_id_masked",
+    "patient_id_hmac",
+    "proxy",
+    "evidence",
+    "total",
+    "account_payable",
+    "personal_account",
+    "mutual_aid",
+    "cash",
+    "plan",
+    "result",
+    "refusal_code",
+    "reversal_msgid",
+    "reversal_id",
+]
+
+
+class SaleRefReused(Exception):
+    """The POS sent an existing sale_ref with a different body."""
+
+
+@dataclass(frozen=True)
+class SaleRow:
+    """One sale as journaled. JSON columns are decoded."""
+
+    sale_ref: str
+    request_hash: str
+    state: str
+    msgid: str | None
+    settlement_id: str | None
+    business_date: str
+    created_at: str
+    updated_at: str
+    terminal_id: str
+    patient_psn_no: str | None
+    patient_id_masked: str | None
+    patient_id_hmac: str | None
+    proxy: bool
+    evidence: dict[str, Any] | None
+    total: int | None
+    account_payable: int | None
+    personal_account: int | None
+    mutual_aid: int | None
+    cash: int | None
+    plan: dict[str, Any] | None
+    result: dict[str, Any] | None
+    refusal_code: str | None
+    reversal_msgid: str | None
+    reversal_id: str | None
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    events: int
+    sales: int
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PendingReversal:
+    msgid: str
+    sale_ref: str
+    reversal_msgid: str
+    attempts: int
+    next_attempt_at: str
+    last_error: str | None
+    escalated: bool
+
+
+def now_shanghai() -> dt.datetime:
+    return dt.datetime.now(SHANGHAI)
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Journal:
+    """The journal of one till. Thread-safe: one connection behind a lock.
+
+    A till handles one sale at a time, so a lock costs nothing and keeps every
+    multi-statement change atomic and the hash chain linear.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        hmac_key: bytes,
+        pharmacy_code: str,
+        terminal_id: str,
+    ) -> None:
+        if len(pharmacy_code) != 12:
+            raise ValueError("the pharmacy code has 12 characters")
+        self.path = str(path)
+        self.pharmacy_code = pharmacy_code
+        self.terminal_id = terminal_id
+        self._key = hmac_key
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ identity
+
+    def person_key(self, id_number: str) -> str:
+        """The keyed hash that finds a person's rows without storing the number."""
+        return hmac.new(
+            self._key, normalize_id_number(id_number).encode("utf-8"), hashlib.sha256
+        ).hexdigest()
+
+    def evidence_of(self, doc_type: str, number: str) -> dict[str, str]:
+        """What an audit keeps of a shown document: its type, masked number and keyed hash."""
+        return {
+            "doc_type": doc_type,
+            "number_masked": mask_id_number(number),
+            "number_hmac": self.person_key(number),
+        }
+
+    # ------------------------------------------------------------------ msgid
+
+    def next_msgid(self, now: dt.datetime | None = None) -> str:
+        """pharmacy code (12) + yyyyMMddHHmmss + 4-digit sequence: never repeats.
+
+        The last stamp and sequence are persisted, so a restart (or a clock set
+        back) continues after the last one issued instead of repeating it.
+        """
+        now = (now or now_shanghai()).astimezone(SHANGHAI)
+        stamp = now.strftime("%Y%m%d%H%M%S")
+        with self._tx() as db:
+            row = db.execute("SELECT stamp, seq FROM msgid_clock WHERE id = 1").fetchone()
+            if row is None or stamp > row["stamp"]:
+                seq = 0
+            else:
+                stamp, seq = row["stamp"], row["seq"] + 1
+                if seq > 9999:  # 10,000 in one second: borrow the next second
+                    nxt = dt.datetime.strptime(stamp, "%Y%m%d%H%M%S") + dt.timedelta(seconds=1)
+                    stamp, seq = nxt.strftime("%Y%m%d%H%M%S"), 0
+            db.execute(
+                "INSERT INTO msgid_clock(id, stamp, seq) VALUES (1, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET stamp = excluded.stamp, seq = excluded.seq",
+                (stamp, seq),
+            )
+        return f"{self.pharmacy_code}{stamp}{seq:04d}"
+
+    # ------------------------------------------------------------------ sales
+
+    def begin_sale(
+        self, sale_ref: str, request_hash: str, *, now: dt.datetime | None = None
+    ) -> SaleRow | None:
+        """Record a new sale as ``received``; return the existing row for a repeated ref.
+
+        Raises SaleRefReused when the ref exists with a different request body.
+        """
+        now = (now or now_shanghai()).astimezone(SHANGHAI)
+        with self._tx() as db:
+            existing = db.execute("SELECT * FROM sales WHERE sale_ref = ?", (sale_ref,)).fetchone()
+            if existing is not None:
+                if existing["request_hash"] != request_hash:
+                    raise SaleRefReused(sale_ref)
+                return self._decode(existing)
+            stamp = now.isoformat()
+            db.execute(
+                "INSERT INTO sales(sale_ref, request_hash, state, business_date, created_at, "
+                "updated_at, terminal_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (sale_ref, request_hash, RECEIVED, now.date().isoformat(), stamp, stamp,
+                 self.terminal_id),
+            )  # fmt: skip
+            self._append_event(db, sale_ref, RECEIVED, {}, stamp)
+        return None
+
+    def update(self, sale_ref: str, state: str, **fields: Any) -> SaleRow:
+        """Move a sale to ``state``, setting columns, and chain an event; one transaction."""
+        unknown = set(fields) - set(_SALE_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown journal columns: {sorted(unknown)}")
+        stamp = now_shanghai().isoformat()
+        values = {k: _canonical(v) if isinstance(v, dict | list) else v for k, v in fields.items()}
+        values["state"] = state
+        values["updated_at"] = stamp
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        with self._tx() as db:
+            cur = db.execute(
+                f"UPDATE sales SET {assignments} WHERE sale_ref = ?",
+                (*values.values(), sale_ref),
+            )
+            if cur.rowcount != 1:
+                raise KeyError(sale_ref)
+            detail = {k: v for k, v in fields.items() if k not in ("result",)}
+            self._append_event(db, sale_ref, state, detail, stamp)
+            row = db.execute("SELECT * FROM sales WHERE sale_ref = ?", (sale_ref,)).fetchone()
+        return self._decode(row)
+
+    def get(self, sale_ref: str) -> SaleRow | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM sales WHERE sale_ref = ?", (sale_ref,)).fetchone()
+        return None if row is None else self._decode(row)
+
+    def by_msgid(self, msgid: str) -> SaleRow | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM sales WHERE msgid = ?", (msgid,)).fetchone()
+        return None if row is None else self._decode(row)
+
+    def in_state(self, *states: str) -> list[SaleRow]:
+        marks = ",".join("?" for _ in states)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM sales WHERE state IN ({marks}) ORDER BY created_at", states
+            ).fetchall()
+        return [self._decode(r) for r in rows]
+
+    def sales_on(self, business_date: dt.date) -> list[SaleRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM sales WHERE business_date = ? ORDER BY created_at",
+                (business_date.isoformat(),),
+            ).fetchall()
+        return [self._decode(r) for r in rows]
+
+    # ------------------------------------------------------------------ reversals owed
+
+    def queue_reversal(self, sale_ref: str, msgid: str, reversal_msgid: str) -> None:
+        """Owe a reversal for a settlement whose outcome is unknown (the customer paid cash)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO pending_reversals(msgid, sale_ref, reversal_msgid, "
+                "next_attempt_at) VALUES (?, ?, ?, ?)",
+                (msgid, sale_ref, reversal_msgid, now_shanghai().isoformat()),
+            )
+
+    def pending_reversals(self, *, due_at: dt.datetime | None = None) -> list[PendingReversal]:
+        sql = "SELECT * FROM pending_reversals WHERE done = 0"
+        args: tuple[str, ...] = ()
+        if due_at is not None:
+            sql += " AND next_attempt_at <= ?"
+            args = (due_at.astimezone(SHANGHAI).isoformat(),)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY next_attempt_at", args).fetchall()
+        return [
+            PendingReversal(
+                msgid=r["msgid"],
+                sale_ref=r["sale_ref"],
+                reversal_msgid=r["reversal_msgid"],
+                attempts=r["attempts"],
+                next_attempt_at=r["next_attempt_at"],
+                last_error=r["last_error"],
+                escalated=bool(r["escalated"]),
+            )
+            for r in rows
+        ]
+
+    def reversal_attempt_failed(
+        self, msgid: str, error: str, next_at: dt.datetime, *, escalate: bool
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE pending_reversals SET attempts = attempts + 1, last_error = ?, "
+                "next_attempt_at = ?, escalated = MAX(escalated, ?) WHERE msgid = ?",
+                (error, next_at.astimezone(SHANGHAI).isoformat(), int(escalate), msgid),
+            )
+
+    def reversal_done(self, msgid: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE pending_reversals SET done = 1 WHERE msgid = ?", (msgid,))
+
+    # ------------------------------------------------------------------ integrity
+
+    def _append_event(
+        self, db: sqlite3.Connection, sale_ref: str, state: str, detail: dict[str, Any], at: str
+    ) -> None:
+        last = db.execute("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        prev = last["hash"] if last else GENESIS
+        row = db.execute("SELECT * FROM sales WHERE sale_ref = ?", (sale_ref,)).fetchone()
+        digest = _sha(_canonical(dict(row)))
+        body = _canonical(
+            {"sale_ref": sale_ref, "at": at, "state": state, "detail": detail, "row": digest}
+        )
+        db.execute(
+            "INSERT INTO events(sale_ref, at, state, detail, row_digest, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (sale_ref, at, state, _canonical(detail), digest, prev, _sha(prev + body)),
+        )
+
+    def verify(self) -> VerifyReport:
+        """Recompute the event chain and each sale's row digest; list what does not match."""
+        problems: list[str] = []
+        last_digest: dict[str, str] = {}
+        prev = GENESIS
+        with self._lock:
+            events = self._db.execute("SELECT * FROM events ORDER BY seq").fetchall()
+            sales = self._db.execute("SELECT * FROM sales").fetchall()
+        for e in events:
+            body = _canonical(
+                {
+                    "sale_ref": e["sale_ref"],
+                    "at": e["at"],
+                    "state": e["state"],
+                    "detail": json.loads(e["detail"]),
+                    "row": e["row_digest"],
+                }
+            )
+            if e["prev_hash"] != prev or e["hash"] != _sha(prev + body):
+                problems.append(f"event {e['seq']} ({e['sale_ref']}): the hash chain is broken")
+            prev = e["hash"]
+            last_digest[e["sale_ref"]] = e["row_digest"]
+        for s in sales:
+            if last_digest.get(s["sale_ref"]) != _sha(_canonical(dict(s))):
+                problems.append(f"sale {s['sale_ref']}: the row was changed outside the journal")
+        return VerifyReport(not problems, len(events), len(sales), tuple(problems))
+
+    @staticmethod
+    def _decode(row: sqlite3.Row) -> SaleRow:
+        d = dict(row)
+        for k in ("evidence", "plan", "result"):
+            if d[k] is not None:
+                d[k] = json.loads(d[k])
+        d["proxy"] = bool(d["proxy"])
+        return SaleRow(**d)
