@@ -1,0 +1,344 @@
+"""The ledger client: one interface, and its HTTP implementation that settles exactly once.
+
+Exactly once = at-least-once delivery + the ledger's idempotency on msgid.
+Retries are only made where they are safe:
+- lookups and GETs change nothing;
+- settle / reverse carry ``Idempotency-Key: <msgid>``: the ledger replays the
+  first answer for the same request, so re-sending can never move money twice.
+When a request may have reached the ledger but no answer came back (read
+timeout, reset, a 502/503/504 from a proxy), the outcome is *unknown*: we ask
+``GET /v1/settlements/{msgid}`` (never a new msgid) and, if it is not there,
+re-send the same request. If the ledger stays unreachable we raise
+``OutcomeUnknown`` (the journal keeps the row in ``settling`` and resolves it
+later); ``LedgerUnavailable`` is reserved for "we know nothing was committed".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import requests
+from pydantic import ValidationError
+
+from pos_plugin.ledger import errors as e
+from pos_plugin.ledger.schemas import (
+    Credential,
+    ReversalResult,
+    Settlement,
+    SettlementRequest,
+    Statement,
+)
+from pos_plugin.models import PersonLookup
+
+log = logging.getLogger("pos_plugin.ledger")
+
+T = TypeVar("T")
+_UNKNOWN_STATUS = frozenset({502, 503, 504})
+
+
+class LedgerClient(Protocol):
+    """What the sale service needs from a central ledger (HTTP today, national platform later)."""
+
+    def lookup(self, credential: Credential) -> PersonLookup: ...
+
+    def settle(self, request: SettlementRequest) -> Settlement: ...
+
+    def get_settlement(self, msgid: str) -> Settlement | None: ...
+
+    def reverse(self, settlement_id: str, msgid: str, reason: str = "") -> ReversalResult: ...
+
+    def statement(
+        self, pharmacy_code: str, date: dt.date, terminal_id: str | None = None
+    ) -> Statement: ...
+
+
+class _Unknown(Exception):
+    """Internal: this attempt may or may not have reached the ledger."""
+
+
+class _NotSent(Exception):
+    """Internal: this attempt certainly did not reach the ledger."""
+
+
+def _nothing_sent(exc: requests.RequestException) -> bool:
+    """True when the request cannot have reached the server (connect failed)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        text = repr(exc.args[0] if exc.args else exc)
+        return any(
+            s in text
+            for s in ("NewConnectionError", "ConnectTimeoutError", "NameResolutionError",
+                      "Connection refused")
+        )
+    return False
+
+
+_ERRORS: dict[str, type[e.LedgerError]] = {
+    "idempotency_key_reused": e.IdempotencyConflict,
+    "unauthorised": e.Unauthorised,
+    "forbidden": e.Unauthorised,
+    "pharmacy_mismatch": e.Unauthorised,
+    "binding_not_allowed": e.BindingNotAllowed,
+    "credential_not_patients_own": e.CardRefused,
+    "card_lost": e.CardRefused,
+    "card_expired": e.CardRefused,
+    "credential_not_found": e.NotFound,
+    "settlement_not_found": e.NotFound,
+    "reversal_not_found": e.NotFound,
+    "not_found": e.NotFound,
+    "already_reversed": e.AlreadyReversed,
+    "invalid_request": e.InvalidRequest,
+}
+
+
+class HttpLedgerClient:
+    """``LedgerClient`` over HTTPS (plain HTTP on loopback for the sandbox)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 10.0,
+        retries: int = 3,
+        ca_bundle: str | None = None,
+        session: requests.Session | None = None,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 3.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = (connect_timeout, read_timeout)
+        self.retries = max(0, retries)
+        self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
+        self._sleep = sleep
+        self.session = session or requests.Session()
+        self.session.verify = ca_bundle if ca_bundle else True  # TLS verification always on
+        self.session.headers.update(
+            {"Authorization": f"Bearer {token}", "Accept": "application/json",
+             "User-Agent": "pos-plugin-ledger-client/1"}
+        )
+
+    def close(self) -> None:
+        self.session.close()
+
+    # ------------------------------------------------------------------ transport
+    def _backoff(self, attempt: int) -> None:
+        """Exponential backoff with full jitter (no thundering herd of tills)."""
+        if attempt > 0:
+            self._sleep(random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt)))
+
+    def _send(self, method: str, path: str, **kw: Any) -> requests.Response:
+        """One attempt; classifies transport failures as not-sent or unknown."""
+        try:
+            resp = self.session.request(method, self.base_url + path, timeout=self.timeout, **kw)
+        except requests.RequestException as exc:
+            if _nothing_sent(exc):
+                raise _NotSent(str(exc)) from exc
+            raise _Unknown(str(exc)) from exc
+        if resp.status_code in _UNKNOWN_STATUS:
+            raise _Unknown(f"HTTP {resp.status_code} from {path}")
+        return resp
+
+    def _safe(self, method: str, path: str, **kw: Any) -> requests.Response:
+        """A request that changes nothing, retried with backoff on any transport failure."""
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            self._backoff(attempt)
+            try:
+                return self._send(method, path, **kw)
+            except (_NotSent, _Unknown) as exc:
+                last = exc
+                log.warning("ledger %s %s failed (attempt %d): %s", method, path, attempt + 1, exc)
+        raise e.LedgerUnavailable(
+            f"the central ledger did not answer ({last}); check the network and retry"
+        )
+
+    @staticmethod
+    def _error(resp: requests.Response) -> e.LedgerError:
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        code = str(body.get("code") or f"http_{resp.status_code}")
+        msg = str(body.get("message") or resp.reason or "ledger error")
+        kw: dict[str, Any] = {"code": code, "status": resp.status_code, "body": body}
+        if code == "insufficient_funds":
+            lookup = None
+            if isinstance(body.get("lookup"), dict):
+                try:
+                    lookup = PersonLookup.model_validate(body["lookup"])
+                except ValidationError:
+                    lookup = None
+            fresh = {str(k): int(v) for k, v in (body.get("balances") or {}).items()}
+            return e.InsufficientFunds(msg, fresh=fresh, lookup=lookup, **kw)
+        if code == "invalid_request" or resp.status_code == 422:
+            return e.InvalidRequest(msg, field=body.get("field"), **kw)
+        cls = _ERRORS.get(code)
+        if cls is None:
+            cls = {401: e.Unauthorised, 403: e.Unauthorised, 404: e.NotFound}.get(
+                resp.status_code, e.LedgerError
+            )
+        return cls(msg, **kw)
+
+    @classmethod
+    def _parse(cls, resp: requests.Response, model: type[T], ok: tuple[int, ...]) -> T:
+        if resp.status_code not in ok:
+            raise cls._error(resp)
+        try:
+            return model.model_validate(resp.json())  # type: ignore[attr-defined,no-any-return]
+        except (ValueError, ValidationError) as exc:
+            raise e.LedgerError(f"the ledger sent an answer we cannot read: {exc}",
+                                code="bad_response", status=resp.status_code) from exc
+
+    # ------------------------------------------------------------------ reads
+    def lookup(self, credential: Credential) -> PersonLookup:
+        resp = self._safe("POST", "/v1/persons/lookup", json={"credential": credential.wire()})
+        return self._parse(resp, PersonLookup, (200,))
+
+    def get_settlement(self, msgid: str) -> Settlement | None:
+        resp = self._safe("GET", f"/v1/settlements/{msgid}")
+        if resp.status_code == 404 and resp.json().get("code") == "settlement_not_found":
+            return None
+        return self._parse(resp, Settlement, (200,))
+
+    def get_reversal(self, msgid: str) -> ReversalResult | None:
+        resp = self._safe("GET", f"/v1/reversals/{msgid}")
+        if resp.status_code == 404 and resp.json().get("code") == "reversal_not_found":
+            return None
+        return self._parse(resp, ReversalResult, (200,))
+
+    def statement(
+        self, pharmacy_code: str, date: dt.date, terminal_id: str | None = None
+    ) -> Statement:
+        """The whole day: follows every page; totals are taken from the last page read."""
+        rows: list[Any] = []
+        page: int | None = 1
+        last: Statement | None = None
+        while page is not None:
+            params: dict[str, Any] = {"page": page, "page_size": 1000}
+            if terminal_id is not None:
+                params["terminal_id"] = terminal_id
+            resp = self._safe(
+                "GET", f"/v1/statements/{pharmacy_code}/{date.isoformat()}", params=params
+            )
+            last = self._parse(resp, Statement, (200,))
+            rows.extend(last.rows)
+            page = last.next_page
+        assert last is not None
+        return last.model_copy(update={"rows": tuple(rows), "page": 1, "next_page": None})
+
+    # ------------------------------------------------------------------ writes
+    def _exactly_once(
+        self,
+        msgid: str,
+        post: Callable[[], requests.Response],
+        find: Callable[[], T | None],
+        parse: Callable[[requests.Response], T],
+    ) -> T:
+        """Send until answered; after an unknown outcome, look the msgid up before re-sending."""
+        unknown: Exception | None = None
+        not_sent: Exception | None = None
+        for attempt in range(self.retries + 1):
+            self._backoff(attempt)
+            if unknown is not None:
+                try:
+                    found = find()
+                except e.LedgerUnavailable as exc:
+                    log.warning("ledger: cannot resolve msgid %s yet: %s", msgid, exc)
+                    continue
+                if found is not None:
+                    log.info("ledger: msgid %s was committed (resolved by GET)", msgid)
+                    return found
+            try:
+                return parse(post())
+            except _NotSent as exc:
+                not_sent = exc
+            except _Unknown as exc:
+                unknown = exc
+                log.warning("ledger: outcome of msgid %s unknown (attempt %d): %s",
+                            msgid, attempt + 1, exc)
+        if unknown is None:
+            raise e.LedgerUnavailable(
+                f"the central ledger is unreachable ({not_sent}); nothing was charged, "
+                "the sale can be retried or paid in cash", status=None
+            )
+        try:  # one last look before giving up
+            found = find()
+        except e.LedgerUnavailable:
+            found = None
+        if found is not None:
+            return found
+        raise e.OutcomeUnknown(
+            f"the ledger did not confirm msgid {msgid} ({unknown}); do NOT charge again: "
+            "it will be resolved by msgid when the ledger answers",
+            msgid=msgid,
+        )
+
+    def settle(self, request: SettlementRequest) -> Settlement:
+        """Commit all legs or none; exactly once per msgid (see the module docstring)."""
+        body = request.model_dump(mode="json", exclude_none=False)
+        body["credential"] = request.credential.wire()
+        headers = {"Idempotency-Key": request.msgid}
+
+        def parse(resp: requests.Response) -> Settlement:
+            return self._parse(resp, Settlement, (200, 201))
+
+        def find() -> Settlement | None:
+            found = self.get_settlement(request.msgid)
+            if found is not None and (found.total, found.legs) != (request.total, request.legs):
+                raise e.IdempotencyConflict(
+                    f"msgid {request.msgid} is committed with different legs or total"
+                )
+            return found
+
+        return self._exactly_once(
+            request.msgid,
+            lambda: self._send("POST", "/v1/settlements", json=body, headers=headers),
+            find,
+            parse,
+        )
+
+    def reverse(
+        self,
+        settlement_id: str,
+        msgid: str,
+        reason: str = "",
+        *,
+        terminal_id: str | None = None,
+        operator: str | None = None,
+    ) -> ReversalResult:
+        """Full reversal of a settlement, exactly once per msgid."""
+        body: dict[str, Any] = {"msgid": msgid, "reason": reason}
+        if terminal_id is not None:
+            body["terminal_id"] = terminal_id
+        if operator is not None:
+            body["operator"] = operator
+
+        def parse(resp: requests.Response) -> ReversalResult:
+            return self._parse(resp, ReversalResult, (200, 201))
+
+        def find() -> ReversalResult | None:
+            found = self.get_reversal(msgid)
+            if found is not None and found.settlement_id != settlement_id:
+                raise e.IdempotencyConflict(f"msgid {msgid} reversed another settlement")
+            return found
+
+        return self._exactly_once(
+            msgid,
+            lambda: self._send(
+                "POST", f"/v1/settlements/{settlement_id}/reversals", json=body,
+                headers={"Idempotency-Key": msgid},
+            ),
+            find,
+            parse,
+        )

@@ -1,0 +1,512 @@
+"""The sandbox ledger's operations: lookup, settle, reverse, statement.
+
+Each operation is one transaction on the store. Answers are built as plain
+dicts/JSON text (no response-model round trip on the hot path); the shapes are
+the ones declared in ``pos_plugin.ledger.schemas`` and checked by the tests.
+
+Idempotency (TigerBeetle/Stripe style): the key is the msgid; a committed
+answer is stored with the SHA-256 of the canonical request, and replayed
+byte-for-byte for the same request. Rejections raise before anything is
+written, so they roll back and never bind the key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pos_plugin.ledger.sandbox import rules
+from pos_plugin.ledger.sandbox.store import Store, Tx, receivable_id
+from pos_plugin.ledger.schemas import Credential, ReversalRequest, SettlementRequest
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def shanghai_now() -> dt.datetime:
+    return dt.datetime.now(SHANGHAI)
+
+
+class Rejection(Exception):
+    """A refusal the HTTP layer turns into ``{"code", "message", ...}`` with ``status``."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, **self.extra}
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def request_hash(kind: str, payload: dict[str, Any]) -> str:
+    """Hash of the canonical request: key order and whitespace never matter."""
+    canon = json.dumps([kind, payload], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+_LEG_FIELDS = ("kind", "account_id", "payer_psn_no", "amount", "binding_id")
+_ENTRY_COLS = (
+    "entry_id, msgid, kind, pharmacy_code, terminal_id, operator, patient_psn_no, original_id, "
+    "status, total, personal_account, mutual_aid, cash, proxy, created_at, business_date, legs, "
+    "balances_after, reason, seq"
+)
+
+
+class Ledger:
+    """Business operations over a ``Store``; one instance serves all threads."""
+
+    def __init__(self, store: Store, clock: Callable[[], dt.datetime] = shanghai_now) -> None:
+        self.store = store
+        self.clock = clock
+        with store.read() as tx:
+            self._tokens = {
+                str(tok): str(code) for code, tok in tx.all("SELECT code, api_token FROM pharmacies")
+            }
+            row = tx.one("SELECT value FROM meta WHERE key = 'cross_province_pairs'")
+        self._pairs = rules.opened_pairs(json.loads(row[0]) if row else [])
+
+    def pharmacy_for_token(self, token: str) -> str | None:
+        return self._tokens.get(token)
+
+    def _now(self) -> tuple[str, str]:
+        now = self.clock().astimezone(SHANGHAI)
+        return now.isoformat(timespec="milliseconds"), now.date().isoformat()
+
+    def _today(self) -> dt.date:
+        return self.clock().astimezone(SHANGHAI).date()
+
+    # ------------------------------------------------------------------ lookup
+    def _resolve(self, tx: Tx, cred: Credential) -> tuple[str, str, str | None]:
+        """(psn_no, card_status, card_expiry) of a credential, or 404."""
+        if cred.kind == "card":
+            row = tx.one(
+                "SELECT psn_no, card_sn, status, expiry_date FROM cards WHERE card_no = ?",
+                cred.card_no,
+            )
+            if row is None or row[1] != cred.card_sn:
+                raise Rejection(404, "credential_not_found", "no card with this number and serial")
+            status = str(row[2])
+            if status == "active" and dt.date.fromisoformat(row[3]) < self._today():
+                status = "expired"
+            return str(row[0]), status, str(row[3])
+        row = tx.one("SELECT psn_no FROM vouchers WHERE token = ?", cred.token)
+        if row is None:
+            raise Rejection(404, "credential_not_found", "no electronic voucher with this token")
+        return str(row[0]), "active", None
+
+    def _lookup(self, tx: Tx, psn_no: str, card_status: str, expiry: str | None) -> dict[str, Any]:
+        p = tx.one(
+            "SELECT p.psn_no, p.name, p.id_number, p.insurance_type, p.insured_region, "
+            "p.insurance_status, a.account_id, a.balance FROM persons p LEFT JOIN accounts a "
+            "ON a.owner = p.psn_no AND a.kind = 'personal' WHERE p.psn_no = ?",
+            psn_no,
+        )
+        assert p is not None
+        bindings = [
+            {
+                "binding_id": b[0],
+                "payer_psn_no": b[1],
+                "payer_name": b[2],
+                "payer_account_id": b[3],
+                "relation": b[4],
+                "order": int(b[5]),
+                "payer_insurance_type": b[6],
+                "payer_region": b[7],
+                "status": b[8],
+                "available_balance": int(b[9]),
+            }
+            for b in tx.all(
+                "SELECT b.binding_id, b.payer, p.name, a.account_id, b.relation, b.ord, "
+                "p.insurance_type, p.insured_region, b.status, COALESCE(a.balance, 0) "
+                "FROM bindings b JOIN persons p ON p.psn_no = b.payer LEFT JOIN accounts a "
+                "ON a.owner = b.payer AND a.kind = 'personal' WHERE b.patient = ? "
+                "ORDER BY b.ord, b.binding_id",
+                psn_no,
+            )
+        ]
+        return {
+            "person": {
+                "psn_no": p[0],
+                "name": p[1],
+                "id_number": p[2],
+                "insurance_type": p[3],
+                "insured_region": p[4],
+                "insurance_status": p[5],
+            },
+            "card_status": card_status,
+            "card_expiry": expiry,
+            "personal_account": None
+            if p[6] is None
+            else {"account_id": p[6], "balance": int(p[7])},
+            "bindings": bindings,
+        }
+
+    def lookup(self, cred: Credential) -> dict[str, Any]:
+        with self.store.read() as tx:
+            return self._lookup(tx, *self._resolve(tx, cred))
+
+    # ------------------------------------------------------------------ idempotency
+    @staticmethod
+    def _replay(tx: Tx, msgid: str, digest: str) -> tuple[int, str] | None:
+        row = tx.one("SELECT request_hash, status, response FROM idempotency WHERE msgid = ?", msgid)
+        if row is None:
+            return None
+        if row[0] != digest:
+            raise Rejection(
+                409,
+                "idempotency_key_reused",
+                f"msgid {msgid} is already bound to a different request; "
+                "use a new msgid for a new sale",
+            )
+        return int(row[1]), str(row[2])
+
+    # ------------------------------------------------------------------ settle
+    def settle(self, pharmacy: str, key: str, req: SettlementRequest) -> tuple[int, str]:
+        _check_shape(pharmacy, key, req)
+        digest = request_hash("settlement", req.model_dump(mode="json"))
+        with self.store.write(lock_key=req.msgid) as tx:
+            replay = self._replay(tx, req.msgid, digest)
+            if replay is not None:
+                return replay
+            psn_no, card_status, expiry = self._resolve(tx, req.credential)
+            if psn_no != req.patient_psn_no:
+                raise Rejection(
+                    403, "credential_not_patients_own",
+                    "the card or voucher is not the patient's own; use the patient's own credential",
+                )
+            if card_status != "active":
+                code = "card_lost" if card_status == "lost" else "card_expired"
+                raise Rejection(403, code, f"the card is {card_status} and may not pay")
+            self._check_legs(tx, req)
+            rcv = receivable_id(pharmacy)
+            balances = tx.lock_accounts([leg.account_id for leg in req.legs] + [rcv])
+            short = [
+                {"account_id": leg.account_id, "requested": leg.amount,
+                 "available": balances.get(leg.account_id, 0)}
+                for leg in req.legs
+                if balances.get(leg.account_id, 0) < leg.amount
+            ]
+            if short:
+                fresh = self._lookup(tx, psn_no, card_status, expiry)
+                raise Rejection(
+                    409, "insufficient_funds",
+                    "an account has less than its leg asks for; re-plan with the fresh balances",
+                    balances=_fresh_balances(fresh), shortfalls=short, lookup=fresh,
+                )
+            paid = 0
+            after: dict[str, int] = {}
+            for leg in req.legs:
+                if tx.run(
+                    "UPDATE accounts SET balance = balance - ? WHERE account_id = ? AND balance >= ?",
+                    leg.amount, leg.account_id, leg.amount,
+                ) != 1:  # unreachable under the locks; never commit a partial settlement
+                    raise Rejection(409, "insufficient_funds", "balance moved; re-plan")
+                after[leg.account_id] = balances[leg.account_id] - leg.amount
+                paid += leg.amount
+            if paid:
+                tx.run("UPDATE accounts SET balance = balance + ? WHERE account_id = ?", paid, rcv)
+            created_at, business_date = self._now()
+            legs = [leg.model_dump(mode="json") for leg in req.legs]
+            pa = sum(leg.amount for leg in req.legs if leg.kind.value == "personal_account")
+            entry_id = "STL" + uuid.uuid4().hex[:21].upper()
+            body = {
+                "settlement_id": entry_id, "msgid": req.msgid, "pharmacy_code": pharmacy,
+                "terminal_id": req.terminal_id, "operator": req.operator,
+                "patient_psn_no": req.patient_psn_no, "status": "settled", "legs": legs,
+                "balances_after": after, "personal_account": pa, "mutual_aid": paid - pa,
+                "cash": req.cash, "total": req.total, "proxy": req.proxy,
+                "created_at": created_at, "business_date": business_date, "reversal": None,
+            }
+            tx.run(
+                "INSERT INTO entries (entry_id, msgid, kind, pharmacy_code, terminal_id, operator, "
+                "patient_psn_no, original_id, status, total, personal_account, mutual_aid, cash, "
+                "proxy, created_at, business_date, legs, balances_after, lines, reason) "
+                "VALUES (?, ?, 'sale', ?, ?, ?, ?, NULL, 'settled', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
+                entry_id, req.msgid, pharmacy, req.terminal_id, req.operator, req.patient_psn_no,
+                req.total, pa, paid - pa, req.cash, int(req.proxy), created_at, business_date,
+                _dumps(legs), _dumps(after),
+                _dumps([line.model_dump(mode="json") for line in req.lines]),
+            )
+            postings = [(entry_id, leg.account_id, -leg.amount) for leg in req.legs]
+            if paid:
+                postings.append((entry_id, rcv, paid))
+                tx.many("INSERT INTO postings (entry_id, account_id, amount) VALUES (?, ?, ?)",
+                        postings)
+            text = _dumps(body)
+            tx.run(
+                "INSERT INTO idempotency (msgid, pharmacy_code, request_hash, status, response) "
+                "VALUES (?, ?, ?, 201, ?)",
+                req.msgid, pharmacy, digest, text,
+            )
+            return 201, text
+
+    def _check_legs(self, tx: Tx, req: SettlementRequest) -> None:
+        """Every leg draws on an account that may pay for this patient (else 403)."""
+        mutual = [leg for leg in req.legs if leg.kind.value == "mutual_aid"]
+        own = [leg for leg in req.legs if leg.kind.value == "personal_account"]
+        if own:
+            leg = own[0]
+            row = tx.one(
+                "SELECT owner FROM accounts WHERE account_id = ? AND kind = 'personal'",
+                leg.account_id,
+            )
+            if row is None or row[0] != req.patient_psn_no or leg.payer_psn_no != row[0]:
+                raise Rejection(
+                    403, "binding_not_allowed",
+                    "the personal_account leg must draw on the patient's own personal account",
+                    leg=0,
+                )
+        if not mutual:
+            return
+        ids = [leg.binding_id for leg in mutual]
+        marks = ",".join("?" * len(ids))
+        found = {
+            r[0]: r
+            for r in tx.all(
+                "SELECT b.binding_id, b.payer, b.patient, b.relation, b.status, p.insurance_type, "
+                "p.insured_region, a.account_id, t.insurance_type, t.insurance_status, "
+                "t.insured_region FROM bindings b JOIN persons p ON p.psn_no = b.payer "
+                "JOIN persons t ON t.psn_no = b.patient LEFT JOIN accounts a "
+                "ON a.owner = b.payer AND a.kind = 'personal' "
+                f"WHERE b.binding_id IN ({marks})",
+                *ids,
+            )
+        }
+        for i, leg in enumerate(req.legs):
+            if leg.kind.value != "mutual_aid":
+                continue
+            r = found.get(leg.binding_id)
+            why: str | None
+            if r is None or r[2] != req.patient_psn_no:
+                why = f"binding {leg.binding_id} does not bind a payer to this patient"
+            elif r[1] != leg.payer_psn_no or r[7] != leg.account_id:
+                why = f"leg account/payer do not match binding {leg.binding_id}"
+            else:
+                why = rules.refusal(
+                    binding_status=r[4], relation=r[3], payer_insurance_type=r[5],
+                    payer_has_account=r[7] is not None, payer_region=r[6],
+                    patient_insurance_type=r[8], patient_insurance_status=r[9],
+                    patient_region=r[10], pairs=self._pairs,
+                )
+            if why is not None:
+                raise Rejection(
+                    403, "binding_not_allowed",
+                    f"mutual-aid leg {i} may not pay for this patient: {why}",
+                    leg=i, binding_id=leg.binding_id,
+                )
+
+    # ------------------------------------------------------------------ read back
+    def get_settlement(self, pharmacy: str, msgid: str) -> dict[str, Any]:
+        with self.store.read() as tx:
+            row = tx.one(
+                f"SELECT {_ENTRY_COLS} FROM entries WHERE msgid = ? AND pharmacy_code = ? "
+                "AND kind = 'sale'",
+                msgid, pharmacy,
+            )
+            if row is None:
+                raise Rejection(404, "settlement_not_found", f"no settlement with msgid {msgid}")
+            rev = tx.one(
+                "SELECT entry_id, msgid, created_at FROM entries WHERE original_id = ?", row[0]
+            )
+        body = _sale(row)
+        if rev is not None:
+            body["reversal"] = {"reversal_id": rev[0], "msgid": rev[1], "created_at": rev[2]}
+        return body
+
+    def get_reversal(self, pharmacy: str, msgid: str) -> dict[str, Any]:
+        with self.store.read() as tx:
+            row = tx.one(
+                f"SELECT {_ENTRY_COLS} FROM entries WHERE msgid = ? AND pharmacy_code = ? "
+                "AND kind = 'reversal'",
+                msgid, pharmacy,
+            )
+            if row is None:
+                raise Rejection(404, "reversal_not_found", f"no reversal with msgid {msgid}")
+            orig = tx.one("SELECT msgid FROM entries WHERE entry_id = ?", row[7])
+        return _reversal(row, str(orig[0]) if orig else "")
+
+    # ------------------------------------------------------------------ reverse
+    def reverse(
+        self, pharmacy: str, settlement_id: str, key: str, req: ReversalRequest
+    ) -> tuple[int, str]:
+        _check_key(pharmacy, key, req.msgid)
+        digest = request_hash("reversal", {"settlement_id": settlement_id, **req.model_dump()})
+        with self.store.write(lock_key=req.msgid) as tx:
+            replay = self._replay(tx, req.msgid, digest)
+            if replay is not None:
+                return replay
+            row = tx.one(
+                f"SELECT {_ENTRY_COLS} FROM entries WHERE entry_id = ? AND kind = 'sale'"
+                + tx.for_update,
+                settlement_id,
+            )
+            if row is None or row[3] != pharmacy:
+                raise Rejection(404, "settlement_not_found", f"no settlement {settlement_id}")
+            if row[8] != "settled":
+                prev = tx.one("SELECT msgid FROM entries WHERE original_id = ?", settlement_id)
+                raise Rejection(
+                    409, "already_reversed",
+                    f"settlement {settlement_id} was already reversed",
+                    reversal_msgid=prev[0] if prev else None,
+                )
+            legs = json.loads(row[16])
+            rcv = receivable_id(pharmacy)
+            balances = tx.lock_accounts([leg["account_id"] for leg in legs] + [rcv])
+            paid = sum(int(leg["amount"]) for leg in legs)
+            after: dict[str, int] = {}
+            for leg in legs:
+                tx.run("UPDATE accounts SET balance = balance + ? WHERE account_id = ?",
+                       leg["amount"], leg["account_id"])
+                after[leg["account_id"]] = balances[leg["account_id"]] + int(leg["amount"])
+            if paid:
+                tx.run("UPDATE accounts SET balance = balance - ? WHERE account_id = ?", paid, rcv)
+            created_at, business_date = self._now()
+            entry_id = "REV" + uuid.uuid4().hex[:21].upper()
+            terminal = req.terminal_id or str(row[4])
+            operator = req.operator or str(row[5])
+            tx.run(
+                "INSERT INTO entries (entry_id, msgid, kind, pharmacy_code, terminal_id, operator, "
+                "patient_psn_no, original_id, status, total, personal_account, mutual_aid, cash, "
+                "proxy, created_at, business_date, legs, balances_after, lines, reason) "
+                "VALUES (?, ?, 'reversal', ?, ?, ?, ?, ?, 'settled', ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "'[]', ?)",
+                entry_id, req.msgid, pharmacy, terminal, operator, row[6], settlement_id,
+                -int(row[9]), -int(row[10]), -int(row[11]), -int(row[12]), int(row[13]),
+                created_at, business_date, row[16], _dumps(after), req.reason,
+            )
+            if paid:
+                postings = [(entry_id, leg["account_id"], int(leg["amount"])) for leg in legs]
+                postings.append((entry_id, rcv, -paid))
+                tx.many("INSERT INTO postings (entry_id, account_id, amount) VALUES (?, ?, ?)",
+                        postings)
+            tx.run("UPDATE entries SET status = 'reversed' WHERE entry_id = ?", settlement_id)
+            new = tx.one(f"SELECT {_ENTRY_COLS} FROM entries WHERE entry_id = ?", entry_id)
+            assert new is not None
+            text = _dumps(_reversal(new, str(row[1])))
+            tx.run(
+                "INSERT INTO idempotency (msgid, pharmacy_code, request_hash, status, response) "
+                "VALUES (?, ?, ?, 201, ?)",
+                req.msgid, pharmacy, digest, text,
+            )
+            return 201, text
+
+    # ------------------------------------------------------------------ statement
+    def statement(
+        self, pharmacy: str, day: dt.date, terminal_id: str | None, page: int, page_size: int
+    ) -> dict[str, Any]:
+        where = "pharmacy_code = ? AND business_date = ?"
+        args: list[Any] = [pharmacy, day.isoformat()]
+        if terminal_id is not None:
+            where += " AND terminal_id = ?"
+            args.append(terminal_id)
+        with self.store.read() as tx:
+            agg = tx.all(
+                "SELECT kind, COUNT(*), COALESCE(SUM(total), 0), COALESCE(SUM(personal_account), 0),"
+                " COALESCE(SUM(mutual_aid), 0), COALESCE(SUM(cash), 0) "
+                f"FROM entries WHERE {where} GROUP BY kind",
+                *args,
+            )
+            rows = tx.all(
+                f"SELECT e.entry_id, e.msgid, e.terminal_id, e.kind, e.status, o.msgid, "
+                "e.created_at, e.total, e.personal_account, e.mutual_aid, e.cash, e.legs "
+                "FROM entries e LEFT JOIN entries o ON o.entry_id = e.original_id "
+                f"WHERE e.{where.replace(' AND ', ' AND e.')} ORDER BY e.seq LIMIT ? OFFSET ?",
+                *args, page_size + 1, (page - 1) * page_size,
+            )
+        keys = ("count", "total", "personal_account", "mutual_aid", "cash")
+        totals = {k: dict.fromkeys(keys, 0) for k in ("sale", "reversal")}
+        for kind, *vals in agg:
+            totals[kind] = {k: int(v) for k, v in zip(keys, vals, strict=True)}
+        net = {k: totals["sale"][k] + totals["reversal"][k] for k in keys}
+        net["count"] = totals["sale"]["count"] - totals["reversal"]["count"]
+        return {
+            "pharmacy_code": pharmacy,
+            "date": day.isoformat(),
+            "terminal_id": terminal_id,
+            "totals": {"sales": totals["sale"], "reversals": totals["reversal"], "net": net},
+            "rows": [
+                {
+                    "msgid": r[1], "settlement_id": r[0], "terminal_id": r[2], "kind": r[3],
+                    "status": r[4] if r[3] == "sale" else None, "original_msgid": r[5],
+                    "created_at": r[6], "total": int(r[7]), "personal_account": int(r[8]),
+                    "mutual_aid": int(r[9]), "cash": int(r[10]), "legs": json.loads(r[11]),
+                }
+                for r in rows[:page_size]
+            ],
+            "page": page,
+            "page_size": page_size,
+            "next_page": page + 1 if len(rows) > page_size else None,
+        }
+
+
+def _check_key(pharmacy: str, key: str, msgid: str) -> None:
+    if key != msgid:
+        raise Rejection(422, "invalid_request", "Idempotency-Key must equal the body's msgid",
+                        field="Idempotency-Key")
+    if msgid[:12] != pharmacy:
+        raise Rejection(403, "pharmacy_mismatch",
+                        "the msgid's pharmacy code is not the pharmacy of this token")
+
+
+def _check_shape(pharmacy: str, key: str, req: SettlementRequest) -> None:
+    """Checks that need no database: key, pharmacy, sums, distinct accounts."""
+    _check_key(pharmacy, key, req.msgid)
+    if req.pharmacy_code != pharmacy:
+        raise Rejection(403, "pharmacy_mismatch",
+                        "pharmacy_code is not the pharmacy of this token")
+    if sum(leg.amount for leg in req.legs) + req.cash != req.total:
+        raise Rejection(422, "invalid_request", "legs + cash must equal total", field="total")
+    if req.total <= 0:
+        raise Rejection(422, "invalid_request", "total must be positive", field="total")
+    accounts = [leg.account_id for leg in req.legs]
+    if len(set(accounts)) != len(accounts):
+        raise Rejection(422, "invalid_request", "an account appears in two legs", field="legs")
+    for i, leg in enumerate(req.legs):
+        if leg.kind.value == "personal_account" and i != 0:
+            raise Rejection(422, "invalid_request",
+                            "the personal_account leg must be the first leg",
+                            field=f"legs[{i}].kind")
+        if leg.kind.value == "mutual_aid" and not leg.binding_id:
+            raise Rejection(422, "invalid_request", "a mutual_aid leg needs its binding_id",
+                            field=f"legs[{i}].binding_id")
+
+
+def _fresh_balances(lookup: dict[str, Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    if lookup["personal_account"] is not None:
+        out[lookup["personal_account"]["account_id"]] = lookup["personal_account"]["balance"]
+    for b in lookup["bindings"]:
+        if b["payer_account_id"] is not None:
+            out[b["payer_account_id"]] = b["available_balance"]
+    return out
+
+
+def _sale(r: tuple[Any, ...]) -> dict[str, Any]:
+    return {
+        "settlement_id": r[0], "msgid": r[1], "pharmacy_code": r[3], "terminal_id": r[4],
+        "operator": r[5], "patient_psn_no": r[6], "status": r[8], "legs": json.loads(r[16]),
+        "balances_after": json.loads(r[17]), "personal_account": int(r[10]),
+        "mutual_aid": int(r[11]), "cash": int(r[12]), "total": int(r[9]),
+        "proxy": bool(r[13]), "created_at": r[14], "business_date": r[15], "reversal": None,
+    }
+
+
+def _reversal(r: tuple[Any, ...], original_msgid: str) -> dict[str, Any]:
+    return {
+        "reversal_id": r[0], "msgid": r[1], "settlement_id": r[7],
+        "original_msgid": original_msgid, "pharmacy_code": r[3], "terminal_id": r[4],
+        "legs": json.loads(r[16]), "balances_after": json.loads(r[17]),
+        "personal_account": -int(r[10]), "mutual_aid": -int(r[11]), "cash": -int(r[12]),
+        "total": -int(r[9]), "reason": r[18], "created_at": r[14], "business_date": r[15],
+    }

@@ -1,0 +1,208 @@
+"""The ledger API's request and response bodies (a contract: docs/ledger-api.md).
+
+Why here and not in pos_plugin/models.py: these are the wire format of one
+external system. The shared models (``Leg``, ``PersonLookup``) are reused where
+the shapes are the same, so the lookup answer parses straight into the type the
+rules consume.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from pos_plugin.models import Fen, InsuranceClass, Leg
+
+MSGID_RE = re.compile(r"^([A-Z0-9]{12})(\d{14})(\d{4})$")
+PharmacyCode = Annotated[str, Field(pattern=r"^[A-Z0-9]{12}$")]
+Text = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def check_msgid(value: str) -> str:
+    """A msgid is pharmacy code (12) + yyyyMMddHHmmss + 4-digit sequence: 30 characters."""
+    m = MSGID_RE.match(value)
+    if m is None:
+        raise ValueError("msgid must be 12-character pharmacy code + yyyyMMddHHmmss + 4 digits")
+    try:
+        dt.datetime.strptime(m.group(2), "%Y%m%d%H%M%S")
+    except ValueError:
+        raise ValueError("msgid carries an impossible timestamp") from None
+    return value
+
+
+MsgId = Annotated[str, Field(min_length=30, max_length=30), AfterValidator(check_msgid)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Credential(_Wire):
+    """What identifies the patient: their card (number + serial) or an e-voucher token.
+
+    One model with a ``kind`` rather than a union, so callers write
+    ``Credential.card(no, sn)`` / ``Credential.evoucher(token)``.
+    """
+
+    kind: Literal["card", "evoucher"]
+    card_no: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    card_sn: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    token: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> Credential:
+        if self.kind == "card" and (not self.card_no or not self.card_sn or self.token):
+            raise ValueError("a card credential has card_no and card_sn and no token")
+        if self.kind == "evoucher" and (not self.token or self.card_no or self.card_sn):
+            raise ValueError("an evoucher credential has a token and no card fields")
+        return self
+
+    @classmethod
+    def card(cls, card_no: str, card_sn: str) -> Credential:
+        return cls(kind="card", card_no=card_no, card_sn=card_sn)
+
+    @classmethod
+    def evoucher(cls, token: str) -> Credential:
+        return cls(kind="evoucher", token=token)
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class LookupRequest(_Wire):
+    credential: Credential
+
+
+class LineSummary(_Wire):
+    """One basket line as the ledger records it (for audits, not for pricing)."""
+
+    sku: Annotated[str, Field(min_length=1, max_length=64)]
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    insurance_class: InsuranceClass
+    quantity: Annotated[int, Field(strict=True, ge=1, le=10_000)]
+    amount: Fen
+
+
+class SettlementRequest(_Wire):
+    """One sale: all legs commit together or none. ``msgid`` is also the Idempotency-Key."""
+
+    msgid: MsgId
+    pharmacy_code: PharmacyCode
+    terminal_id: Text
+    operator: Text
+    patient_psn_no: Text
+    credential: Credential
+    legs: Annotated[tuple[Leg, ...], Field(max_length=16)] = ()
+    cash: Fen
+    total: Fen
+    lines: Annotated[tuple[LineSummary, ...], Field(max_length=500)] = ()
+    proxy: bool = False
+
+
+class ReversalRequest(_Wire):
+    msgid: MsgId
+    reason: Annotated[str, Field(max_length=200)] = ""
+    terminal_id: Text | None = None
+    operator: Text | None = None
+
+
+class ReversalRef(_Wire):
+    reversal_id: str
+    msgid: str
+    created_at: dt.datetime
+
+
+class Settlement(_Wire):
+    """A committed sale as the ledger holds it (``status`` moves to reversed on reversal)."""
+
+    settlement_id: str
+    msgid: str
+    pharmacy_code: str
+    terminal_id: str
+    operator: str
+    patient_psn_no: str
+    status: Literal["settled", "reversed"]
+    legs: tuple[Leg, ...]
+    balances_after: dict[str, int]
+    personal_account: int
+    mutual_aid: int
+    cash: int
+    total: int
+    proxy: bool
+    created_at: dt.datetime
+    business_date: dt.date
+    reversal: ReversalRef | None = None
+
+
+class ReversalResult(_Wire):
+    """A committed full reversal: every leg of the original credited back."""
+
+    reversal_id: str
+    msgid: str
+    settlement_id: str
+    original_msgid: str
+    pharmacy_code: str
+    terminal_id: str
+    legs: tuple[Leg, ...]
+    balances_after: dict[str, int]
+    personal_account: int
+    mutual_aid: int
+    cash: int
+    total: int
+    reason: str
+    created_at: dt.datetime
+    business_date: dt.date
+
+
+class Totals(_Wire):
+    count: int = 0
+    total: int = 0
+    personal_account: int = 0
+    mutual_aid: int = 0
+    cash: int = 0
+
+
+class StatementTotals(_Wire):
+    """Sales and reversals apart; reversal amounts are negative, net = sales + reversals."""
+
+    sales: Totals
+    reversals: Totals
+    net: Totals
+
+
+class StatementRow(_Wire):
+    msgid: str
+    settlement_id: str
+    terminal_id: str
+    kind: Literal["sale", "reversal"]
+    status: Literal["settled", "reversed"] | None = None  # sales only
+    original_msgid: str | None = None  # reversals only
+    created_at: dt.datetime
+    total: int
+    personal_account: int
+    mutual_aid: int
+    cash: int
+    legs: tuple[Leg, ...]
+
+
+class Statement(_Wire):
+    pharmacy_code: str
+    date: dt.date
+    terminal_id: str | None = None
+    totals: StatementTotals
+    rows: tuple[StatementRow, ...]
+    page: int = 1
+    page_size: int
+    next_page: int | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error: a stable ``code`` and a message; some carry more fields."""
+
+    model_config = ConfigDict(extra="allow")
+    code: str
+    message: str
+    field: str | None = None
