@@ -30,7 +30,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_secrets(args: argparse.Namespace) -> int:
     if args.action == "set":
-        value = getpass.getpass(f"value for {args.name}: ") if sys.stdin.isatty() else sys.stdin.readline().strip()
+        value = (
+            getpass.getpass(f"value for {args.name}: ")
+            if sys.stdin.isatty()
+            else sys.stdin.readline().strip()
+        )
         if not value:
             print("no value given; nothing stored", file=sys.stderr)
             return 2
@@ -51,13 +55,59 @@ def _cmd_secrets(args: argparse.Namespace) -> int:
 def _cmd_sandbox_ledger(args: argparse.Namespace) -> int:
     from pos_plugin.ledger.sandbox.server import main as sandbox_main
 
-    return sandbox_main(args.rest)
+    return int(sandbox_main(args.rest))
 
 
 def _cmd_simulate_devices(args: argparse.Namespace) -> int:
     from drivers.simulator.__main__ import main as sim_main
 
-    return sim_main(args.rest)
+    return int(sim_main(args.rest))
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from pos_plugin.agent import start_from_config, start_simulated
+    from pos_plugin.config import load_config
+
+    if args.simulate:
+        agent = start_simulated(world_path=args.world, port=args.port or 8765)
+        print(f"pos-plugin (simulated devices, sandbox ledger) listening on {agent.url}")
+        print(f"  pos token:     {agent.tokens['pos']}")
+        print(f"  manager token: {agent.tokens['manager']}")
+        print(f"  OpenAPI:       {agent.url}/docs")
+        print(
+            '  present a card: POST /v1/simulator/present {"card_no": "B11000001", "pin": "correct"}'
+        )
+    else:
+        if not args.config:
+            print("give --config FILE (see config.example.toml), or --simulate", file=sys.stderr)
+            return 2
+        agent = start_from_config(load_config(args.config))
+        print(f"pos-plugin listening on {agent.url}")
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        agent.stop()
+    return 0
+
+
+def _cmd_journal(args: argparse.Namespace) -> int:
+    from pos_plugin.journal import Journal
+
+    j = Journal(args.path, hmac_key=b"verify-only", pharmacy_code="X" * 12, terminal_id="-")
+    report = j.verify()
+    print(
+        f"{report.sales} sales, {report.events} events: {'chain intact' if report.ok else 'TAMPERED'}"
+    )
+    for problem in report.problems:
+        print(f"  {problem}")
+    return 0 if report.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,13 +128,28 @@ def build_parser() -> argparse.ArgumentParser:
     secrets_sub.add_parser("check", help="say which secrets are set")
     secrets.set_defaults(func=_cmd_secrets)
 
+    serve = sub.add_parser("serve", help="run the agent (--config FILE, or --simulate)")
+    serve.add_argument("--config", help="config.toml for a real till")
+    serve.add_argument("--simulate", action="store_true", help="device simulator + sandbox ledger")
+    serve.add_argument("--world", help="world file for --simulate (default: the example world)")
+    serve.add_argument("--port", type=int, default=0, help="local API port for --simulate")
+    serve.set_defaults(func=_cmd_serve)
+
+    journal = sub.add_parser("journal", help="journal tools")
+    journal_sub = journal.add_subparsers(dest="action", required=True)
+    verify = journal_sub.add_parser("verify", help="check the hash chain and every row")
+    verify.add_argument("path", help="the journal file")
+    journal.set_defaults(func=_cmd_journal)
+
     sandbox = sub.add_parser(
         "sandbox-ledger", help="run the reference ledger (--db PATH --world FILE --port N)"
     )
     sandbox.add_argument("rest", nargs=argparse.REMAINDER)
     sandbox.set_defaults(func=_cmd_sandbox_ledger)
 
-    sim = sub.add_parser("simulate-devices", help="run the card reader / PIN pad simulator on a pty")
+    sim = sub.add_parser(
+        "simulate-devices", help="run the card reader / PIN pad simulator on a pty"
+    )
     sim.add_argument("rest", nargs=argparse.REMAINDER)
     sim.set_defaults(func=_cmd_simulate_devices)
     return parser

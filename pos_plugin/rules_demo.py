@@ -139,7 +139,9 @@ def scenarios(world: World) -> list[tuple[str, RefusalCode | None, Callable[[dt.
     def doc(p: WorldPerson) -> IdDocument:
         return IdDocument(number=p.id_number, name=p.name)
 
-    def run(card: str, patient: WorldPerson | None, buyer: Buyer, lines: list[BasketLine]):
+    def run(
+        card: str, patient: WorldPerson | None, buyer: Buyer, lines: list[BasketLine]
+    ) -> Callable[[dt.date], Outcome]:
         return lambda today: decide(
             world,
             card_no=card,

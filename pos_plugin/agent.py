@@ -1,0 +1,218 @@
+"""Wiring: build the agent from a config (a real till) or on the simulator and sandbox.
+
+``serve --simulate`` is what a POS vendor integrates against: the device
+simulator on a pty, the sandbox ledger on loopback with the example world, a
+journal in a temporary folder, and fresh tokens printed for the session.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from pos_plugin.api import create_app
+from pos_plugin.config import Config, get_secret
+from pos_plugin.journal import Journal
+from pos_plugin.sale import SaleService, SaleSettings
+from pos_plugin.world import World, load_world
+
+log = logging.getLogger("pos_plugin.agent")
+
+RECOVERY_INTERVAL = 5.0
+
+
+class ApiServer:
+    """uvicorn in a background thread, on a port chosen by the OS when asked for 0."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+        if port == 0:
+            with socket.socket() as s:
+                s.bind((host, 0))
+                port = s.getsockname()[1]
+        self.host, self.port = host, port
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        )
+        self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> str:
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"the local API did not start on {self.url}")
+            time.sleep(0.01)
+        return self.url
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+@dataclass
+class Agent:
+    """A running agent: the service, its API, and what must be stopped with it."""
+
+    service: SaleService
+    api: ApiServer
+    tokens: dict[str, str]
+    world: World | None = None
+    simulator: Any | None = None
+    _stops: list[Callable[[], None]] = field(default_factory=list)
+    _stop_event: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def start_recovery(self, interval: float = RECOVERY_INTERVAL) -> None:
+        """Resolve ``settling`` rows now, then keep resolving and sending owed reversals."""
+
+        def loop() -> None:
+            while not self._stop_event.is_set():
+                try:
+                    self.service.resolve_unsettled()
+                    self.service.send_owed_reversals()
+                except Exception:  # keep the loop alive; the next round tries again
+                    log.exception("background recovery round failed")
+                self._stop_event.wait(interval)
+
+        self.service.resolve_unsettled()
+        threading.Thread(target=loop, name="recovery", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.api.stop()
+        for stop in reversed(self._stops):
+            try:
+                stop()
+            except Exception:
+                log.exception("error while stopping")
+
+
+def _device_status(terminal: Any) -> Callable[[], dict[str, Any]]:
+    def status() -> dict[str, Any]:
+        st = terminal.status()
+        data = st.model_dump() if hasattr(st, "model_dump") else dict(vars(st))
+        return {"terminal": data}
+
+    return status
+
+
+def start_simulated(
+    *,
+    world_path: str | Path | None = None,
+    workdir: str | Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    pace_baud: int | None = None,
+    journal_path: str | Path | None = None,
+    ledger_url: str | None = None,
+    recovery_interval: float = RECOVERY_INTERVAL,
+    card_timeout: float = 30.0,
+    pin_timeout: float = 30.0,
+) -> Agent:
+    """The agent on the device simulator and an embedded sandbox ledger (the example world)."""
+    from drivers import Terminal
+    from drivers.simulator import Simulator
+    from pos_plugin.ledger import HttpLedgerClient
+    from pos_plugin.ledger.sandbox.server import SandboxServer
+
+    world = load_world(world_path)
+    work = Path(workdir or tempfile.mkdtemp(prefix="pos-plugin-"))
+    work.mkdir(parents=True, exist_ok=True)
+    pharmacy = world.pharmacies[0]
+    stops: list[Callable[[], None]] = []
+
+    if ledger_url is None:
+        sandbox = SandboxServer(str(work / "ledger.sqlite3"), world)
+        ledger_url = sandbox.start()
+        stops.append(sandbox.stop)
+    simulator = Simulator(world, pace_baud=pace_baud)
+    pty_path = simulator.start()
+    stops.append(simulator.stop)
+    terminal = Terminal(pty_path)
+    terminal.open()
+    stops.append(terminal.close)
+
+    journal = Journal(
+        journal_path or work / "journal.sqlite3",
+        hmac_key=secrets.token_bytes(32),
+        pharmacy_code=pharmacy.code,
+        terminal_id="T01",
+    )
+    stops.append(journal.close)
+    ledger = HttpLedgerClient(ledger_url, pharmacy.api_token)
+    settings = SaleSettings(
+        pharmacy_code=pharmacy.code,
+        terminal_id="T01",
+        card_timeout=card_timeout,
+        pin_timeout=pin_timeout,
+        opened_pairs=frozenset(frozenset(p.split("-")) for p in world.cross_province_pairs),
+    )
+    service = SaleService(settings, journal, ledger, terminal)
+    tokens = {
+        "pos": "pos-" + secrets.token_urlsafe(16),
+        "manager": "mgr-" + secrets.token_urlsafe(16),
+    }
+    app = create_app(
+        service, tokens=tokens, device_status=_device_status(terminal), simulator=simulator
+    )
+    api = ApiServer(app, host, port)
+    api.start()
+    agent = Agent(service, api, tokens, world=world, simulator=simulator, _stops=stops)
+    agent.start_recovery(recovery_interval)
+    return agent
+
+
+def start_from_config(cfg: Config) -> Agent:
+    """The agent for a real till: devices on the configured port, the real ledger."""
+    from drivers import Terminal
+    from pos_plugin.ledger import HttpLedgerClient
+
+    terminal = Terminal(cfg.serial.url, baudrate=cfg.serial.baudrate)
+    terminal.open()
+    journal = Journal(
+        cfg.journal.path,
+        hmac_key=get_secret("journal_hmac_key").encode("utf-8"),
+        pharmacy_code=cfg.pharmacy.code,
+        terminal_id=cfg.pharmacy.terminal_id,
+    )
+    ledger = HttpLedgerClient(
+        cfg.ledger.url,
+        get_secret("ledger_token"),
+        connect_timeout=cfg.ledger.connect_timeout,
+        read_timeout=cfg.ledger.read_timeout,
+        ca_bundle=cfg.ledger.ca_bundle,
+    )
+    settings = SaleSettings(
+        pharmacy_code=cfg.pharmacy.code,
+        terminal_id=cfg.pharmacy.terminal_id,
+        operator=cfg.pharmacy.operator,
+        card_timeout=cfg.serial.card_timeout,
+        pin_timeout=cfg.serial.pin_timeout,
+        opened_pairs=cfg.ledger.opened_pairs(),
+    )
+    service = SaleService(settings, journal, ledger, terminal)
+    tokens = {"pos": get_secret("pos_token"), "manager": get_secret("manager_token")}
+    app = create_app(service, tokens=tokens, device_status=_device_status(terminal))
+    api = ApiServer(app, cfg.api.host, cfg.api.port)
+    api.start()
+    agent = Agent(service, api, tokens, _stops=[terminal.close, journal.close])
+    agent.start_recovery()
+    return agent

@@ -1,0 +1,166 @@
+"""``pos-plugin demo``: a scripted day at the counter, through the real local API.
+
+The demo plays the POS: it drives the device simulator (a customer presenting a
+card and typing a PIN) and calls the agent's HTTP API, which talks to the
+simulator over a pty with pyserial and settles against the sandbox ledger on
+loopback. Every receipt is printed masked, in yuan; the exit code is non-zero if
+any scenario did not come out as expected.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from pos_plugin.agent import Agent, start_simulated
+from pos_plugin.money import yuan
+from pos_plugin.world import World
+
+
+@dataclass
+class Pos:
+    """A minimal POS client: what an integrator writes against docs/pos-api.md."""
+
+    url: str
+    token: str
+    http: requests.Session
+
+    def call(
+        self, method: str, path: str, body: Any = None, token: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        r = self.http.request(
+            method,
+            self.url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {token or self.token}"},
+            timeout=60,
+        )
+        return r.status_code, r.json()
+
+
+def _doc(world: World, psn_no: str) -> dict[str, str]:
+    p = world.person(psn_no)
+    return {"doc_type": "resident_id", "number": p.id_number, "name": p.name}
+
+
+def _item(sku: str, name: str, cls: str, qty: int, price: int, **kw: Any) -> dict[str, Any]:
+    return {
+        "sku": sku,
+        "name": name,
+        "insurance_class": cls,
+        "quantity": qty,
+        "unit_price": price,
+    } | kw
+
+
+ZHANG_WEI, WANG_FANG, XIAOMING, LI_NA = (
+    "11000000000000000001",
+    "11000000000000000002",
+    "11000000000000000003",
+    "11000000000000000006",
+)
+COLD = [_item("6901", "感冒灵颗粒", "A", 2, 1850)]
+
+
+def scenarios(world: World) -> list[tuple[str, Callable[[Pos, Agent], tuple[bool, list[str]]]]]:
+    Step = Callable[[Pos, Agent], tuple[bool, list[str]]]
+
+    def sale(ref: str, card: str, patient: str, items: list[dict[str, Any]], *, buyer: dict[str, Any] | None = None,
+             pin: Any = "correct", expect: str = "settled", code: str | None = None) -> Step:  # fmt: skip
+        def run(pos: Pos, agent: Agent) -> tuple[bool, list[str]]:
+            pos.call("POST", "/v1/simulator/present", {"card_no": card, "pin": pin})
+            try:
+                _, body = pos.call(
+                    "POST",
+                    "/v1/sales",
+                    {"sale_ref": ref, "items": items, "patient": _doc(world, patient),
+                     "buyer": buyer or {"role": "self"}, "credential": "card"},
+                )  # fmt: skip
+            finally:
+                pos.call("POST", "/v1/simulator/remove")
+            return _judge(body, expect, code)
+
+        return run
+
+    def balance(pos: Pos, agent: Agent) -> tuple[bool, list[str]]:
+        pos.call("POST", "/v1/simulator/present", {"card_no": "B11000002", "pin": "correct"})
+        try:
+            status, body = pos.call("POST", "/v1/balance-inquiries", {"credential": "card"})
+        finally:
+            pos.call("POST", "/v1/simulator/remove")
+        ok = status == 200 and body.get("holder") == "王*"
+        return ok, [
+            f"持卡人 holder {body.get('holder')}  个人账户余额 balance {body.get('balance_yuan')}"
+        ]
+
+    def reversal(pos: Pos, agent: Agent) -> tuple[bool, list[str]]:
+        status, body = pos.call("POST", "/v1/sales/DEMO-001/reversal", {"reason": "顾客退货 returned"},
+                                token=agent.tokens["manager"])  # fmt: skip
+        ok = status == 200 and body.get("status") == "reversed"
+        return ok, [
+            f"冲正 reversal of DEMO-001: {body.get('status')} ({yuan(body.get('total') or 0)} 退回 credited back)"
+        ]
+
+    proxy = {"role": "proxy", "id_document": _doc(world, LI_NA)}
+    insulin = [
+        _item(
+            "8802", "胰岛素笔芯", "B", 2, 4000, prescription=True, prescription_ref="RX-20261123-01"
+        )
+    ]
+    big = [_item("8801", "阿莫西林胶囊", "A", 10, 4500), _item("7702", "护手霜", "none", 1, 2500)]
+    return [
+        ("本人持卡购药 own card", sale("DEMO-001", "B11000001", ZHANG_WEI, COLD)),
+        ("冒用他人卡被拒 impersonation refused",
+         sale("DEMO-002", "B11000002", ZHANG_WEI, COLD, expect="refused", code="card_not_patients_own")),
+        ("代购两证齐全 proxy with both documents", sale("DEMO-003", "B11000001", ZHANG_WEI, COLD, buyer=proxy)),
+        ("代购缺证件被拒 proxy missing a document refused",
+         sale("DEMO-004", "B11000001", ZHANG_WEI, COLD, buyer={"role": "proxy"}, expect="refused",
+              code="proxy_evidence_missing")),
+        ("配偶父母被跳过 spouse's parent skipped", sale("DEMO-005", "B11000001", ZHANG_WEI, insulin)),
+        ("两位家人共济+现金 cascade over two family payers, cash rest",
+         sale("DEMO-006", "B11000003", XIAOMING, big)),
+        ("密码错一次再输对 wrong PIN then right", sale("DEMO-007", "B11000002", WANG_FANG, COLD, pin=["wrong", "correct"])),
+        ("余额查询 balance inquiry", balance),
+        ("冲正 reversal", reversal),
+    ]  # fmt: skip
+
+
+def _judge(body: dict[str, Any], expect: str, code: str | None) -> tuple[bool, list[str]]:
+    ok = body.get("status") == expect and (code is None or body.get("code") == code)
+    if body.get("status") == "settled":
+        lines = list(body.get("receipt", []))
+    else:
+        lines = [f"拒绝 {body.get('status')} [{body.get('code')}]: {body.get('message')}"]
+    return ok, lines
+
+
+def run_demo() -> int:
+    """Run the scripted day; 0 if every scenario came out as expected."""
+    with tempfile.TemporaryDirectory(prefix="pos-plugin-demo-") as work:
+        print("启动 starting: device simulator (pty), sandbox ledger, local API ...")
+        agent = start_simulated(workdir=work, card_timeout=10.0, pin_timeout=10.0)
+        try:
+            print(f"本地接口 local API {agent.url}\n")
+            pos = Pos(agent.url, agent.tokens["pos"], requests.Session())
+            assert agent.world is not None
+            results = []
+            for i, (title, run) in enumerate(scenarios(agent.world), 1):
+                ok, lines = run(pos, agent)
+                results.append(ok)
+                print(f"[{i}] {title} {'✓' if ok else '✗ UNEXPECTED'}")
+                for line in lines:
+                    print(f"    {line}")
+                print()
+            verify = agent.service.journal.verify()
+            print(
+                f"日志校验 journal verify: {'ok' if verify.ok else 'BROKEN'} ({verify.events} events)"
+            )
+            bad = results.count(False) + (not verify.ok)
+            print(f"{results.count(True)} scenarios as expected, {results.count(False)} unexpected")
+            return 1 if bad else 0
+        finally:
+            agent.stop()

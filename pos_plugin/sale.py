@@ -1,0 +1,747 @@
+"""One sale at the counter, a balance inquiry, a reversal: the orchestration.
+
+The order of a sale, and why:
+1. journal ``received`` (so a repeated ``sale_ref`` answers the first result);
+2. basket rules that need no card (a missing prescription stops the sale before
+   the customer is asked for anything);
+3. the PIN pad shows the amount; the customer presents the card (the chip
+   verifies the PIN itself) or scans the electronic voucher;
+4. one ledger lookup gives the person, the card status, the personal account and
+   the family bindings; the pure rules decide whose card, proxy evidence, the
+   eligible payers and the legs;
+5. journal ``settling`` with the msgid and the plan, *then* the settlement
+   request; a 409 with fresh balances is re-planned (bounded) under the same
+   msgid, which a business rejection leaves unbound;
+6. journal the outcome and answer the POS.
+An outcome that stays unknown while the customer waits is answered with
+``ledger_unavailable`` (take cash) and a reversal is owed for that msgid, so a
+customer who paid cash is never also charged from an account.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pos_plugin import journal as J
+from pos_plugin.journal import Journal, SaleRow, now_shanghai
+from pos_plugin.ledger.errors import (
+    InsufficientFunds,
+    LedgerError,
+    LedgerUnavailable,
+    NotFound,
+    OutcomeUnknown,
+)
+from pos_plugin.ledger.schemas import Credential, LineSummary, SettlementRequest
+from pos_plugin.models import (
+    RELATION_ZH,
+    Allocation,
+    BasketLine,
+    Buyer,
+    FamilyBinding,
+    IdDocument,
+    LegKind,
+    PersonLookup,
+    Refusal,
+    Relation,
+)
+from pos_plugin.money import yuan
+from pos_plugin.rules.basket import check_basket
+from pos_plugin.rules.cascade import allocate
+from pos_plugin.rules.evidence import check_card_status, check_whose_card
+from pos_plugin.rules.family import ProvincePair, eligible_payers
+from pos_plugin.rules.identity import check_document, mask_name
+
+log = logging.getLogger("pos_plugin.sale")
+
+MAX_REPLANS = 3
+PIN_ATTEMPTS_PER_SALE = 2  # never lets one sale use up the chip's 3 tries
+REVERSAL_ESCALATE_AFTER = 5
+
+
+# --------------------------------------------------------------------------- API shapes
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SaleRequest(_M):
+    """``POST /v1/sales``: a contract (docs/pos-api.md)."""
+
+    sale_ref: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    items: Annotated[list[BasketLine], Field(min_length=1, max_length=200)]
+    patient: IdDocument | None = None
+    buyer: Buyer = Buyer()
+    credential: Literal["card", "evoucher"] = "card"
+    operator: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+
+
+class PayerLine(_M):
+    name: str  # masked
+    relation: Relation
+    relation_zh: str
+    amount: int
+
+
+class SkippedLine(_M):
+    name: str  # masked
+    relation: Relation
+    reason_code: str
+    message: str
+
+
+class NoticeLine(_M):
+    code: str
+    message: str
+
+
+class SaleResult(_M):
+    """The answer to a sale: ``settled`` with the split, or ``refused``/an error with a code."""
+
+    sale_ref: str
+    status: Literal["settled", "refused", "failed", "unknown", "reversed", "in_progress"]
+    code: str | None = None
+    message: str | None = None
+    msgid: str | None = None
+    settlement_id: str | None = None
+    total: int | None = None
+    account_payable: int | None = None
+    personal_account: int | None = None
+    family: list[PayerLine] = []
+    cash: int | None = None
+    skipped: list[SkippedLine] = []
+    notices: list[NoticeLine] = []
+    receipt: list[str] = []
+
+
+class BalanceRequest(_M):
+    credential: Literal["card", "evoucher"] = "card"
+
+
+class BalanceResult(_M):
+    holder: str  # masked
+    has_personal_account: bool
+    balance: int
+    balance_yuan: str
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class SaleError(Exception):
+    """A sale that cannot go on, with a code from the POS API contract."""
+
+    def __init__(self, code: str, message_zh: str, message_en: str, *, http_status: int) -> None:
+        super().__init__(f"{code}: {message_en}")
+        self.code = code
+        self.message = f"{message_zh} / {message_en}"
+        self.http_status = http_status
+
+
+def _refusal_error(r: Refusal) -> SaleError:
+    return SaleError(r.code.value, r.message_zh, r.message_en, http_status=422)
+
+
+# --------------------------------------------------------------------------- ports
+
+
+class LedgerPort(Protocol):
+    def lookup(self, credential: Credential) -> PersonLookup: ...
+    def settle(self, request: SettlementRequest) -> Any: ...
+    def get_settlement(self, msgid: str) -> Any: ...
+    def reverse(self, settlement_id: str, msgid: str, reason: str = "") -> Any: ...
+
+
+class DevicePort(Protocol):
+    def show(self, line1: str, line2: str = "") -> None: ...
+    def show_amount(self, amount_fen: int, label: str = "") -> None: ...
+    def wait_for_credential(self, timeout: float, cancel: threading.Event | None = None) -> Any: ...
+    def verify_pin(self, timeout: float, cancel: threading.Event | None = None) -> Any: ...
+    def cancel(self) -> None: ...
+
+
+@dataclass
+class SaleSettings:
+    pharmacy_code: str
+    terminal_id: str
+    operator: str = "cashier"
+    card_timeout: float = 60.0
+    pin_timeout: float = 60.0
+    opened_pairs: frozenset[ProvincePair] = frozenset()
+    today: Callable[[], dt.date] = lambda: now_shanghai().date()
+
+
+def request_hash(req: SaleRequest) -> str:
+    return hashlib.sha256(
+        json.dumps(req.model_dump(mode="json"), sort_keys=True).encode("utf-8")
+    ).hexdigest()
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class SaleService:
+    """Runs sales one at a time on this till's devices, against the ledger, into the journal."""
+
+    def __init__(
+        self, settings: SaleSettings, journal: Journal, ledger: LedgerPort, devices: DevicePort
+    ) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.ledger = ledger
+        self.devices = devices
+        self._busy = threading.Lock()
+        self._cancels: dict[str, threading.Event] = {}
+        self.ledger_round_trips = 0  # for the benchmark: lookups + settlement requests
+
+    # ------------------------------------------------------------------ sale
+
+    def sell(self, req: SaleRequest) -> SaleResult:
+        """Run one sale to a result; raises SaleError for a refusal or a failure."""
+        existing = self.journal.begin_sale(req.sale_ref, request_hash(req))  # may raise
+        if existing is not None:
+            return self._replay(existing)
+        if not self._busy.acquire(blocking=False):
+            self.journal.update(req.sale_ref, J.FAILED, refusal_code="device_unavailable")
+            raise SaleError(
+                "device_unavailable",
+                "另一笔交易正在进行，请稍候",
+                "another sale is in progress on this till; wait for it to finish",
+                http_status=409,
+            )
+        cancel = self._cancels.setdefault(req.sale_ref, threading.Event())
+        try:
+            return self._sell(req, cancel)
+        except SaleError as e:
+            row = self.journal.get(req.sale_ref)
+            if row is not None and row.state not in (J.SETTLED, J.UNKNOWN):
+                state = J.REFUSED if e.http_status == 422 else J.FAILED
+                self.journal.update(
+                    req.sale_ref, state, refusal_code=e.code, result=self._error_result(req, e)
+                )
+            raise
+        finally:
+            self._cancels.pop(req.sale_ref, None)
+            self._busy.release()
+
+    def cancel(self, sale_ref: str) -> bool:
+        """Stop a sale still waiting for the customer; False if none is waiting."""
+        event = self._cancels.get(sale_ref)
+        if event is None:
+            return False
+        event.set()
+        self.devices.cancel()
+        return True
+
+    def _sell(self, req: SaleRequest, cancel: threading.Event) -> SaleResult:
+        s = self.settings
+        today = s.today()
+        buyer_doc = req.buyer.id_document if req.buyer.role == "proxy" else req.patient
+        basket = check_basket(req.items, buyer_id_registered=buyer_doc is not None)
+        if basket.refusal is not None:
+            raise _refusal_error(basket.refusal)
+        for doc, whose in ((req.patient, "用药人证件："), (req.buyer.id_document, "代购人证件：")):
+            if doc is not None and not check_document(doc, today).valid:
+                en = "patient's document: " if whose.startswith("用药人") else "buyer's document: "
+                raise _refusal_error(check_document(doc, today).refusal(whose, en))
+
+        credential, holder_id, holder_name, card_expiry = self._present(req, basket.total, cancel)
+        self.journal.update(req.sale_ref, J.CARD_READ)
+        lookup = self._lookup(credential)
+        refusal = check_card_status(lookup.card_status, card_expiry or lookup.card_expiry, today)
+        if refusal is not None:
+            raise _refusal_error(refusal)
+        if holder_id is None:  # electronic voucher: the ledger names the holder
+            holder_id, holder_name = lookup.person.id_number, lookup.person.name
+        evidence = check_whose_card(
+            holder_id_number=holder_id,
+            holder_name=holder_name,
+            patient=req.patient,
+            buyer=req.buyer,
+            today=today,
+        )
+        if evidence.refusal is not None:
+            raise _refusal_error(evidence.refusal)
+        self.journal.update(
+            req.sale_ref,
+            J.VALIDATED,
+            patient_psn_no=lookup.person.psn_no,
+            patient_id_masked=self.journal.evidence_of("resident_id", holder_id)["number_masked"],
+            patient_id_hmac=self.journal.person_key(holder_id),
+            proxy=int(req.buyer.role == "proxy"),
+            evidence=self._evidence(req),
+            total=basket.total,
+            account_payable=basket.account_payable,
+        )
+        notices = [
+            NoticeLine(code=n.code, message=f"{n.message_zh} / {n.message_en}")
+            for n in evidence.notices
+        ]
+
+        msgid = self.journal.next_msgid()
+        for _attempt in range(MAX_REPLANS + 1):
+            family = eligible_payers(lookup.person, lookup.bindings, s.opened_pairs)
+            plan = allocate(
+                account_payable=basket.account_payable,
+                cash_only=basket.cash_only,
+                patient_psn_no=lookup.person.psn_no,
+                personal_account=lookup.personal_account,
+                family_payers=family.eligible,
+            )
+            payers = {b.payer_psn_no: b for b in family.eligible}
+            plan_doc = self._plan_doc(plan, payers, family.skipped, notices)
+            self.journal.update(req.sale_ref, J.SETTLING, msgid=msgid, plan=plan_doc)
+            request = SettlementRequest(
+                msgid=msgid,
+                pharmacy_code=s.pharmacy_code,
+                terminal_id=s.terminal_id,
+                operator=req.operator or s.operator,
+                patient_psn_no=lookup.person.psn_no,
+                credential=credential,
+                legs=plan.legs,
+                cash=plan.cash,
+                total=plan.total,
+                lines=tuple(
+                    LineSummary(
+                        sku=i.sku,
+                        name=i.name,
+                        insurance_class=i.insurance_class,
+                        quantity=i.quantity,
+                        amount=i.amount,
+                    )
+                    for i in req.items
+                ),
+                proxy=req.buyer.role == "proxy",
+            )
+            try:
+                self.ledger_round_trips += 1
+                settlement = self.ledger.settle(request)
+            except InsufficientFunds as e:
+                log.info("sale %s: balances moved, re-planning", req.sale_ref)
+                lookup = e.lookup if e.lookup is not None else self._lookup(credential)
+                continue
+            except OutcomeUnknown:
+                return self._outcome_unknown(req.sale_ref, msgid)
+            except LedgerUnavailable as e:
+                raise SaleError(
+                    "ledger_unavailable",
+                    "医保中心暂时无法连接，本笔未扣款，请稍后重试或收取现金",
+                    f"the insurance ledger cannot be reached ({e.message}); nothing was charged: "
+                    "try again shortly or take the sale in cash",
+                    http_status=503,
+                ) from None
+            except LedgerError as e:
+                raise SaleError(
+                    e.code,
+                    "医保中心拒绝了本笔结算，未扣款",
+                    f"the ledger refused the settlement: {e.message}; nothing was charged",
+                    http_status=409,
+                ) from None
+            result = self._settled_result(req.sale_ref, msgid, settlement.settlement_id, plan_doc)
+            self.journal.update(
+                req.sale_ref,
+                J.SETTLED,
+                settlement_id=settlement.settlement_id,
+                personal_account=plan.personal_account_paid,
+                mutual_aid=plan.mutual_aid_paid,
+                cash=plan.cash,
+                result=result.model_dump(mode="json"),
+            )
+            self._show_done(result)
+            return result
+        raise SaleError(
+            "ledger_unavailable",
+            "账户余额在结算时反复变动，本笔未扣款，请重试",
+            "account balances kept changing during settlement; nothing was charged: try again",
+            http_status=503,
+        )
+
+    def _present(
+        self, req: SaleRequest, total: int, cancel: threading.Event
+    ) -> tuple[Credential, str | None, str, dt.date | None]:
+        """Show the amount, wait for the card or voucher, verify the PIN on the chip."""
+        from drivers import CardPresented, DeviceError, PinOutcome
+
+        s = self.settings
+        try:
+            self.devices.show_amount(total, "应付 Total")
+            presented = self.devices.wait_for_credential(s.card_timeout, cancel)
+            if isinstance(presented, CardPresented):
+                card = presented.card
+                for attempt in range(PIN_ATTEMPTS_PER_SALE):
+                    self.devices.show("请输入密码", "Enter PIN")
+                    pin = self.devices.verify_pin(s.pin_timeout, cancel)
+                    if pin.outcome is PinOutcome.VERIFIED:
+                        break
+                    if (
+                        pin.outcome is PinOutcome.WRONG
+                        and attempt + 1 < PIN_ATTEMPTS_PER_SALE
+                        and (pin.tries_left or 0) > 0
+                    ):
+                        self.devices.show("密码错误，请重输", f"Wrong PIN, {pin.tries_left} left")
+                        continue
+                    raise self._pin_error(pin.outcome, pin.tries_left)
+                return (
+                    Credential.card(card.card_no, card.card_sn),
+                    card.id_number,
+                    card.holder_name,
+                    card.expiry_date,
+                )
+            if req.credential == "card" and not hasattr(presented, "token"):
+                raise SaleError(
+                    "protocol_error",
+                    "读卡异常",
+                    "unexpected answer from the reader",
+                    http_status=502,
+                )
+            return Credential.evoucher(presented.token), None, "", None
+        except DeviceError as e:
+            code = e.code if e.code in ("device_timeout", "cancelled") else "device_unavailable"
+            if cancel.is_set():
+                code = "cancelled"
+            raise SaleError(
+                code,
+                e.message_zh,
+                e.message_en,
+                http_status=409
+                if code == "cancelled"
+                else 504
+                if code == "device_timeout"
+                else 503,
+            ) from None
+
+    @staticmethod
+    def _pin_error(outcome: Any, tries_left: int | None) -> SaleError:
+        name = getattr(outcome, "value", str(outcome))
+        if name == "wrong":
+            return SaleError(
+                "pin_wrong",
+                f"密码错误，还可尝试{tries_left}次",
+                f"wrong PIN; {tries_left} tries left on the card",
+                http_status=422,
+            )
+        if name == "blocked":
+            return SaleError(
+                "pin_blocked",
+                "密码已锁定，请持卡人到医保经办机构解锁",
+                "the card's PIN is blocked; the holder must have it unblocked at the insurance office",
+                http_status=422,
+            )
+        if name == "cancelled":
+            return SaleError(
+                "cancelled",
+                "顾客取消了输入",
+                "the customer cancelled on the PIN pad",
+                http_status=409,
+            )
+        return SaleError(
+            "device_timeout",
+            "等待输入密码超时",
+            "the customer did not enter the PIN in time",
+            http_status=504,
+        )
+
+    def _lookup(self, credential: Credential) -> PersonLookup:
+        try:
+            self.ledger_round_trips += 1
+            return self.ledger.lookup(credential)
+        except NotFound:
+            raise SaleError(
+                "card_not_found",
+                "医保中心查无此卡，请确认为社保卡或医保电子凭证",
+                "the ledger does not know this card or voucher: check it is a social-security card",
+                http_status=422,
+            ) from None
+        except LedgerError as e:
+            raise SaleError(
+                "ledger_unavailable",
+                "医保中心暂时无法连接，本笔未扣款，请稍后重试或收取现金",
+                f"the insurance ledger cannot be reached ({e.message}); nothing was charged",
+                http_status=503,
+            ) from None
+
+    def _outcome_unknown(self, sale_ref: str, msgid: str) -> SaleResult:
+        """The customer cannot wait: they pay cash, and we owe a reversal for this msgid."""
+        reversal_msgid = self.journal.next_msgid()
+        self.journal.update(sale_ref, J.UNKNOWN, reversal_msgid=reversal_msgid)
+        self.journal.queue_reversal(sale_ref, msgid, reversal_msgid)
+        raise SaleError(
+            "ledger_unavailable",
+            "医保中心无应答，结果未知：请收取现金；如已扣款，系统将自动冲正退回",
+            "the insurance ledger did not answer, so the outcome is unknown: take the sale "
+            "in cash; if the accounts were charged, the agent reverses it automatically",
+            http_status=503,
+        )
+
+    # ------------------------------------------------------------------ results
+
+    def _plan_doc(
+        self,
+        plan: Allocation,
+        payers: dict[str, FamilyBinding],
+        skipped: tuple[Any, ...],
+        notices: list[NoticeLine],
+    ) -> dict[str, Any]:
+        return {
+            "total": plan.total,
+            "account_payable": plan.account_payable,
+            "cash": plan.cash,
+            "cash_only": plan.cash_only,
+            "legs": [
+                leg.model_dump(mode="json")
+                | (
+                    {
+                        "name": mask_name(payers[leg.payer_psn_no].payer_name),
+                        "relation": payers[leg.payer_psn_no].relation.value,
+                    }
+                    if leg.kind is LegKind.MUTUAL_AID
+                    else {}
+                )
+                for leg in plan.legs
+            ],
+            "skipped": [
+                {
+                    "name": mask_name(sp.payer_name),
+                    "relation": sp.relation.value,
+                    "reason_code": sp.reason_code,
+                    "message": f"{sp.message_zh} / {sp.message_en}",
+                }
+                for sp in skipped
+            ],
+            "notices": [n.model_dump() for n in notices],
+        }
+
+    def _settled_result(
+        self, sale_ref: str, msgid: str, settlement_id: str, plan: dict[str, Any]
+    ) -> SaleResult:
+        family = [
+            PayerLine(
+                name=leg["name"],
+                relation=Relation(leg["relation"]),
+                relation_zh=RELATION_ZH[Relation(leg["relation"])],
+                amount=leg["amount"],
+            )
+            for leg in plan["legs"]
+            if leg["kind"] == LegKind.MUTUAL_AID.value
+        ]
+        personal = sum(
+            leg["amount"] for leg in plan["legs"] if leg["kind"] == LegKind.PERSONAL_ACCOUNT.value
+        )
+        result = SaleResult(
+            sale_ref=sale_ref,
+            status="settled",
+            msgid=msgid,
+            settlement_id=settlement_id,
+            total=plan["total"],
+            account_payable=plan["account_payable"],
+            personal_account=personal,
+            family=family,
+            cash=plan["cash"],
+            skipped=[SkippedLine(**sk) for sk in plan["skipped"]],
+            notices=[NoticeLine(**n) for n in plan["notices"]],
+        )
+        result.receipt = receipt_lines(result)
+        return result
+
+    def _error_result(self, req: SaleRequest, e: SaleError) -> dict[str, Any]:
+        status = "refused" if e.http_status == 422 else "failed"
+        return SaleResult(
+            sale_ref=req.sale_ref, status=status, code=e.code, message=e.message
+        ).model_dump(mode="json")
+
+    def _replay(self, row: SaleRow) -> SaleResult:
+        """The answer for a repeated sale_ref: the stored result, or the state so far."""
+        if row.result is not None:
+            result = SaleResult.model_validate(row.result)
+            if row.state == J.REVERSED:
+                result.status = "reversed"
+            return result
+        if row.state == J.UNKNOWN:
+            return SaleResult(
+                sale_ref=row.sale_ref,
+                status="unknown",
+                code="ledger_unavailable",
+                msgid=row.msgid,
+                message="结果未知，已安排自动冲正 / outcome unknown; a reversal is queued",
+            )
+        return SaleResult(sale_ref=row.sale_ref, status="in_progress", msgid=row.msgid)
+
+    def status_of(self, sale_ref: str) -> SaleResult | None:
+        row = self.journal.get(sale_ref)
+        return None if row is None else self._replay(row)
+
+    def _evidence(self, req: SaleRequest) -> dict[str, Any]:
+        ev: dict[str, Any] = {"buyer_role": req.buyer.role}
+        if req.patient is not None:
+            ev["patient"] = self.journal.evidence_of(req.patient.doc_type.value, req.patient.number)
+        if req.buyer.id_document is not None:
+            d = req.buyer.id_document
+            ev["buyer"] = self.journal.evidence_of(d.doc_type.value, d.number)
+        return ev
+
+    def _show_done(self, result: SaleResult) -> None:
+        try:
+            self.devices.show("交易成功 请取卡", f"Paid. Cash {yuan(result.cash or 0)}")
+        except Exception:  # the sale is settled; a display hiccup must not change that
+            log.warning("could not update the PIN pad display after sale %s", result.sale_ref)
+
+    # ------------------------------------------------------------------ balance
+
+    def balance(self, req: BalanceRequest) -> BalanceResult:
+        """The holder's own personal-account balance (card + PIN, or voucher)."""
+        if not self._busy.acquire(blocking=False):
+            raise SaleError(
+                "device_unavailable",
+                "另一笔交易正在进行",
+                "another sale is in progress",
+                http_status=409,
+            )
+        cancel = threading.Event()
+        try:
+            self._cancels["__balance__"] = cancel
+            fake = SaleRequest(
+                sale_ref="balance",
+                items=[BasketLine(sku="-", name="-", quantity=1, unit_price=0)],
+                credential=req.credential,
+            )
+            credential, _, _, _ = self._present(fake, 0, cancel)
+            lookup = self._lookup(credential)
+            account = lookup.personal_account
+            balance = account.balance if account else 0
+            self.devices.show("个人账户余额", yuan(balance))
+            return BalanceResult(
+                holder=mask_name(lookup.person.name),
+                has_personal_account=account is not None,
+                balance=balance,
+                balance_yuan=yuan(balance),
+            )
+        finally:
+            self._cancels.pop("__balance__", None)
+            self._busy.release()
+
+    # ------------------------------------------------------------------ reversal
+
+    def reverse(self, sale_ref: str, reason: str = "") -> SaleResult:
+        """A manager's full reversal of a settled sale; repeatable until it has landed."""
+        row = self.journal.get(sale_ref)
+        if row is None:
+            raise SaleError("not_found", "没有这笔交易", f"no sale {sale_ref}", http_status=404)
+        if row.state == J.REVERSED:
+            return self._replay(row)
+        if row.state != J.SETTLED or row.settlement_id is None:
+            raise SaleError(
+                "not_reversible",
+                "只有已结算的交易可以冲正",
+                f"only a settled sale can be reversed; this one is {row.state}",
+                http_status=409,
+            )
+        reversal_msgid = row.reversal_msgid or self.journal.next_msgid()
+        if row.reversal_msgid is None:  # intent first, so a retry reuses the same key
+            row = self.journal.update(sale_ref, J.SETTLED, reversal_msgid=reversal_msgid)
+        try:
+            self.ledger_round_trips += 1
+            rev = self.ledger.reverse(row.settlement_id or "", reversal_msgid, reason)
+        except (OutcomeUnknown, LedgerUnavailable) as e:
+            raise SaleError(
+                "ledger_unavailable",
+                "医保中心暂时无法连接，冲正未完成，请稍后重试",
+                f"the ledger cannot be reached ({e.message}); retry the reversal later",
+                http_status=503,
+            ) from None
+        except LedgerError as e:
+            if e.code != "already_reversed":
+                raise SaleError(e.code, "冲正被拒绝", e.message, http_status=409) from None
+            rev = None
+        result = dict(row.result or {})
+        result["status"] = "reversed"
+        self.journal.update(
+            sale_ref,
+            J.REVERSED,
+            reversal_id=getattr(rev, "reversal_id", None),
+            result=result,
+        )
+        return SaleResult.model_validate(result)
+
+    # ------------------------------------------------------------------ recovery
+
+    def resolve_unsettled(self) -> int:
+        """Resolve every ``settling`` row by msgid (start-up and background). Returns how many."""
+        resolved = 0
+        for row in self.journal.in_state(J.SETTLING):
+            if row.msgid is None:
+                continue
+            try:
+                found = self.ledger.get_settlement(row.msgid)
+            except LedgerError:
+                continue  # still unreachable: try again on the next round
+            if found is None:
+                # The request never committed (the agent died before or while sending).
+                self.journal.update(row.sale_ref, J.FAILED, refusal_code="not_charged")
+            else:
+                plan = row.plan or {}
+                result = self._settled_result(row.sale_ref, row.msgid, found.settlement_id, plan)
+                self.journal.update(
+                    row.sale_ref,
+                    J.SETTLED,
+                    settlement_id=found.settlement_id,
+                    personal_account=found.personal_account,
+                    mutual_aid=found.mutual_aid,
+                    cash=found.cash,
+                    result=result.model_dump(mode="json"),
+                )
+            resolved += 1
+        return resolved
+
+    def send_owed_reversals(self, now: dt.datetime | None = None) -> int:
+        """Reverse settlements whose outcome was unknown while the customer paid cash."""
+        now = now or now_shanghai()
+        done = 0
+        for p in self.journal.pending_reversals(due_at=now):
+            found = None
+            try:
+                found = self.ledger.get_settlement(p.msgid)
+                if found is not None and found.status == "settled":
+                    self.ledger.reverse(
+                        found.settlement_id, p.reversal_msgid, "outcome unknown, customer paid cash"
+                    )
+            except LedgerError as e:
+                if e.code != "already_reversed":
+                    delay = min(3600.0, 5.0 * 2**p.attempts) * (0.5 + random.random())
+                    self.journal.reversal_attempt_failed(
+                        p.msgid,
+                        e.message,
+                        now + dt.timedelta(seconds=delay),
+                        escalate=p.attempts + 1 >= REVERSAL_ESCALATE_AFTER,
+                    )
+                    continue
+            self.journal.reversal_done(p.msgid)
+            state = J.REVERSED if found is not None else J.FAILED
+            self.journal.update(p.sale_ref, state, refusal_code="cash_fallback")
+            done += 1
+        return done
+
+
+def receipt_lines(r: SaleResult) -> list[str]:
+    """Receipt lines for the POS to print: masked names, yuan amounts."""
+    lines = [
+        f"医保结算 Insurance settlement  {r.msgid}",
+        f"合计 Total                 {yuan(r.total or 0)}",
+        f"医保可付 Account-payable   {yuan(r.account_payable or 0)}",
+        f"个人账户 Personal account  {yuan(r.personal_account or 0)}",
+    ]
+    for p in r.family:
+        lines.append(f"家庭共济 {p.relation_zh} {p.name}  {yuan(p.amount)}")
+    lines.append(f"现金 Cash                  {yuan(r.cash or 0)}")
+    for sk in r.skipped:
+        lines.append(f"未共济 not used: {sk.name} ({sk.reason_code})")
+    return lines
