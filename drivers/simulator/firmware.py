@@ -1,0 +1,235 @@
+"""What the reader + PIN pad + scanner do with each request (no I/O here).
+
+The Simulator's serial loop decodes a request and calls :meth:`Firmware.handle`,
+which may *hold* up to the request's ``hold_ms`` for a card, a scan or a PIN.
+Control calls (present a card, scan a voucher...) come from other threads and
+wake holds through one Condition.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from drivers import apdu
+from drivers import packets as pk
+from drivers.simulator.chip import ChipMute, SimChip
+
+PinScript = str  # "correct" | "wrong" | "blocked" | "none" | "cancel"
+PIN_SCRIPTS = ("correct", "wrong", "blocked", "none", "cancel")
+
+
+@dataclass
+class PinEntry:
+    deadline: float
+    result: pk.PinResultPacket | None = None
+
+
+class Firmware:
+    MODEL = "POS-SIM-1"
+    VERSION = "1.0"
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.chip: SimChip | None = None
+        self.pin_script: list[PinScript] = []
+        self.vouchers: deque[str] = deque()
+        self.display: tuple[str, str] = ("", "")
+        self.amount: tuple[int, str] | None = None
+        self.pin_entry: PinEntry | None = None
+        self.pin_delay = 0.0  # seconds the simulated customer takes to type
+        self.events: dict[str, int] = {}
+        self.online = True
+
+    # ------------------------------------------------------------ control side
+
+    def note(self, kind: str) -> None:
+        with self.cond:
+            self.events[kind] = self.events.get(kind, 0) + 1
+            self.cond.notify_all()
+
+    def wait_for(self, kind: str, timeout: float, after: int = 0) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: self.events.get(kind, 0) > after, timeout)
+
+    def insert(self, chip: SimChip, script: list[PinScript]) -> None:
+        with self.cond:
+            self.chip = chip
+            self.pin_script = list(script)
+            self.cond.notify_all()
+
+    def remove(self) -> None:
+        with self.cond:
+            self.chip = None
+            self.pin_entry = None
+            self.cond.notify_all()
+
+    def scan(self, token: str) -> None:
+        with self.cond:
+            self.vouchers.append(token)
+            self.cond.notify_all()
+
+    def power(self, online: bool) -> None:
+        """Unplugged: the pad forgets a running PIN entry; the card stays inserted."""
+        with self.cond:
+            self.online = online
+            self.pin_entry = None
+            self.cond.notify_all()
+
+    # ------------------------------------------------------------ request side
+
+    def handle(self, req: pk.Packet) -> pk.Packet:
+        self.note(req.NAME.lower())
+        match req:
+            case pk.Hello():
+                with self.cond:
+                    self.pin_entry = None
+                return pk.Info(model=self.MODEL, firmware=self.VERSION, max_payload=1024)
+            case pk.Abort():
+                with self.cond:
+                    self.pin_entry = None
+                return pk.Ok()
+            case pk.Display(line1=l1, line2=l2):
+                self.display = (l1, l2)
+                return pk.Ok()
+            case pk.ShowAmount(amount_fen=amount, label=label):
+                self.amount = (amount, label)
+                return pk.Ok()
+            case pk.WaitCredential():
+                return self._wait_credential(req)
+            case pk.ReadCard():
+                return self._read_card()
+            case pk.Apdu(apdu=command):
+                return self._apdu(command)
+            case pk.Eject():
+                self.remove()  # a motorised reader: the card comes out
+                return pk.Ok()
+            case pk.WaitRemoved(hold_ms=hold):
+                with self.cond:
+                    gone = self.cond.wait_for(
+                        lambda: self.chip is None or not self.online, hold / 1000
+                    )
+                return pk.CardRemoved() if gone and self.chip is None else pk.Pending()
+            case pk.VerifyPin():
+                return self._verify_pin(req)
+            case pk.Poll(hold_ms=hold):
+                return self._poll(hold / 1000)
+        return pk.Error(code=pk.DevError.UNKNOWN_COMMAND, detail=req.NAME)
+
+    def _wait_credential(self, req: pk.WaitCredential) -> pk.Packet:
+        def ready() -> bool:
+            card = bool(req.sources & pk.Source.CARD) and self.chip is not None
+            qr = bool(req.sources & pk.Source.QR) and bool(self.vouchers)
+            return card or qr or not self.online
+
+        with self.cond:
+            self.cond.wait_for(ready, req.hold_ms / 1000)
+            if req.sources & pk.Source.QR and self.vouchers:
+                return pk.Voucher(token=self.vouchers.popleft())
+            chip = self.chip if req.sources & pk.Source.CARD else None
+        if chip is None:
+            return pk.Pending()
+        try:
+            return pk.CardInserted(atr=chip.power_on())
+        except ChipMute:
+            return pk.Error(code=pk.DevError.CARD_MUTE, detail="no ATR")
+
+    def _read_card(self) -> pk.Packet:
+        """SELECT the SSC application, then SELECT + READ BINARY EF05 and EF06."""
+        chip = self.chip
+        if chip is None:
+            return pk.Error(code=pk.DevError.NO_CARD)
+        try:
+            _, sw = apdu.split_response(chip.transmit(apdu.select_aid()))
+            if sw != apdu.SW_OK:
+                return pk.Error(code=pk.DevError.NOT_SSC, sw=sw)
+            files = []
+            for fid in (apdu.EF_CARD_INFO, apdu.EF_HOLDER):
+                _, sw = apdu.split_response(chip.transmit(apdu.select_ef(fid)))
+                if sw == apdu.SW_OK:
+                    data, sw = apdu.split_response(chip.transmit(apdu.read_binary()))
+                if sw != apdu.SW_OK:
+                    return pk.Error(code=pk.DevError.FILE_ERROR, sw=sw, detail=f"{fid:04X}")
+                files.append(data)
+        except ChipMute:
+            return pk.Error(code=pk.DevError.CARD_MUTE)
+        return pk.CardFiles(card_info=files[0], holder=files[1])
+
+    def _apdu(self, command: bytes) -> pk.Packet:
+        chip = self.chip
+        if chip is None:
+            return pk.Error(code=pk.DevError.NO_CARD)
+        if len(command) >= 2 and command[1] in apdu.PIN_INSTRUCTIONS:
+            return pk.Error(code=pk.DevError.FORBIDDEN, detail="PIN commands stay in the reader")
+        try:
+            return pk.ApduResponse(rapdu=chip.transmit(command))
+        except ChipMute:
+            return pk.Error(code=pk.DevError.CARD_MUTE)
+
+    def _verify_pin(self, req: pk.VerifyPin) -> pk.Packet:
+        with self.cond:
+            chip = self.chip
+            if chip is None:
+                return pk.Error(code=pk.DevError.NO_CARD)
+            if self.pin_entry is not None:
+                return pk.Error(code=pk.DevError.BUSY, detail="PIN entry running")
+            script = (
+                self.pin_script.pop(0)
+                if len(self.pin_script) > 1
+                else (self.pin_script[0] if self.pin_script else "correct")
+            )
+            entry = PinEntry(deadline=time.monotonic() + req.timeout_ms / 1000)
+            self.pin_entry = entry
+            self.display = ("请输入密码", "")
+            self.events["pin_entry"] = self.events.get("pin_entry", 0) + 1
+            self.cond.notify_all()
+        if script in ("none", "cancel"):
+            if script == "cancel":
+                entry.result = pk.PinResultPacket(outcome=pk.PinCode.CANCELLED)
+        else:
+            if script == "blocked":
+                chip.tries_left = 0
+            if self.pin_delay:
+                time.sleep(self.pin_delay)
+            entry.result = self._chip_verify(chip, correct=script != "wrong")
+        return self._poll(req.hold_ms / 1000)
+
+    @staticmethod
+    def _chip_verify(chip: SimChip, correct: bool) -> pk.PinResultPacket:
+        """The keypad's digits go straight to the chip; only the status word comes back."""
+        digits = chip.typed_pin(correct)
+        chip.transmit(apdu.select_aid())
+        rapdu = chip.transmit(bytes((0x00, apdu.INS_VERIFY, 0x00, 0x00, len(digits))) + digits)
+        del digits
+        sw = int.from_bytes(rapdu[-2:], "big")
+        if sw == apdu.SW_OK:
+            return pk.PinResultPacket(
+                outcome=pk.PinCode.VERIFIED, tries_left=chip.tries_left, sw=sw
+            )
+        if sw & 0xFFF0 == apdu.SW_WRONG_PIN_MASK and sw & 0x0F:
+            return pk.PinResultPacket(outcome=pk.PinCode.WRONG, tries_left=sw & 0x0F, sw=sw)
+        if sw in (apdu.SW_PIN_BLOCKED, apdu.SW_WRONG_PIN_MASK):
+            return pk.PinResultPacket(outcome=pk.PinCode.BLOCKED, tries_left=0, sw=sw)
+        return pk.PinResultPacket(outcome=pk.PinCode.BLOCKED, tries_left=pk.NO_TRIES, sw=sw)
+
+    def _poll(self, hold: float) -> pk.Packet:
+        with self.cond:
+            entry = self.pin_entry
+            if entry is None:
+                return pk.Error(code=pk.DevError.NO_PENDING)
+            end = min(time.monotonic() + hold, entry.deadline)
+            self.cond.wait_for(
+                lambda: entry.result is not None or self.pin_entry is not entry,
+                max(0.0, end - time.monotonic()),
+            )
+            if self.pin_entry is not entry:
+                return pk.Error(code=pk.DevError.NO_PENDING, detail="aborted")
+            if entry.result is None and time.monotonic() >= entry.deadline:
+                entry.result = pk.PinResultPacket(outcome=pk.PinCode.TIMEOUT)
+            if entry.result is None:
+                return pk.Pending()
+            self.pin_entry = None
+            self.display = ("", "")
+            return entry.result
