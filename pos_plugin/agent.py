@@ -150,9 +150,12 @@ def start_simulated(
     terminal.open()
     stops.append(terminal.close)
 
+    key_file = work / "journal.key"  # sandbox only: a real till keeps the key in the keyring
+    if not key_file.exists():
+        key_file.write_bytes(secrets.token_bytes(32))
     journal = Journal(
         journal_path or work / "journal.sqlite3",
-        hmac_key=secrets.token_bytes(32),
+        hmac_key=key_file.read_bytes(),
         pharmacy_code=pharmacy.code,
         terminal_id="T01",
     )

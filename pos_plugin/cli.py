@@ -72,7 +72,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from pos_plugin.config import load_config
 
     if args.simulate:
-        agent = start_simulated(world_path=args.world, port=args.port or 8765)
+        agent = start_simulated(
+            world_path=args.world,
+            port=args.port or 8765,
+            workdir=args.workdir,
+            ledger_url=args.ledger_url,
+        )
         print(f"pos-plugin (simulated devices, sandbox ledger) listening on {agent.url}")
         print(f"  pos token:     {agent.tokens['pos']}")
         print(f"  manager token: {agent.tokens['manager']}")
@@ -133,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--simulate", action="store_true", help="device simulator + sandbox ledger")
     serve.add_argument("--world", help="world file for --simulate (default: the example world)")
     serve.add_argument("--port", type=int, default=0, help="local API port for --simulate")
+    serve.add_argument("--workdir", help="--simulate: keep the journal and sandbox here")
+    serve.add_argument("--ledger-url", help="--simulate: use this ledger instead of an embedded one")
     serve.set_defaults(func=_cmd_serve)
 
     journal = sub.add_parser("journal", help="journal tools")

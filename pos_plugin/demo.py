@@ -87,12 +87,12 @@ def scenarios(world: World) -> list[tuple[str, Callable[[Pos, Agent], tuple[bool
         return run
 
     def balance(pos: Pos, agent: Agent) -> tuple[bool, list[str]]:
-        pos.call("POST", "/v1/simulator/present", {"card_no": "B11000002", "pin": "correct"})
+        pos.call("POST", "/v1/simulator/present", {"card_no": "B11000006", "pin": "correct"})
         try:
             status, body = pos.call("POST", "/v1/balance-inquiries", {"credential": "card"})
         finally:
             pos.call("POST", "/v1/simulator/remove")
-        ok = status == 200 and body.get("holder") == "王*"
+        ok = status == 200 and body.get("holder") == "李*" and body.get("balance") == 8000
         return ok, [
             f"持卡人 holder {body.get('holder')}  个人账户余额 balance {body.get('balance_yuan')}"
         ]
@@ -138,6 +138,25 @@ def _judge(body: dict[str, Any], expect: str, code: str | None) -> tuple[bool, l
     return ok, lines
 
 
+def _print_summary(agent: Agent) -> None:
+    """The day so far, from the journal: what a manager would see at closing."""
+    rows = agent.service.journal.sales_on(agent.service.settings.today())
+    by_state: dict[str, int] = {}
+    for r in rows:
+        by_state[r.state] = by_state.get(r.state, 0) + 1
+    settled = [r for r in rows if r.state == "settled"]
+    print("今日小结 summary of the day")
+    print("    " + ", ".join(f"{state} {n}" for state, n in sorted(by_state.items())))
+    for label, values in (
+        ("合计 total", [r.total or 0 for r in settled]),
+        ("个人账户 personal account", [r.personal_account or 0 for r in settled]),
+        ("家庭共济 mutual aid", [r.mutual_aid or 0 for r in settled]),
+        ("现金 cash", [r.cash or 0 for r in settled]),
+    ):
+        print(f"    {label}: {yuan(sum(values))}")
+    print()
+
+
 def run_demo() -> int:
     """Run the scripted day; 0 if every scenario came out as expected."""
     with tempfile.TemporaryDirectory(prefix="pos-plugin-demo-") as work:
@@ -155,6 +174,7 @@ def run_demo() -> int:
                 for line in lines:
                     print(f"    {line}")
                 print()
+            _print_summary(agent)
             verify = agent.service.journal.verify()
             print(
                 f"日志校验 journal verify: {'ok' if verify.ok else 'BROKEN'} ({verify.events} events)"

@@ -1,0 +1,118 @@
+"""An agent on the real device simulator (pty + pyserial) and a real sandbox ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from pos_plugin.agent import Agent, start_simulated
+from pos_plugin.ledger import Credential, HttpLedgerClient
+
+ZHANG_WEI = "11000000000000000001"
+WANG_FANG = "11000000000000000002"
+XIAOMING = "11000000000000000003"
+WANG_JIANGUO = "11000000000000000004"
+LI_NA = "11000000000000000006"
+
+
+class Pos:
+    """The test plays the POS software, over real HTTP."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.http = requests.Session()
+
+    def call(
+        self, method: str, path: str, body: Any = None, *, role: str = "pos"
+    ) -> tuple[int, dict[str, Any]]:
+        token = self.agent.tokens.get(role, role)
+        r = self.http.request(
+            method,
+            self.agent.url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+        return r.status_code, r.json()
+
+    def present(self, card_no: str, pin: Any = "correct") -> None:
+        status, body = self.call("POST", "/v1/simulator/present", {"card_no": card_no, "pin": pin})
+        assert status == 200, body
+
+    def remove(self) -> None:
+        self.call("POST", "/v1/simulator/remove")
+
+    def doc(self, psn_no: str) -> dict[str, str]:
+        assert self.agent.world is not None
+        p = self.agent.world.person(psn_no)
+        return {"doc_type": "resident_id", "number": p.id_number, "name": p.name}
+
+    def sale(
+        self,
+        ref: str,
+        card_no: str | None,
+        patient: str | None,
+        items: list[dict[str, Any]],
+        *,
+        buyer: dict[str, Any] | None = None,
+        pin: Any = "correct",
+    ) -> tuple[int, dict[str, Any]]:
+        if card_no is not None:
+            self.present(card_no, pin)
+        try:
+            return self.call(
+                "POST",
+                "/v1/sales",
+                {
+                    "sale_ref": ref,
+                    "items": items,
+                    "patient": self.doc(patient) if patient else None,
+                    "buyer": buyer or {"role": "self"},
+                    "credential": "card",
+                },
+            )
+        finally:
+            if card_no is not None:
+                self.remove()
+
+
+def item(sku: str, cls: str, qty: int, price: int, **kw: Any) -> dict[str, Any]:
+    return {
+        "sku": sku,
+        "name": f"药品{sku}",
+        "insurance_class": cls,
+        "quantity": qty,
+        "unit_price": price,
+    } | kw
+
+
+def balances(agent: Agent, card_no: str) -> dict[str, int]:
+    """What the ledger says now: the holder's account and each binding's payer."""
+    assert agent.world is not None
+    person, card = agent.world.card_owner(card_no)
+    pharmacy = agent.world.pharmacies[0]
+    client = agent.service.ledger
+    assert isinstance(client, HttpLedgerClient)
+    lookup = client.lookup(Credential.card(card.card_no, card.card_sn))
+    out = {b.payer_psn_no: b.available_balance for b in lookup.bindings}
+    out[person.psn_no] = lookup.personal_account.balance if lookup.personal_account else 0
+    del pharmacy
+    return out
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[Agent]:
+    a = start_simulated(workdir=tmp_path, card_timeout=5.0, pin_timeout=5.0, recovery_interval=0.5)
+    try:
+        yield a
+    finally:
+        a.stop()
+
+
+@pytest.fixture
+def pos(agent: Agent) -> Pos:
+    return Pos(agent)
