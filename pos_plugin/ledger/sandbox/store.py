@@ -9,6 +9,8 @@ Concurrency model:
 - SQLite: every write transaction is ``BEGIN IMMEDIATE`` (the database write
   lock is taken up front, so a read-then-write can never interleave with
   another writer); WAL mode with ``synchronous=FULL`` so a commit is durable.
+  Writes go through one writer thread that commits concurrent requests
+  together (group_commit.py); reads use per-thread connections (WAL snapshots).
 - PostgreSQL: READ COMMITTED plus ``SELECT ... FOR UPDATE`` on the accounts a
   settlement touches, always in ``account_id`` order (no deadlock between two
   tills), and a transaction-scoped advisory lock on the msgid so two copies of
@@ -22,13 +24,15 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+from pos_plugin.ledger.sandbox.group_commit import GroupCommitter
 from pos_plugin.world import World
 
 Row = tuple[Any, ...]
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,7 +70,7 @@ CREATE TABLE IF NOT EXISTS entries (
   terminal_id TEXT NOT NULL,
   operator TEXT NOT NULL,
   patient_psn_no TEXT NOT NULL,
-  original_id TEXT UNIQUE,
+  original_id TEXT,
   status TEXT NOT NULL,
   total BIGINT NOT NULL, personal_account BIGINT NOT NULL,
   mutual_aid BIGINT NOT NULL, cash BIGINT NOT NULL,
@@ -75,15 +79,16 @@ CREATE TABLE IF NOT EXISTS entries (
   legs TEXT NOT NULL, balances_after TEXT NOT NULL, lines TEXT NOT NULL,
   reason TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS entries_day ON entries(pharmacy_code, business_date, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS entries_one_reversal ON entries(original_id)
+  WHERE original_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS postings (
-  id {serial},
   entry_id TEXT NOT NULL,
   account_id TEXT NOT NULL REFERENCES accounts(account_id),
-  amount BIGINT NOT NULL CHECK (amount <> 0));
-CREATE INDEX IF NOT EXISTS postings_entry ON postings(entry_id);
+  amount BIGINT NOT NULL CHECK (amount <> 0),
+  PRIMARY KEY (entry_id, account_id)){without_rowid};
 CREATE TABLE IF NOT EXISTS idempotency (
   msgid TEXT PRIMARY KEY, pharmacy_code TEXT NOT NULL, request_hash TEXT NOT NULL,
-  status INTEGER NOT NULL, response TEXT NOT NULL);
+  status INTEGER NOT NULL, response TEXT NOT NULL){without_rowid};
 """
 
 
@@ -157,6 +162,7 @@ class Store:
         self._local = threading.local()
         self._conns: list[Any] = []
         self._guard = threading.Lock()
+        self._writer: GroupCommitter | None = None
 
     # ------------------------------------------------------------------ connections
     def _connect(self) -> Any:
@@ -184,6 +190,9 @@ class Store:
         return conn
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         with self._guard:
             conns, self._conns = self._conns, []
         for conn in conns:
@@ -205,6 +214,22 @@ class Store:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def transact(self, fn: Callable[[Tx], T], lock_key: str | None = None) -> T:
+        """Run ``fn(tx)`` in a write transaction and return its result once committed.
+
+        SQLite: through the group committer (one writer thread, batched fsyncs).
+        PostgreSQL: on this thread's connection; PostgreSQL does its own group
+        commit and row locks let tills on different accounts run in parallel.
+        """
+        if self.pg:
+            with self.write(lock_key) as tx:
+                return fn(tx)
+        if self._writer is None:
+            with self._guard:
+                if self._writer is None:
+                    self._writer = GroupCommitter(self._connect, lambda c: Tx(c, False))
+        return self._writer.submit(fn)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -229,7 +254,9 @@ class Store:
             else "INTEGER PRIMARY KEY"
         )
         conn = self._conn()
-        for stmt in _SCHEMA.replace("{serial}", serial).split(";"):
+        schema = _SCHEMA.replace("{serial}", serial)
+        schema = schema.replace("{without_rowid}", "" if self.pg else " WITHOUT ROWID")
+        for stmt in schema.split(";"):
             if stmt.strip():
                 conn.execute(stmt)
         with self.write(lock_key="seed") as tx:
