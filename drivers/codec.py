@@ -2,10 +2,14 @@
 
 Wire format of one frame (see docs/serial-protocol.md)::
 
-    STX | stuffed( SEQ TYPE PAYLOAD... CRC_HI CRC_LO ) | ETX
+    STX | stuffed( SEQ TYPE LEN_HI LEN_LO PAYLOAD... CRC_HI CRC_LO ) | ETX
 
 * CRC is CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, not reflected,
-  xorout 0x0000; check value 0x29B1 for b"123456789") over SEQ, TYPE and PAYLOAD.
+  xorout 0x0000; check value 0x29B1 for b"123456789") over SEQ, TYPE, LEN and
+  PAYLOAD.
+* LEN is the payload length. It is there because a CRC without a final XOR
+  cannot see zero bytes appended after it (a valid frame's CRC register ends
+  at 0 and stays 0); the length check catches any inserted or lost byte.
 * Five bytes are reserved on the wire: STX 0x02, ETX 0x03, ACK 0x06, DLE 0x10,
   NAK 0x15. Inside a frame each of them is sent as DLE, byte XOR 0x20, so a
   reserved byte always means the same thing wherever it is seen. That is what
@@ -33,7 +37,8 @@ ESCAPE_XOR = 0x20
 MAX_PAYLOAD = 1024
 """Largest PAYLOAD (unstuffed, excluding SEQ, TYPE and CRC) either side may send."""
 
-MAX_BODY = MAX_PAYLOAD + 4
+HEADER = 4  # SEQ TYPE LEN_HI LEN_LO
+MAX_BODY = MAX_PAYLOAD + HEADER + 2
 
 
 def crc16(data: bytes, crc: int = 0xFFFF) -> int:
@@ -77,7 +82,7 @@ def encode_frame(seq: int, ptype: int, payload: bytes = b"") -> bytes:
     """The exact bytes to put on the wire for one frame."""
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
-    body = bytes((seq & 0xFF, ptype & 0xFF)) + payload
+    body = bytes((seq & 0xFF, ptype & 0xFF)) + len(payload).to_bytes(2, "big") + payload
     body += crc16(body).to_bytes(2, "big")
     return bytes((STX,)) + stuff(body) + bytes((ETX,))
 
@@ -215,8 +220,10 @@ class FrameDecoder:
             return BadFrame("oversize", wire)
         if escape:
             return BadFrame("bad escape", wire)
-        if len(body) < 4:
+        if len(body) < HEADER + 2:
             return BadFrame("too short", wire)
         if crc16(body[:-2]) != int.from_bytes(body[-2:], "big"):
             return BadFrame("crc", wire)
-        return Frame(seq=body[0], ptype=body[1], payload=body[2:-2], wire_len=wire)
+        if int.from_bytes(body[2:4], "big") != len(body) - HEADER - 2:
+            return BadFrame("length", wire)
+        return Frame(seq=body[0], ptype=body[1], payload=body[HEADER:-2], wire_len=wire)

@@ -64,12 +64,12 @@ def frame_line(
     direction: str, seq: int, ptype: int, payload: bytes, packet: Packet | None, wire_len: int
 ) -> str:
     name = packet.NAME if packet is not None else f"TYPE_{ptype:02X}"
-    head = bytes((seq, ptype))
+    head = bytes((seq, ptype)) + len(payload).to_bytes(2, "big")
     crc = crc16(head + payload).to_bytes(2, "big")
     body = hex_masked(payload, _spans(packet, payload))
     body = f" {body} |" if body else ""
     return (
-        f"{direction} seq={seq:02X} {name}: 02 | {seq:02X} {ptype:02X} |{body} "
+        f"{direction} seq={seq:02X} {name}: 02 | {head.hex(' ').upper()} |{body} "
         f"{crc.hex(' ').upper()} | 03 ({wire_len} bytes on the wire){summary(packet)}"
     )
 

@@ -420,7 +420,7 @@ def _unstuff_frame(frame: bytes) -> bytes:
     dec = FrameDecoder()
     for ev in dec.feed(frame):
         if isinstance(ev, Frame):
-            body = bytes((ev.seq, ev.ptype)) + ev.payload
+            body = bytes((ev.seq, ev.ptype)) + len(ev.payload).to_bytes(2, "big") + ev.payload
             return body + crc16(body).to_bytes(2, "big")
     raise ValueError("not a frame")
 
