@@ -55,9 +55,10 @@ def test_read_card_with_apdu_pass_through(sim: Any, world: World) -> None:
     sim.present_card("B11000002")
     with Terminal(sim.path, timing=TIMING, read_mode="apdu") as t:
         card = read_card(t).card
-    assert card.holder_name == "王芳" and card.id_number == world.person(
-        "11000000000000000002"
-    ).id_number
+    assert (
+        card.holder_name == "王芳"
+        and card.id_number == world.person("11000000000000000002").id_number
+    )
 
 
 def test_pin_verified(sim: Any, terminal: Terminal) -> None:
@@ -163,7 +164,15 @@ def test_cancel_event_argument_while_pin_entry(sim: Any, terminal: Terminal) -> 
 
 
 def test_second_concurrent_transaction_is_refused(sim: Any, terminal: Terminal) -> None:
-    th = threading.Thread(target=lambda: pytest.raises(DeviceError, terminal.wait_for_credential, 30))
+    errors: list[DeviceError] = []
+
+    def wait() -> None:
+        try:
+            terminal.wait_for_credential(30)
+        except DeviceError as exc:
+            errors.append(exc)
+
+    th = threading.Thread(target=wait)
     th.start()
     assert sim.wait_for("wait_credential", timeout=5)
     with pytest.raises(DeviceError) as err:
@@ -175,6 +184,7 @@ def test_second_concurrent_transaction_is_refused(sim: Any, terminal: Terminal) 
     terminal.cancel()
     th.join(timeout=5)
     assert not th.is_alive()
+    assert [e.code for e in errors] == ["cancelled"]
 
 
 def test_display_and_amount(sim: Any, terminal: Terminal) -> None:
