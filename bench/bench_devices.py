@@ -52,7 +52,7 @@ def main() -> int:
         sim = Simulator(load_world(), pace_baud=BAUD)
         path = sim.start()
         try:
-            with Terminal(path, baudrate=BAUD, read_mode=mode) as term:  # type: ignore[arg-type]
+            with Terminal(path, baudrate=BAUD, read_mode=mode) as term:
                 runs = [one_run(sim, term) for _ in range(args.runs)]
         finally:
             sim.stop()
