@@ -139,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--world", help="world file for --simulate (default: the example world)")
     serve.add_argument("--port", type=int, default=0, help="local API port for --simulate")
     serve.add_argument("--workdir", help="--simulate: keep the journal and sandbox here")
-    serve.add_argument("--ledger-url", help="--simulate: use this ledger instead of an embedded one")
+    serve.add_argument(
+        "--ledger-url", help="--simulate: use this ledger instead of an embedded one"
+    )
     serve.set_defaults(func=_cmd_serve)
 
     journal = sub.add_parser("journal", help="journal tools")
@@ -151,19 +153,22 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox = sub.add_parser(
         "sandbox-ledger", help="run the reference ledger (--db PATH --world FILE --port N)"
     )
-    sandbox.add_argument("rest", nargs=argparse.REMAINDER)
     sandbox.set_defaults(func=_cmd_sandbox_ledger)
 
     sim = sub.add_parser(
         "simulate-devices", help="run the card reader / PIN pad simulator on a pty"
     )
-    sim.add_argument("rest", nargs=argparse.REMAINDER)
     sim.set_defaults(func=_cmd_simulate_devices)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # sandbox-ledger and simulate-devices hand their options to their own parsers.
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command not in ("sandbox-ledger", "simulate-devices"):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     try:
         code: int = args.func(args)
     except ConfigError as e:

@@ -23,7 +23,7 @@ import hmac
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,22 +266,25 @@ class Journal:
         The last stamp and sequence are persisted, so a restart (or a clock set
         back) continues after the last one issued instead of repeating it.
         """
+        with self._tx() as db:
+            return self._allocate_msgid(db, now)
+
+    def _allocate_msgid(self, db: sqlite3.Connection, now: dt.datetime | None) -> str:
         now = (now or now_shanghai()).astimezone(SHANGHAI)
         stamp = now.strftime("%Y%m%d%H%M%S")
-        with self._tx() as db:
-            row = db.execute("SELECT stamp, seq FROM msgid_clock WHERE id = 1").fetchone()
-            if row is None or stamp > row["stamp"]:
-                seq = 0
-            else:
-                stamp, seq = row["stamp"], row["seq"] + 1
-                if seq > 9999:  # 10,000 in one second: borrow the next second
-                    nxt = dt.datetime.strptime(stamp, "%Y%m%d%H%M%S") + dt.timedelta(seconds=1)
-                    stamp, seq = nxt.strftime("%Y%m%d%H%M%S"), 0
-            db.execute(
-                "INSERT INTO msgid_clock(id, stamp, seq) VALUES (1, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET stamp = excluded.stamp, seq = excluded.seq",
-                (stamp, seq),
-            )
+        row = db.execute("SELECT stamp, seq FROM msgid_clock WHERE id = 1").fetchone()
+        if row is None or stamp > row["stamp"]:
+            seq = 0
+        else:
+            stamp, seq = row["stamp"], row["seq"] + 1
+            if seq > 9999:  # 10,000 in one second: borrow the next second
+                nxt = dt.datetime.strptime(stamp, "%Y%m%d%H%M%S") + dt.timedelta(seconds=1)
+                stamp, seq = nxt.strftime("%Y%m%d%H%M%S"), 0
+        db.execute(
+            "INSERT INTO msgid_clock(id, stamp, seq) VALUES (1, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET stamp = excluded.stamp, seq = excluded.seq",
+            (stamp, seq),
+        )
         return f"{self.pharmacy_code}{stamp}{seq:04d}"
 
     # ------------------------------------------------------------------ sales
@@ -310,25 +313,47 @@ class Journal:
             self._append_event(db, sale_ref, RECEIVED, {}, stamp)
         return None
 
-    def update(self, sale_ref: str, state: str, **fields: Any) -> SaleRow:
-        """Move a sale to ``state``, setting columns, and chain an event; one transaction."""
-        unknown = set(fields) - set(_SALE_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown journal columns: {sorted(unknown)}")
+    def update(
+        self,
+        sale_ref: str,
+        state: str,
+        *,
+        via: Sequence[tuple[str, dict[str, Any]]] = (),
+        new_msgid: bool = False,
+        **fields: Any,
+    ) -> SaleRow:
+        """Move a sale to ``state``, setting columns, and chain its events; one transaction.
+
+        ``via`` lists states passed through on the way (each with its columns), so
+        that steps which need no durability of their own (card read, validated)
+        share the fsync of the step that does (settling). ``new_msgid`` allocates
+        the sale's msgid in the same transaction.
+        """
+        steps = [*via, (state, fields)]
+        for _, cols in steps:
+            unknown = set(cols) - set(_SALE_COLUMNS)
+            if unknown:
+                raise ValueError(f"unknown journal columns: {sorted(unknown)}")
         stamp = now_shanghai().isoformat()
-        values = {k: _canonical(v) if isinstance(v, dict | list) else v for k, v in fields.items()}
-        values["state"] = state
-        values["updated_at"] = stamp
-        assignments = ", ".join(f"{k} = ?" for k in values)
         with self._tx() as db:
-            cur = db.execute(
-                f"UPDATE sales SET {assignments} WHERE sale_ref = ?",
-                (*values.values(), sale_ref),
-            )
-            if cur.rowcount != 1:
-                raise KeyError(sale_ref)
-            detail = {k: v for k, v in fields.items() if k not in ("result",)}
-            self._append_event(db, sale_ref, state, detail, stamp)
+            if new_msgid:
+                fields = {**fields, "msgid": self._allocate_msgid(db, None)}
+                steps[-1] = (state, fields)
+            for step_state, cols in steps:
+                values = {
+                    k: _canonical(v) if isinstance(v, dict | list) else v for k, v in cols.items()
+                }
+                values["state"] = step_state
+                values["updated_at"] = stamp
+                assignments = ", ".join(f"{k} = ?" for k in values)
+                cur = db.execute(
+                    f"UPDATE sales SET {assignments} WHERE sale_ref = ?",
+                    (*values.values(), sale_ref),
+                )
+                if cur.rowcount != 1:
+                    raise KeyError(sale_ref)
+                detail = {k: v for k, v in cols.items() if k != "result"}
+                self._append_event(db, sale_ref, step_state, detail, stamp)
             row = db.execute("SELECT * FROM sales WHERE sale_ref = ?", (sale_ref,)).fetchone()
         return self._decode(row)
 

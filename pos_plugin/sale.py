@@ -59,7 +59,7 @@ from pos_plugin.rules.basket import check_basket
 from pos_plugin.rules.cascade import allocate
 from pos_plugin.rules.evidence import check_card_status, check_whose_card
 from pos_plugin.rules.family import ProvincePair, eligible_payers
-from pos_plugin.rules.identity import check_document, mask_name
+from pos_plugin.rules.identity import check_document, mask_id_number, mask_name
 
 log = logging.getLogger("pos_plugin.sale")
 
@@ -202,6 +202,8 @@ class SaleService:
         self.devices = devices
         self._busy = threading.Lock()
         self._cancels: dict[str, threading.Event] = {}
+        # States a sale passed through that are not yet journaled (see _sell).
+        self._passed: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self.ledger_round_trips = 0  # for the benchmark: lookups + settlement requests
 
     # ------------------------------------------------------------------ sale
@@ -227,10 +229,15 @@ class SaleService:
             if row is not None and row.state not in (J.SETTLED, J.UNKNOWN):
                 state = J.REFUSED if e.http_status == 422 else J.FAILED
                 self.journal.update(
-                    req.sale_ref, state, refusal_code=e.code, result=self._error_result(req, e)
+                    req.sale_ref,
+                    state,
+                    via=self._passed.get(req.sale_ref, ()),
+                    refusal_code=e.code,
+                    result=self._error_result(req, e),
                 )
             raise
         finally:
+            self._passed.pop(req.sale_ref, None)
             self._cancels.pop(req.sale_ref, None)
             self._busy.release()
 
@@ -256,7 +263,10 @@ class SaleService:
                 raise _refusal_error(check_document(doc, today).refusal(whose, en))
 
         credential, holder_id, holder_name, card_expiry = self._present(req, basket.total, cancel)
-        self.journal.update(req.sale_ref, J.CARD_READ)
+        # Card read and validated need no fsync of their own: they are journaled in
+        # the same transaction as the intent (settling), or with the refusal.
+        passed: list[tuple[str, dict[str, Any]]] = [(J.CARD_READ, {})]
+        self._passed[req.sale_ref] = passed
         lookup = self._lookup(credential)
         refusal = check_card_status(lookup.card_status, card_expiry or lookup.card_expiry, today)
         if refusal is not None:
@@ -272,23 +282,26 @@ class SaleService:
         )
         if evidence.refusal is not None:
             raise _refusal_error(evidence.refusal)
-        self.journal.update(
-            req.sale_ref,
-            J.VALIDATED,
-            patient_psn_no=lookup.person.psn_no,
-            patient_id_masked=self.journal.evidence_of("resident_id", holder_id)["number_masked"],
-            patient_id_hmac=self.journal.person_key(holder_id),
-            proxy=int(req.buyer.role == "proxy"),
-            evidence=self._evidence(req),
-            total=basket.total,
-            account_payable=basket.account_payable,
+        passed.append(
+            (
+                J.VALIDATED,
+                dict(
+                    patient_psn_no=lookup.person.psn_no,
+                    patient_id_masked=mask_id_number(holder_id),
+                    patient_id_hmac=self.journal.person_key(holder_id),
+                    proxy=int(req.buyer.role == "proxy"),
+                    evidence=self._evidence(req),
+                    total=basket.total,
+                    account_payable=basket.account_payable,
+                ),
+            )
         )
         notices = [
             NoticeLine(code=n.code, message=f"{n.message_zh} / {n.message_en}")
             for n in evidence.notices
         ]
 
-        msgid = self.journal.next_msgid()
+        msgid: str | None = None
         for _attempt in range(MAX_REPLANS + 1):
             family = eligible_payers(lookup.person, lookup.bindings, s.opened_pairs)
             plan = allocate(
@@ -300,7 +313,15 @@ class SaleService:
             )
             payers = {b.payer_psn_no: b for b in family.eligible}
             plan_doc = self._plan_doc(plan, payers, family.skipped, notices)
-            self.journal.update(req.sale_ref, J.SETTLING, msgid=msgid, plan=plan_doc)
+            # The intent, durable before the request leaves (the msgid is allocated
+            # in the same transaction; a re-plan keeps it).
+            row = self.journal.update(
+                req.sale_ref, J.SETTLING, via=passed, new_msgid=msgid is None, plan=plan_doc
+            )
+            passed = []
+            self._passed.pop(req.sale_ref, None)
+            msgid = row.msgid
+            assert msgid is not None
             request = SettlementRequest(
                 msgid=msgid,
                 pharmacy_code=s.pharmacy_code,

@@ -90,17 +90,15 @@ def item(sku: str, cls: str, qty: int, price: int, **kw: Any) -> dict[str, Any]:
     } | kw
 
 
-def balances(agent: Agent, card_no: str) -> dict[str, int]:
+def balances(agent: Agent, card_no: str, client: HttpLedgerClient | None = None) -> dict[str, int]:
     """What the ledger says now: the holder's account and each binding's payer."""
     assert agent.world is not None
     person, card = agent.world.card_owner(card_no)
-    pharmacy = agent.world.pharmacies[0]
-    client = agent.service.ledger
+    client = client or agent.service.ledger  # type: ignore[assignment]
     assert isinstance(client, HttpLedgerClient)
     lookup = client.lookup(Credential.card(card.card_no, card.card_sn))
     out = {b.payer_psn_no: b.available_balance for b in lookup.bindings}
     out[person.psn_no] = lookup.personal_account.balance if lookup.personal_account else 0
-    del pharmacy
     return out
 
 

@@ -14,6 +14,10 @@ class HoldProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.hold_settlements = False
+        # When set, the ledger "vanishes" right after the next settlement reaches it:
+        # its answer is swallowed and every later connection is cut at once.
+        self.vanish_after_settlement = False
+        self.down = False
         self.settlements_forwarded = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -34,6 +38,9 @@ class HoldProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            if self.down:
+                client.close()
+                continue
             upstream = socket.create_connection(self.target)
             state = {"settlement": False}
             threading.Thread(target=self._up, args=(client, upstream, state), daemon=True).start()
@@ -45,6 +52,11 @@ class HoldProxy:
                 if data.startswith(b"POST /v1/settlements "):
                     state["settlement"] = True
                     self.settlements_forwarded += 1
+                    if self.vanish_after_settlement:
+                        self.vanish_after_settlement = False
+                        self.down = True
+                        dst.sendall(data)
+                        continue
                 elif data[:4] in (b"GET ", b"POST"):
                     state["settlement"] = False
                 dst.sendall(data)
@@ -56,7 +68,7 @@ class HoldProxy:
     def _down(self, src: socket.socket, dst: socket.socket, state: dict[str, bool]) -> None:
         try:
             while data := src.recv(65536):
-                if state["settlement"] and self.hold_settlements:
+                if self.down or (state["settlement"] and self.hold_settlements):
                     continue  # the ledger answered; the agent never hears it
                 dst.sendall(data)
         except OSError:

@@ -197,3 +197,48 @@ def test_sigkill_after_the_request_left_is_resolved_on_restart(tmp_path: Path) -
             proc.kill()
         proxy.close()
         sandbox.stop()
+
+
+def test_ledger_vanishing_mid_settlement_means_cash_and_an_automatic_reversal(
+    pos: Pos, agent: Agent
+) -> None:
+    real = agent.service.ledger
+    assert isinstance(real, HttpLedgerClient)
+    u = urlparse(real.base_url)
+    proxy = HoldProxy(u.hostname or "127.0.0.1", u.port or 80)
+    token = load_world().pharmacies[0].api_token
+    agent.service.ledger = HttpLedgerClient(
+        proxy.url, token, connect_timeout=0.5, read_timeout=0.5, retries=1, backoff_base=0.01
+    )
+    before = balances(agent, "B11000001", real)
+    try:
+        proxy.vanish_after_settlement = True
+        status, body = pos.sale("GONE-1", "B11000001", ZHANG_WEI, [item("6901", "A", 2, 1850)])
+        assert status == 503, body
+        assert (body["status"], body["code"]) == ("unknown", "ledger_unavailable")
+        assert "cash" in body["message"]
+        row = agent.service.journal.get("GONE-1")
+        assert row is not None and row.state == "unknown" and row.msgid
+        # The ledger did commit it: the customer would be charged twice without a reversal.
+        assert real.get_settlement(row.msgid) is not None
+        assert balances(agent, "B11000001", real)[ZHANG_WEI] == before[ZHANG_WEI] - 3700
+        (owed,) = agent.service.journal.pending_reversals()
+        assert owed.msgid == row.msgid
+        # While the ledger is away, an attempt fails and is rescheduled, not lost.
+        assert agent.service.send_owed_reversals() == 0
+        (owed,) = agent.service.journal.pending_reversals()
+        assert owed.attempts == 1 and owed.last_error
+        status, body = pos.call("GET", "/v1/sales/GONE-1")
+        assert body["status"] == "unknown"
+        # The ledger returns; the owed reversal goes out (the next due attempt).
+        proxy.down = False
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+        assert agent.service.send_owed_reversals(later) == 1
+        assert agent.service.journal.pending_reversals() == []
+        assert balances(agent, "B11000001", real) == before
+        found = real.get_settlement(row.msgid)
+        assert found is not None and found.status == "reversed"
+        row = agent.service.journal.get("GONE-1")
+        assert row is not None and row.state == "reversed"
+    finally:
+        proxy.close()
