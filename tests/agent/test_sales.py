@@ -234,3 +234,52 @@ def test_nothing_unmasked_in_answers_or_journal(pos: Pos, agent: Agent, tmp_path
     for p in agent.world.persons:
         assert p.id_number.encode() not in raw, mask_id_number(p.id_number)
     assert agent.service.journal.verify().ok
+
+
+def test_electronic_voucher_sale_needs_no_pin(pos: Pos, agent: Agent) -> None:
+    status, body = pos.call("POST", "/v1/simulator/present", {"evoucher_token": "EV-ZHANGWEI-0001"})
+    assert status == 200
+    status, body = pos.call(
+        "POST",
+        "/v1/sales",
+        {"sale_ref": "EV1", "items": COLD, "patient": pos.doc(ZHANG_WEI), "credential": "evoucher"},
+    )
+    assert status == 200 and body["status"] == "settled", body
+    assert body["personal_account"] == 3700
+
+
+def test_someone_elses_voucher_is_refused(pos: Pos) -> None:
+    pos.call("POST", "/v1/simulator/present", {"evoucher_token": "EV-LINA-0006"})
+    status, body = pos.call(
+        "POST",
+        "/v1/sales",
+        {"sale_ref": "EV2", "items": COLD, "patient": pos.doc(ZHANG_WEI), "credential": "evoucher"},
+    )
+    assert (status, body["code"]) == (422, "card_not_patients_own")
+
+
+def test_reader_unplugged_gives_device_unavailable_and_charges_nothing(
+    pos: Pos, agent: Agent
+) -> None:
+    before = balances(agent, "B11000001")
+    assert agent.simulator is not None
+    agent.simulator.unplug()
+    try:
+        status, body = pos.sale("UNPLUG-1", None, ZHANG_WEI, COLD)
+    finally:
+        agent.simulator.replug()
+    assert (status, body["code"], body["status"]) == (503, "device_unavailable", "failed")
+    assert "cable" in body["message"] or "reader" in body["message"]
+    assert balances(agent, "B11000001") == before
+    # Re-plugged: the driver reconnects by itself and the next sale goes through.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status, body = pos.sale(
+            f"UNPLUG-{deadline - time.monotonic():.3f}", "B11000001", ZHANG_WEI, COLD
+        )
+        if status == 200:
+            break
+        time.sleep(0.2)
+    assert status == 200 and body["status"] == "settled", body
+    status, health = pos.call("GET", "/v1/health")
+    assert status == 200 and "terminal" in health["devices"]
