@@ -82,8 +82,7 @@ class FaultProxy:
         except OSError:
             pass
         finally:
-            with contextlib.suppress(OSError):
-                client.close()
+            _close(client)
 
     def _down(self, upstream: socket.socket, client: socket.socket, mode: str) -> None:
         """Ledger -> client direction, where the faults happen."""
@@ -106,8 +105,7 @@ class FaultProxy:
                 else:
                     client.sendall(data)
         finally:
-            with contextlib.suppress(OSError):
-                upstream.close()
+            _close(upstream)
 
 
 def _pump(src: socket.socket, dst: socket.socket) -> None:
@@ -122,3 +120,11 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
     finally:
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
+
+
+def _close(sock: socket.socket) -> None:
+    """shutdown() first: close() alone does not send FIN while another thread is in recv()."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()
