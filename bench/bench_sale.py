@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,9 +98,9 @@ def main(n: int = 200) -> None:
             ledger, devices = Timed(svc.ledger), Timed(svc.devices)
             svc.ledger, svc.devices = ledger, devices  # type: ignore[assignment]
             http_calls = [0]
-            hook: Callable[..., None] = lambda r, *a, **k: http_calls.__setitem__(
-                0, http_calls[0] + 1
-            )  # noqa: E731
+            def hook(response: Any, *args: Any, **kwargs: Any) -> None:
+                http_calls[0] += 1
+
             ledger._inner.session.hooks["response"].append(hook)
             sim = agent.simulator
             sell_spent = [0.0]

@@ -75,7 +75,7 @@ def test_no_keyring_backend_says_how_to_configure_one(monkeypatch: pytest.Monkey
 
     keyring.core._keyring_backend = None  # let keyring pick again from the environment
     try:
-        with pytest.raises(ConfigError, match="keyrings.cryptfile"):
+        with pytest.raises(ConfigError, match=r"keyrings\.cryptfile"):
             get_secret("ledger_token")
         with pytest.raises(ConfigError, match="pos-plugin secrets set"):
             set_secret("ledger_token", "x")

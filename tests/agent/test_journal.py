@@ -121,3 +121,22 @@ def test_pending_reversals(tmp_path: Path) -> None:
     assert p.attempts == 1 and p.escalated and p.last_error == "unreachable"
     j.reversal_done("M1")
     assert j.pending_reversals() == []
+
+
+def test_only_the_received_step_skips_its_fsync(tmp_path: Path) -> None:
+    j = open_journal(tmp_path / "j.db")
+    seen: list[int] = []
+    j._db.set_trace_callback(None)
+    original = j._db.execute
+
+    def spy(sql: str, *args: object) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            seen.append(original("PRAGMA synchronous").fetchone()[0])
+        return original(sql, *args)
+
+    j._db = type("Spy", (), {"execute": staticmethod(spy)})()  # type: ignore[assignment]
+    j.begin_sale("R1", "h")
+    j.update("R1", SETTLING, msgid="M")
+    j.update("R1", SETTLED)
+    assert seen == [1, 2, 2]  # NORMAL for received, FULL for the intent and the outcome
+    assert original("PRAGMA synchronous").fetchone()[0] == 2
