@@ -1,0 +1,451 @@
+"""The store manager's reconciliation page and API routes, served by the agent.
+
+- ``GET /v1/reconciliation?date=YYYY-MM-DD[&details=true]`` (manager bearer token): JSON.
+- ``GET /v1/reconciliation.csv?date=`` (manager bearer token): the spreadsheet (UTF-8 + BOM).
+- ``GET /manager/reconciliation?date=`` : the page. A browser cannot send a bearer
+  header from a bookmark, so the manager token is also accepted as ``?token=``
+  (answered with a cookie and a redirect that drops it from the address bar and
+  the history) or as the ``pos_manager_token`` cookie (HttpOnly, SameSite=Strict,
+  path /manager). Without a token the page shows a small form asking for it.
+
+The page is plain HTML with inline CSS and an inline SVG chart: no JavaScript,
+printable (print CSS), personal data masked (account ids keep 4 + 4 characters,
+ID numbers come from the journal already masked).
+"""
+
+# No `from __future__ import annotations`: FastAPI resolves the handlers' annotations.
+
+import datetime as dt
+import html
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from pos_plugin.money import yuan
+from pos_plugin.reconcile import KIND_LABEL, BreakKind, Match, Reconciliation, SideTotals
+from pos_plugin.reconcile_io import closed_state, reconcile_day, render_csv
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+COOKIE = "pos_manager_token"
+
+
+@dataclass
+class ReconcileSource:
+    """Where the agent reconciles from: its journal file(s) and its ledger client."""
+
+    journal_paths: Sequence[str | os.PathLike[str]]
+    ledger: Any
+    pharmacy_code: str
+    resolve: bool = True
+    today: Callable[[], dt.date] = field(default=lambda: dt.datetime.now(SHANGHAI).date())
+
+    def run(self, day: dt.date) -> tuple[Reconciliation, dict[str, Any] | None]:
+        rec = reconcile_day(
+            day, self.journal_paths, self.ledger, self.pharmacy_code, resolve=self.resolve
+        )
+        return rec, closed_state(self.journal_paths, rec)
+
+
+def source_for_service(
+    service: Any, journal_paths: Sequence[str | os.PathLike[str]] | None = None
+) -> ReconcileSource:
+    """The source of a running agent: its own journal (or the store's) and its ledger."""
+    return ReconcileSource(
+        journal_paths=list(journal_paths or [service.journal.path]),
+        ledger=service.ledger,
+        pharmacy_code=service.settings.pharmacy_code,
+    )
+
+
+def reconciliation_extra(source: ReconcileSource) -> Callable[[FastAPI, Callable[..., Any]], None]:
+    """The ``extra`` hook for ``pos_plugin.api.create_app``: registers the routes above."""
+
+    def register(app: FastAPI, role: Callable[..., Callable[..., str]]) -> None:
+        from pos_plugin.api import ApiError
+
+        manager = role("manager")
+
+        def parse_day(date: str | None) -> dt.date:
+            if not date:
+                return source.today()
+            try:
+                return dt.date.fromisoformat(date)
+            except ValueError:
+                raise ApiError(422, "invalid_request", "date: use YYYY-MM-DD") from None
+
+        def run(day: dt.date) -> tuple[Reconciliation, dict[str, Any] | None]:
+            try:
+                return source.run(day)
+            except Exception as e:  # ledger unreachable, journal missing: say so
+                raise ApiError(
+                    503,
+                    "reconciliation_unavailable",
+                    f"the reconciliation could not be made: {e}",
+                ) from None
+
+        @app.get("/v1/reconciliation", tags=["manager"])
+        def reconciliation(
+            date: str | None = None, details: bool = False, _: str = Depends(manager)
+        ) -> JSONResponse:
+            rec, closed = run(parse_day(date))
+            body = rec.as_dict(details=details)
+            body["closed"] = closed
+            return JSONResponse(body)
+
+        @app.get("/v1/reconciliation.csv", tags=["manager"])
+        def reconciliation_csv(date: str | None = None, _: str = Depends(manager)) -> Response:
+            rec, _closed = run(parse_day(date))
+            return Response(
+                content="\ufeff" + render_csv(rec),
+                media_type="text/csv; charset=utf-8",
+                headers={
+                    "Content-Disposition": f'attachment; filename="reconciliation-{rec.date}.csv"'
+                },
+            )
+
+        @app.get("/manager/reconciliation", response_class=HTMLResponse, tags=["manager"])
+        def page(
+            request: Request,
+            date: str | None = None,
+            token: str | None = Query(default=None),
+            authorization: str | None = Header(default=None),
+        ) -> Response:
+            given = token or request.cookies.get(COOKIE)
+            header_ok = False
+            if authorization:
+                header_ok = _allowed(manager, authorization)
+            if not header_ok and not (given and _allowed(manager, f"Bearer {given}")):
+                return HTMLResponse(_login_page(date, bool(given)), status_code=401)
+            if token:  # keep the token out of the address bar, history and printouts
+                target = "/manager/reconciliation" + (f"?date={html.escape(date)}" if date else "")
+                resp = RedirectResponse(target, status_code=303)
+                resp.set_cookie(
+                    COOKIE,
+                    token,
+                    httponly=True,
+                    samesite="strict",
+                    path="/manager",
+                    max_age=12 * 3600,
+                )
+                return resp
+            try:
+                day = dt.date.fromisoformat(date) if date else source.today()
+            except ValueError:
+                return HTMLResponse(
+                    _message_page("日期格式应为 YYYY-MM-DD / date: use YYYY-MM-DD"), 422
+                )
+            try:
+                rec, closed = source.run(day)
+            except Exception as e:
+                return HTMLResponse(
+                    _message_page(f"无法对账 / the reconciliation could not be made: {e}"), 503
+                )
+            return HTMLResponse(render_page(rec, closed))
+
+    return register
+
+
+def _allowed(check: Callable[..., str], authorization: str) -> bool:
+    try:
+        return check(authorization=authorization) == "manager"
+    except Exception:
+        return False
+
+
+# --------------------------------------------------------------------------- HTML
+
+_CSS = """
+:root { --ok:#1b7f3b; --bad:#b3261e; --warn:#8a5a00; --ink:#1d1d1f; --mute:#5f6368; --line:#d0d4d9; }
+* { box-sizing: border-box; }
+body { font-family: "Noto Sans CJK SC","PingFang SC","Microsoft YaHei",system-ui,sans-serif;
+       color: var(--ink); margin: 0 auto; max-width: 1100px; padding: 16px 20px; line-height: 1.45; }
+h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 22px 0 8px;
+     border-bottom: 2px solid var(--ink); padding-bottom: 2px; }
+.sub { color: var(--mute); font-size: 13px; }
+.badge { display: inline-block; padding: 3px 10px; border-radius: 4px; font-weight: 700; color: #fff; }
+.badge.ok { background: var(--ok); } .badge.bad { background: var(--bad); } .badge.closed { background: #444; }
+.tiles { display: grid; grid-template-columns: repeat(4, 1fr); gap: 10px; margin: 14px 0; }
+.tile { border: 1px solid var(--line); border-radius: 6px; padding: 8px 10px; }
+.tile .k { font-size: 13px; color: var(--mute); } .tile .v { font-size: 20px; font-weight: 700; }
+.tile .d { font-size: 13px; } .tile.diff { border-color: var(--bad); } .tile.diff .d { color: var(--bad); font-weight: 700; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; margin: 6px 0 10px; }
+th, td { border: 1px solid var(--line); padding: 4px 6px; text-align: right; vertical-align: top; }
+th:first-child, td:first-child, td.l, th.l { text-align: left; }
+thead th { background: #f1f3f4; }
+td.neg { color: var(--bad); font-weight: 700; }
+.break { border: 1px solid var(--line); border-left: 6px solid var(--bad); border-radius: 4px;
+         padding: 8px 12px; margin: 10px 0; break-inside: avoid; page-break-inside: avoid; }
+.break.kind-business_day_mismatch, .break.kind-duplicate { border-left-color: var(--warn); }
+.break h3 { font-size: 15px; margin: 0 0 4px; } .break .id { font-family: monospace; font-size: 13px; }
+.break p { margin: 4px 0; } .todo { background: #fff8e1; padding: 4px 8px; border-radius: 3px; }
+.en { color: var(--mute); }
+.note { border: 1px dashed var(--warn); padding: 6px 10px; margin: 6px 0; }
+.allgood { border: 1px solid var(--ok); color: var(--ok); padding: 10px; font-weight: 700; }
+svg text { font-size: 11px; fill: var(--mute); }
+form.day { margin: 8px 0; } footer { margin-top: 24px; font-size: 12px; color: var(--mute); }
+@media print {
+  form.day, .noprint { display: none; }
+  body { max-width: none; padding: 0; font-size: 11pt; }
+  .badge { color: #000 !important; border: 2px solid #000; background: none !important; }
+  .tiles { grid-template-columns: repeat(4, 1fr); }
+  h2 { break-after: avoid; page-break-after: avoid; }
+  a { color: inherit; text-decoration: none; }
+  @page { size: A4; margin: 14mm; }
+}
+"""
+
+FUNDS = (
+    ("total", "合计", "total"),
+    ("personal_account", "个人账户", "personal account"),
+    ("mutual_aid", "家庭共济", "mutual aid"),
+    ("cash", "现金", "cash"),
+)
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta name="robots" content="noindex"><title>{_e(title)}</title>'
+        f"<style>{_CSS}</style></head><body>{body}</body></html>"
+    )
+
+
+def _login_page(date: str | None, wrong: bool) -> str:
+    msg = "<p class='note'>令牌不正确 / the token is not the manager's.</p>" if wrong else ""
+    return _page(
+        "对账 Reconciliation",
+        "<h1>门店对账 Store reconciliation</h1>"
+        "<p>请输入店长令牌 / Enter the manager token.</p>"
+        + msg
+        + '<form method="get" action="/manager/reconciliation">'
+        f'<input type="hidden" name="date" value="{_e(date or "")}">'
+        '<label>令牌 Token <input type="password" name="token" autocomplete="off"></label> '
+        '<button type="submit">打开 Open</button></form>',
+    )
+
+
+def _message_page(text: str) -> str:
+    return _page("对账 Reconciliation", f"<h1>门店对账 Store reconciliation</h1><p>{_e(text)}</p>")
+
+
+def _amount_cells(j: int, led: int) -> str:
+    d = led - j
+    return (
+        f"<td>{_e(yuan(j))}</td><td>{_e(yuan(led))}</td>"
+        f"<td class='{'neg' if d else ''}'>{_e(yuan(d)) if d else '—'}</td>"
+    )
+
+
+def _totals_table(j: SideTotals, led: SideTotals) -> str:
+    rows = [
+        "<table><thead><tr><th class='l'>项目 Item</th><th>本店 Till journal</th>"
+        "<th>中心 Centre ledger</th><th>差额 Difference</th></tr></thead><tbody>",
+        f"<tr><td>销售笔数 sales</td><td>{j.sales_count}</td><td>{led.sales_count}</td>"
+        f"<td class='{'neg' if j.sales_count != led.sales_count else ''}'>"
+        f"{led.sales_count - j.sales_count or '—'}</td></tr>",
+        f"<tr><td>冲正笔数 reversals</td><td>{j.reversals_count}</td><td>{led.reversals_count}</td>"
+        f"<td class='{'neg' if j.reversals_count != led.reversals_count else ''}'>"
+        f"{led.reversals_count - j.reversals_count or '—'}</td></tr>",
+    ]
+    for part, zh, en in (
+        ("sales", "销售", "sales"),
+        ("reversals", "冲正", "reversals"),
+        ("net", "净额", "net"),
+    ):
+        ja = getattr(j, part)
+        la = getattr(led, part)
+        for fund, fzh, fen in FUNDS:
+            rows.append(
+                f"<tr><td>{zh}·{fzh} <span class='en'>{en}, {fen}</span></td>"
+                + _amount_cells(getattr(ja, fund), getattr(la, fund))
+                + "</tr>"
+            )
+    rows.append("</tbody></table>")
+    return "".join(rows)
+
+
+def _chart(rec: Reconciliation) -> str:
+    """Settlements per hour: bars = centre, outlined bars = till (no JavaScript)."""
+    active = [h for h in rec.hourly if h.ledger_count or h.journal_count]
+    first = min((h.hour for h in active), default=8)
+    last = max((h.hour for h in active), default=20)
+    first, last = min(first, 8), max(last, 20)
+    hours = [h for h in rec.hourly if first <= h.hour <= last]
+    peak = max([max(h.ledger_count, h.journal_count) for h in hours] + [1])
+    w, h_px, left, bottom, top = 760, 170, 36, 24, 10
+    slot = (w - left - 8) / len(hours)
+    bar = max(4.0, slot * 0.38)
+    parts = [
+        f'<svg role="img" viewBox="0 0 {w} {h_px}" width="100%" height="{h_px}" '
+        f'aria-label="每小时结算笔数 settlements per hour">',
+        "<title>每小时结算笔数 Settlements per hour</title>",
+    ]
+    plot_h = h_px - bottom - top
+    for frac in (0, 0.5, 1):
+        y = top + plot_h * (1 - frac)
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{w - 4}" y2="{y:.1f}" stroke="#e0e0e0"/>')
+        parts.append(
+            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{round(peak * frac)}</text>'
+        )
+    for i, hb in enumerate(hours):
+        x = left + i * slot + slot * 0.1
+        lh = plot_h * hb.ledger_count / peak
+        jh = plot_h * hb.journal_count / peak
+        parts.append(
+            f'<rect x="{x:.1f}" y="{top + plot_h - lh:.1f}" width="{bar:.1f}" height="{lh:.1f}" '
+            f'fill="#3367d6"><title>{hb.hour:02d}:00 中心 centre {hb.ledger_count} '
+            f"({_e(yuan(hb.ledger_amount))})</title></rect>"
+        )
+        parts.append(
+            f'<rect x="{x + bar + 1:.1f}" y="{top + plot_h - jh:.1f}" width="{bar:.1f}" '
+            f'height="{jh:.1f}" fill="#fff" stroke="#ea8600" stroke-width="1.5">'
+            f"<title>{hb.hour:02d}:00 本店 till {hb.journal_count} "
+            f"({_e(yuan(hb.journal_amount))})</title></rect>"
+        )
+        parts.append(
+            f'<text x="{x + bar:.1f}" y="{h_px - 8}" text-anchor="middle">{hb.hour:02d}</text>'
+        )
+    parts.append("</svg>")
+    legend = (
+        "<p class='sub'><span style='color:#3367d6'>■</span> 中心 centre ledger &nbsp; "
+        "<span style='color:#ea8600'>□</span> 本店 till journal — 每小时销售笔数 sales per hour</p>"
+    )
+    return "".join(parts) + legend
+
+
+def _break_html(b: Match, day: str) -> str:
+    zh, en = KIND_LABEL[b.kind]
+    j, led = b.amounts("journal", day), b.amounts("ledger", day)
+    ex = b.explanation
+    ids = _e(b.msgid) + ("".join(f" + {_e(r)}" for r in b.related))
+    patient = next((e.patient for e in b.journal if e.patient), None)
+    meta = [f"收银机 till {_e(b.terminal_id)}", _e(b.created_at[11:19] or "")]
+    if patient:
+        meta.append(f"证件 ID {_e(patient)}")
+    rows = "".join(
+        f"<tr><td>{fzh} <span class='en'>{fen}</span></td>"
+        + _amount_cells(getattr(j, fund), getattr(led, fund))
+        + "</tr>"
+        for fund, fzh, fen in FUNDS
+    )
+    return (
+        f"<article class='break kind-{_e(b.kind.value)}'>"
+        f"<h3>{_e(zh)} <span class='en'>{_e(en)}</span></h3>"
+        f"<div class='id'>{ids}</div><div class='sub'>{' · '.join(meta)}</div>"
+        + (
+            f"<p>{_e(ex.what_zh)}</p><p class='en'>{_e(ex.what_en)}</p>"
+            f"<p class='todo'><b>处理：</b>{_e(ex.todo_zh)}<br><span class='en'><b>What to do:</b> "
+            f"{_e(ex.todo_en)}</span></p>"
+            if ex
+            else ""
+        )
+        + "<table><thead><tr><th class='l'>当日金额 This day</th><th>本店 Till</th>"
+        f"<th>中心 Centre</th><th>差额 Difference</th></tr></thead><tbody>{rows}</tbody></table>"
+        "</article>"
+    )
+
+
+def render_page(rec: Reconciliation, closed: dict[str, Any] | None = None) -> str:
+    """The whole page for one day (also what ``pos-plugin reconcile --html`` writes)."""
+    n = len(rec.breaks)
+    status = (
+        "<span class='badge ok'>平账 Balanced</span>"
+        if rec.balanced
+        else f"<span class='badge bad'>{n} 处差异 {n} break{'s' if n != 1 else ''}</span>"
+    )
+    if closed:
+        status += f" <span class='badge closed'>已关账 Closed {_e(closed['closed_at'][:16])}</span>"
+    jn, ln = rec.journal.net, rec.ledger.net
+    tiles = []
+    for fund, fzh, fen in FUNDS:
+        jv, lv = getattr(jn, fund), getattr(ln, fund)
+        d = lv - jv
+        tiles.append(
+            f"<div class='tile{' diff' if d else ''}'><div class='k'>{fzh} {fen} (净额 net)</div>"
+            f"<div class='v'>{_e(yuan(lv))}</div>"
+            f"<div class='d'>本店 till {_e(yuan(jv))} · "
+            f"{'差 diff ' + _e(yuan(d)) if d else '一致 equal'}</div></div>"
+        )
+    body = [
+        f"<header><h1>门店对账 Store reconciliation · {_e(rec.date)}</h1>"
+        f"<div class='sub'>药店 Pharmacy {_e(rec.pharmacy_code)} · 收银机 tills "
+        f"{_e(', '.join(t.terminal_id for t in rec.terminals) or '—')} · "
+        f"平账 {rec.balanced_count} balanced</div><p>{status}</p></header>",
+        "<form class='day' method='get' action='/manager/reconciliation'>"
+        f"<label>日期 Date <input type='date' name='date' value='{_e(rec.date)}'></label> "
+        "<button type='submit'>查看 Show</button></form>",
+        f"<section class='tiles'>{''.join(tiles)}</section>",
+    ]
+    if closed:
+        body.append(
+            "<p class='note'>本日已关账 / this day is closed: "
+            f"{_e(closed['closed_at'])}, {_e(closed['closed_by'])}"
+            + (f"; 原因 reason: {_e(closed['reason'])}" if closed.get("reason") else "")
+            + (
+                "<br><b>关账后结果已改变 / the day reconciles differently than when it was "
+                "closed.</b>"
+                if closed.get("changed_since_close")
+                else ""
+            )
+            + "</p>"
+        )
+    body.append(f"<section id='breaks'><h2>差异 Breaks ({n})</h2>")
+    if n:
+        body.extend(_break_html(b, rec.date) for b in rec.breaks)
+    else:
+        body.append(
+            "<p class='allgood'>两边逐笔一致，可以关账。Both sides agree to the fen: the day "
+            "can be closed.</p>"
+        )
+    body.append("</section>")
+    if rec.notes:
+        body.append("<section><h2>注意 Notes</h2>")
+        body.extend(
+            f"<p class='note'>{_e(x.zh)}<br><span class='en'>{_e(x.en)}</span></p>"
+            for x in rec.notes
+        )
+        body.append("</section>")
+    body.append(f"<section><h2>每小时结算 Settlements by hour</h2>{_chart(rec)}</section>")
+    body.append(f"<section><h2>全店汇总 Store totals</h2>{_totals_table(rec.journal, rec.ledger)}")
+    body.append(
+        "</section><section><h2>各收银机 Per till</h2><table><thead><tr>"
+        "<th class='l'>收银机 Till</th><th>差异 Breaks</th><th>本店笔数 Till sales</th>"
+        "<th>中心笔数 Centre sales</th><th>本店净额 Till net</th><th>中心净额 Centre net</th>"
+        "<th>差额 Difference</th></tr></thead><tbody>"
+    )
+    for t in rec.terminals:
+        d = t.ledger.net.total - t.journal.net.total
+        body.append(
+            f"<tr><td>{_e(t.terminal_id)}{'' if t.journal_given else ' (无流水 no journal)'}</td>"
+            f"<td class='{'neg' if t.breaks else ''}'>{t.breaks}</td>"
+            f"<td>{t.journal.sales_count}</td><td>{t.ledger.sales_count}</td>"
+            f"<td>{_e(yuan(t.journal.net.total))}</td><td>{_e(yuan(t.ledger.net.total))}</td>"
+            f"<td class='{'neg' if d else ''}'>{_e(yuan(d)) if d else '—'}</td></tr>"
+        )
+    body.append("</tbody></table></section>")
+    kinds = ", ".join(f"{KIND_LABEL[BreakKind(k)][0]} {v}" for k, v in rec.counts.items() if v)
+    generated = dt.datetime.now(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    body.append(
+        f"<footer>分类 {_e(kinds)} · 生成于 generated {generated} · 指纹 digest "
+        f"{_e(rec.digest()[:16])} · 个人信息已脱敏 personal data masked</footer>"
+    )
+    return _page(f"对账 {rec.date} Reconciliation", "".join(body))
+
+
+def write_html(
+    rec: Reconciliation, path: str | os.PathLike[str], closed: dict[str, Any] | None = None
+) -> Path:
+    p = Path(path)
+    p.write_text(render_page(rec, closed), encoding="utf-8")
+    return p

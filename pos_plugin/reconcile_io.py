@@ -1,0 +1,857 @@
+"""Daily reconciliation, the imperative shell: read both sides, resolve, match, render, close.
+
+- Journals are read with their own sqlite3 connections (one file per till; the
+  same store's tills are reconciled together and per till).
+- A journal row still ``settling`` is resolved by msgid before matching, exactly
+  as the agent does on start-up (``SaleService.resolve_unsettled``: the row
+  becomes ``settled`` or ``failed`` in the journal). A row in ``unknown`` (the
+  till took cash and owes a reversal) is resolved in memory by asking the ledger
+  for its msgid; the agent's own reversal loop records the outcome.
+- A msgid found on only one side of the day is looked up beyond the day (in the
+  journals by msgid, at the ledger with ``get_settlement``/``get_reversal``), so a
+  sale booked on another date shows as a business-day mismatch, not as missing.
+- ``closed_days`` is a table this module adds to each till's journal file:
+  ``close_day`` records the reconciled result (with the manager's reason when
+  breaks remain), and ``is_day_closed`` is what the sale service asks before a
+  sale so that a closed day cannot change silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pos_plugin.ledger.schemas import Statement
+from pos_plugin.reconcile import (
+    KIND_LABEL,
+    Entry,
+    Match,
+    Note,
+    Reconciliation,
+    SideTotals,
+    norm_legs,
+    reconcile,
+)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+_JOURNAL_COLS = (
+    "s.sale_ref, s.state, s.msgid, s.business_date, s.created_at, s.updated_at, s.terminal_id, "
+    "s.total, s.personal_account, s.mutual_aid, s.cash, s.plan, s.reversal_msgid, "
+    "p.reversal_msgid, s.patient_id_masked"
+)
+_FROM = "FROM sales s LEFT JOIN pending_reversals p ON p.msgid = s.msgid"
+_CLAIMS = frozenset({"settled", "reversed", "unknown", "settling"})
+
+CLOSED_DAYS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS closed_days (
+    business_date TEXT PRIMARY KEY,
+    closed_at TEXT NOT NULL,
+    closed_by TEXT NOT NULL,
+    pharmacy_code TEXT NOT NULL,
+    terminals TEXT NOT NULL,
+    balanced INTEGER NOT NULL,
+    break_count INTEGER NOT NULL,
+    reason TEXT,
+    digest TEXT NOT NULL,
+    result TEXT NOT NULL,
+    chain_head TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+"""
+
+
+class ReconcileError(Exception):
+    """A problem stated in words the manager (or installer) can act on."""
+
+
+class DayNotBalanced(ReconcileError):
+    """close-day refused: breaks remain and no reason was given."""
+
+
+class DayAlreadyClosed(ReconcileError):
+    pass
+
+
+# --------------------------------------------------------------------------- journal side
+
+
+def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    p = Path(path)
+    if not p.is_file():
+        raise ReconcileError(f"journal file {p} not found")
+    db = sqlite3.connect(str(p), isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
+def _stamp(msgid: str) -> tuple[str, str]:
+    """(business date, ISO time) from a msgid's yyyyMMddHHmmss (the till's clock)."""
+    s = msgid[12:26]
+    try:
+        t = dt.datetime.strptime(s, "%Y%m%d%H%M%S").replace(tzinfo=SHANGHAI)
+    except ValueError:
+        return "", ""
+    return t.date().isoformat(), t.isoformat()
+
+
+def _row_entries(r: sqlite3.Row | tuple[Any, ...], source: str) -> list[Entry]:
+    """A journal row's claims: its sale and, once reversed, its reversal."""
+    (
+        sale_ref,
+        state,
+        msgid,
+        bdate,
+        created,
+        _updated,
+        terminal,
+        total,
+        pa,
+        ma,
+        cash,
+        plan_text,
+        rev_msgid,
+        pending_rev,
+        patient,
+    ) = r
+    if msgid is None or state not in _CLAIMS:
+        return []
+    plan = json.loads(plan_text) if plan_text else {}
+    legs = norm_legs(plan.get("legs", ()))
+    if pa is None:
+        pa = sum(a for k, _, a in legs if k == "personal_account")
+    if ma is None:
+        ma = sum(a for k, _, a in legs if k == "mutual_aid")
+    if cash is None:
+        cash = int(plan.get("cash", 0))
+    if total is None:
+        total = int(plan.get("total", pa + ma + cash))
+    sale = Entry(
+        msgid=msgid,
+        kind="sale",
+        terminal_id=terminal,
+        business_date=bdate,
+        created_at=created,
+        total=total,
+        personal_account=pa,
+        mutual_aid=ma,
+        cash=cash,
+        legs=legs,
+        status=state,
+        ref=sale_ref,
+        source=source,
+        patient=patient,
+        reversal_started=rev_msgid if state == "settled" and rev_msgid else None,
+    )
+    out = [sale]
+    reversal = rev_msgid or pending_rev
+    if state == "reversed" and reversal:
+        rdate, rtime = _stamp(reversal)
+        out.append(
+            Entry(
+                msgid=reversal,
+                kind="reversal",
+                terminal_id=terminal,
+                business_date=rdate,
+                created_at=rtime,
+                total=-total,
+                personal_account=-pa,
+                mutual_aid=-ma,
+                cash=-cash,
+                legs=legs,
+                original_msgid=msgid,
+                ref=sale_ref,
+                source=source,
+                patient=patient,
+            )
+        )
+    return out
+
+
+@dataclass
+class JournalSide:
+    entries: list[Entry] = field(default_factory=list)
+    states: dict[str, str] = field(default_factory=dict)  # msgid -> state, rows claiming no money
+    terminals: set[str] = field(default_factory=set)
+    pharmacy_codes: set[str] = field(default_factory=set)
+    unknown: list[tuple[str, Any]] = field(default_factory=list)  # (source, row) to resolve
+
+
+def read_journal(
+    path: str | os.PathLike[str], day: dt.date, side: JournalSide | None = None
+) -> JournalSide:
+    """One till's journal for a business day: sales of the day and reversals made on it."""
+    side = side or JournalSide()
+    source = Path(path).name
+    ymd = day.strftime("%Y%m%d")
+    db = _connect(path)
+    try:
+        rows = db.execute(
+            f"SELECT {_JOURNAL_COLS} {_FROM} WHERE s.business_date = ? "
+            "OR substr(s.reversal_msgid, 13, 8) = ? OR substr(p.reversal_msgid, 13, 8) = ?",
+            (day.isoformat(), ymd, ymd),
+        ).fetchall()
+        for (term,) in db.execute("SELECT DISTINCT terminal_id FROM sales"):
+            side.terminals.add(term)
+        for (code,) in db.execute(
+            "SELECT DISTINCT substr(msgid, 1, 12) FROM sales WHERE msgid IS NOT NULL"
+        ):
+            side.pharmacy_codes.add(code)
+    finally:
+        db.close()
+    for r in rows:
+        state, msgid = r[1], r[2]
+        if msgid is None:
+            continue
+        if state == "unknown":
+            side.unknown.append((source, r))
+            continue
+        if state not in _CLAIMS:
+            side.states[msgid] = state
+            continue
+        for e in _row_entries(r, source):
+            # A reversal of another day's sale: only the reversal belongs to this day.
+            if e.kind == "sale" and e.business_date != day.isoformat():
+                continue
+            side.entries.append(e)
+    return side
+
+
+def journal_lookup(
+    paths: Sequence[str | os.PathLike[str]], msgids: Iterable[str]
+) -> tuple[list[Entry], dict[str, str]]:
+    """Entries for these msgids (sales or reversals) on any date, from every journal."""
+    wanted = sorted(set(msgids))
+    found: list[Entry] = []
+    states: dict[str, str] = {}
+    if not wanted:
+        return found, states
+    for path in paths:
+        source = Path(path).name
+        db = _connect(path)
+        try:
+            for i in range(0, len(wanted), 400):
+                chunk = wanted[i : i + 400]
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    f"SELECT {_JOURNAL_COLS} {_FROM} WHERE s.msgid IN ({marks}) "
+                    f"OR s.reversal_msgid IN ({marks}) OR p.reversal_msgid IN ({marks})",
+                    (*chunk, *chunk, *chunk),
+                ).fetchall()
+                for r in rows:
+                    if r[1] not in _CLAIMS:
+                        states[r[2]] = r[1]
+                        continue
+                    found.extend(e for e in _row_entries(r, source) if e.msgid in wanted)
+        finally:
+            db.close()
+    return found, states
+
+
+def resolve_settling(
+    paths: Sequence[str | os.PathLike[str]], ledger: Any, pharmacy_code: str
+) -> list[str]:
+    """Resolve every ``settling`` row by msgid, as the agent does on start-up; returns msgids."""
+    from pos_plugin.journal import Journal
+    from pos_plugin.sale import SaleService, SaleSettings
+
+    resolved: list[str] = []
+    for path in paths:
+        db = _connect(path)
+        try:
+            pending = [
+                m
+                for (m,) in db.execute(
+                    "SELECT msgid FROM sales WHERE state = 'settling' AND msgid IS NOT NULL"
+                )
+            ]
+        finally:
+            db.close()
+        if not pending:
+            continue
+        journal = Journal(
+            str(path), hmac_key=b"reconcile", pharmacy_code=pharmacy_code, terminal_id="reconcile"
+        )
+        try:
+            service = SaleService(SaleSettings(pharmacy_code, "reconcile"), journal, ledger, None)  # type: ignore[arg-type]
+            service.resolve_unsettled()
+            for m in pending:
+                row = journal.by_msgid(m)
+                if row is not None and row.state != "settling":
+                    resolved.append(m)
+        finally:
+            journal.close()
+    return resolved
+
+
+def _resolve_unknown(side: JournalSide, ledger: Any, day: dt.date) -> list[str]:
+    """``unknown`` rows: the truth is at the ledger. Nothing there: nothing was charged."""
+    resolved: list[str] = []
+    for source, r in side.unknown:
+        msgid = r[2]
+        try:
+            found = ledger.get_settlement(msgid)
+        except Exception:  # ledger unreachable for this one: keep it as unknown
+            found = "?"
+        entries = _row_entries(r, source)
+        sale = entries[0]
+        if found is None:
+            resolved.append(msgid)
+            side.states[msgid] = "unknown (not charged)"
+            continue
+        if found != "?" and getattr(found, "status", "") == "reversed":
+            rev = getattr(found, "reversal", None)
+            rev_msgid = r[13] or r[12] or (rev.msgid if rev else None)
+            sale = _replace(sale, status="reversed")
+            if sale.business_date == day.isoformat():
+                side.entries.append(sale)
+            if rev_msgid:
+                rdate, rtime = _stamp(rev_msgid)
+                if rdate == day.isoformat():
+                    side.entries.append(_reversal_of(sale, rev_msgid, rdate, rtime))
+            resolved.append(msgid)
+            continue
+        if sale.business_date == day.isoformat():
+            side.entries.append(sale)
+    return resolved
+
+
+def _replace(e: Entry, **kw: Any) -> Entry:
+    import dataclasses
+
+    return dataclasses.replace(e, **kw)
+
+
+def _reversal_of(sale: Entry, msgid: str, bdate: str, at: str) -> Entry:
+    return Entry(
+        msgid=msgid,
+        kind="reversal",
+        terminal_id=sale.terminal_id,
+        business_date=bdate,
+        created_at=at,
+        total=-sale.total,
+        personal_account=-sale.personal_account,
+        mutual_aid=-sale.mutual_aid,
+        cash=-sale.cash,
+        legs=sale.legs,
+        original_msgid=sale.msgid,
+        ref=sale.ref,
+        source=sale.source,
+        patient=sale.patient,
+    )
+
+
+# --------------------------------------------------------------------------- ledger side
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.astimezone(SHANGHAI).isoformat()
+
+
+def statement_entries(statement: Statement) -> list[Entry]:
+    day = statement.date.isoformat()
+    return [
+        Entry(
+            msgid=r.msgid,
+            kind=r.kind,
+            terminal_id=r.terminal_id,
+            business_date=day,
+            created_at=_iso(r.created_at),
+            total=r.total,
+            personal_account=r.personal_account,
+            mutual_aid=r.mutual_aid,
+            cash=r.cash,
+            legs=norm_legs(r.legs),
+            status=r.status,
+            original_msgid=r.original_msgid,
+            ref=r.settlement_id,
+            source="statement",
+        )
+        for r in statement.rows
+    ]
+
+
+def ledger_lookup(ledger: Any, entries: Iterable[Entry], day: str) -> tuple[list[Entry], list[str]]:
+    """Look one-sided journal msgids up at the ledger: (entries of other days, msgids of this
+    day that the statement left out)."""
+    found: list[Entry] = []
+    missing: list[str] = []
+    for e in entries:
+        try:
+            if e.kind == "sale":
+                s = ledger.get_settlement(e.msgid)
+                if s is None:
+                    continue
+                got = Entry(
+                    msgid=s.msgid,
+                    kind="sale",
+                    terminal_id=s.terminal_id,
+                    business_date=s.business_date.isoformat(),
+                    created_at=_iso(s.created_at),
+                    total=s.total,
+                    personal_account=s.personal_account,
+                    mutual_aid=s.mutual_aid,
+                    cash=s.cash,
+                    legs=norm_legs(s.legs),
+                    status=s.status,
+                    ref=s.settlement_id,
+                    source="lookup",
+                )
+            else:
+                get_reversal = getattr(ledger, "get_reversal", None)
+                if get_reversal is None:
+                    continue
+                rv = get_reversal(e.msgid)
+                if rv is None:
+                    continue
+                got = Entry(
+                    msgid=rv.msgid,
+                    kind="reversal",
+                    terminal_id=rv.terminal_id,
+                    business_date=rv.business_date.isoformat(),
+                    created_at=_iso(rv.created_at),
+                    total=rv.total,
+                    personal_account=rv.personal_account,
+                    mutual_aid=rv.mutual_aid,
+                    cash=rv.cash,
+                    legs=norm_legs(rv.legs),
+                    original_msgid=rv.original_msgid,
+                    ref=rv.reversal_id,
+                    source="lookup",
+                )
+        except Exception:  # a lookup is a refinement; the break stands without it
+            continue
+        if got.business_date == day:
+            missing.append(e.msgid)
+        else:
+            found.append(got)
+    return found, missing
+
+
+# --------------------------------------------------------------------------- the day
+
+
+def reconcile_day(
+    day: dt.date,
+    journal_paths: Sequence[str | os.PathLike[str]],
+    ledger: Any,
+    pharmacy_code: str | None = None,
+    *,
+    resolve: bool = True,
+    statement: Statement | None = None,
+) -> Reconciliation:
+    """Reconcile one business day of a store (every given till) against the ledger.
+
+    ``ledger`` is a ``LedgerClient`` (``statement``, ``get_settlement``; ``get_reversal``
+    when it has one). ``statement`` may be given to reconcile against one already read.
+    ``resolve=False`` leaves ``settling`` rows as they are (nothing written).
+    """
+    if not journal_paths:
+        raise ReconcileError("give at least one journal file")
+    codes: set[str] = set()
+    for p in journal_paths:
+        db = _connect(p)
+        try:
+            codes |= {
+                c
+                for (c,) in db.execute(
+                    "SELECT DISTINCT substr(msgid, 1, 12) FROM sales WHERE msgid IS NOT NULL"
+                )
+            }
+        finally:
+            db.close()
+    code = pharmacy_code or (codes.pop() if len(codes) == 1 else None)
+    if code is None:
+        raise ReconcileError(
+            "cannot tell the pharmacy code from the journals: give --pharmacy CODE or --config"
+        )
+    resolved: list[str] = []
+    if resolve:
+        resolved += resolve_settling(journal_paths, ledger, code)
+    side = JournalSide()
+    for p in journal_paths:
+        read_journal(p, day, side)
+    if resolve:
+        resolved += _resolve_unknown(side, ledger, day)
+    else:
+        for source, r in side.unknown:
+            side.entries.extend(
+                e for e in _row_entries(r, source) if e.business_date == day.isoformat()
+            )
+    if statement is None:
+        statement = ledger.statement(code, day)
+    ledger_entries = statement_entries(statement)
+
+    # One-sided msgids: look beyond the day on the other side.
+    j_ids = {e.msgid for e in side.entries}
+    l_ids = {e.msgid for e in ledger_entries}
+    extra_j, states = journal_lookup(journal_paths, l_ids - j_ids)
+    side.states.update(states)
+    extra_j = [e for e in extra_j if e.business_date != day.isoformat()]
+    only_j = [e for e in side.entries if e.msgid not in l_ids]
+    extra_l, missing = ledger_lookup(ledger, only_j, day.isoformat())
+    notes: list[Note] = []
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        notes.append(
+            Note(
+                "break_statement_missing",
+                f"医保中心查得到这些流水，但当天对账单没有列出：{shown}。请向医保中心索取完整的对账单。",
+                f"the centre knows these msgids for this day but its statement does not list "
+                f"them: {shown}. Ask the centre for a complete statement.",
+            )
+        )
+    return reconcile(
+        day,
+        side.entries + extra_j,
+        ledger_entries + extra_l,
+        pharmacy_code=code,
+        journal_terminals=side.terminals,
+        journal_states=side.states,
+        reported_ledger_totals=statement.totals.model_dump(),
+        resolved=resolved,
+        notes=notes,
+    )
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def _cell(value: Any) -> Any:
+    """Text cells that a spreadsheet would run as a formula get a leading apostrophe."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def _y(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}{whole}.{cents:02d}"
+
+
+def _status(entries: Sequence[Entry]) -> str:
+    return " / ".join(f"{e.kind}:{e.status or '-'}@{e.business_date}" for e in entries)
+
+
+CSV_HEADER = [
+    "类别",
+    "kind",
+    "流水号 msgid",
+    "相关流水号 related",
+    "收银机 till",
+    "时间 time",
+    "本店合计 journal total",
+    "本店个人账户 journal personal",
+    "本店共济 journal mutual aid",
+    "本店现金 journal cash",
+    "中心合计 ledger total",
+    "中心个人账户 ledger personal",
+    "中心共济 ledger mutual aid",
+    "中心现金 ledger cash",
+    "差额 difference (ledger-journal)",
+    "本店状态 journal status",
+    "中心状态 ledger status",
+    "说明",
+    "what happened",
+    "处理",
+    "what to do",
+]
+
+
+def render_csv(rec: Reconciliation, *, details: bool = True) -> str:
+    """UTF-8 text for a spreadsheet: breaks first, then (``details``) every balanced msgid,
+    then the totals side by side. Write it with ``write_csv`` (adds the BOM Excel needs)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(CSV_HEADER)
+    rows: list[Match] = list(rec.breaks)
+    if details:
+        rows += [m for m in rec.matches if not m.is_break]
+    for m in rows:
+        j, led = m.amounts("journal", rec.date), m.amounts("ledger", rec.date)
+        ex = m.explanation
+        w.writerow(
+            [
+                _cell(v)
+                for v in (
+                    KIND_LABEL[m.kind][0],
+                    m.kind.value,
+                    m.msgid,
+                    " ".join(m.related),
+                    m.terminal_id,
+                    m.created_at[:19].replace("T", " "),
+                    _y(j.total),
+                    _y(j.personal_account),
+                    _y(j.mutual_aid),
+                    _y(j.cash),
+                    _y(led.total),
+                    _y(led.personal_account),
+                    _y(led.mutual_aid),
+                    _y(led.cash),
+                    _y(led.total - j.total),
+                    _status(m.journal),
+                    _status(m.ledger),
+                    ex.what_zh if ex else "",
+                    ex.what_en if ex else "",
+                    ex.todo_zh if ex else "",
+                    ex.todo_en if ex else "",
+                )
+            ]
+        )
+    w.writerow([])
+    w.writerow(
+        [
+            "汇总 totals",
+            rec.date,
+            rec.pharmacy_code,
+            "",
+            "",
+            "",
+            "本店 journal",
+            "中心 ledger",
+            "差额 difference",
+        ]
+    )
+    for who, jt, lt in [("全店 store", rec.journal, rec.ledger)] + [
+        (f"收银机 till {t.terminal_id}", t.journal, t.ledger) for t in rec.terminals
+    ]:
+        for label, jv, lv in _total_lines(jt, lt):
+            w.writerow([who, label, "", "", "", "", jv, lv, _diff(jv, lv)])
+    for n in rec.notes:
+        w.writerow(
+            [
+                "注意 note",
+                n.code,
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                n.zh,
+                n.en,
+            ]
+        )
+    return buf.getvalue()
+
+
+def _diff(jv: str, lv: str) -> str:
+    def fen(s: str) -> int:
+        neg = s.startswith("-")
+        whole, _, cents = s.lstrip("-").partition(".")
+        v = int(whole) * 100 + int(cents or 0) if "." in s else int(whole)
+        return -v if neg else v
+
+    if "." in jv:
+        return _y(fen(lv) - fen(jv))
+    return str(fen(lv) - fen(jv))
+
+
+def _total_lines(j: SideTotals, led: SideTotals) -> list[tuple[str, str, str]]:
+    out = [
+        ("笔数 sales count", str(j.sales_count), str(led.sales_count)),
+        ("冲正笔数 reversals count", str(j.reversals_count), str(led.reversals_count)),
+    ]
+    for part, ja, la in (
+        ("销售 sales", j.sales, led.sales),
+        ("冲正 reversals", j.reversals, led.reversals),
+        ("净额 net", j.net, led.net),
+    ):
+        for fund, label in (
+            ("total", "合计 total"),
+            ("personal_account", "个人账户 personal"),
+            ("mutual_aid", "共济 mutual aid"),
+            ("cash", "现金 cash"),
+        ):
+            out.append((f"{part} {label}", _y(getattr(ja, fund)), _y(getattr(la, fund))))
+    return out
+
+
+def write_csv(rec: Reconciliation, path: str | os.PathLike[str], *, details: bool = True) -> Path:
+    """UTF-8 with BOM, so Excel and WPS open it with the Chinese text intact."""
+    p = Path(path)
+    p.write_text(render_csv(rec, details=details), encoding="utf-8-sig", newline="")
+    return p
+
+
+# --------------------------------------------------------------------------- closing a day
+
+
+def _day(business_date: dt.date | str) -> str:
+    return business_date.isoformat() if isinstance(business_date, dt.date) else business_date
+
+
+def is_day_closed(
+    journal: str | os.PathLike[str] | sqlite3.Connection, business_date: dt.date | str
+) -> bool:
+    """True when ``close-day`` has recorded this business date in this journal.
+
+    ``journal``: the journal file's path, or an open sqlite3 connection to it.
+    Never creates anything; a journal without the table has no closed day.
+    """
+    day = _day(business_date)
+    if isinstance(journal, sqlite3.Connection):
+        try:
+            row = journal.execute(
+                "SELECT 1 FROM closed_days WHERE business_date = ?", (day,)
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return False
+        return row is not None
+    if not Path(journal).is_file():
+        return False
+    db = sqlite3.connect(str(journal))
+    try:
+        return is_day_closed(db, day)
+    finally:
+        db.close()
+
+
+def closed_record(
+    path: str | os.PathLike[str], business_date: dt.date | str
+) -> dict[str, Any] | None:
+    db = _connect(path)
+    db.row_factory = sqlite3.Row
+    try:
+        try:
+            row = db.execute(
+                "SELECT * FROM closed_days WHERE business_date = ?", (_day(business_date),)
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return None
+    finally:
+        db.close()
+    if row is None:
+        return None
+    rec = dict(row)
+    rec["terminals"] = json.loads(rec["terminals"])
+    rec["result"] = json.loads(rec["result"])
+    rec["balanced"] = bool(rec["balanced"])
+    return rec
+
+
+def _record_hash(rec: dict[str, Any]) -> str:
+    body = json.dumps(
+        {k: v for k, v in rec.items() if k != "hash"},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256((rec["chain_head"] + body).encode("utf-8")).hexdigest()
+
+
+def verify_closed_record(rec: dict[str, Any]) -> bool:
+    raw = dict(rec)
+    raw["terminals"] = json.dumps(raw["terminals"], ensure_ascii=False)
+    raw["result"] = json.dumps(raw["result"], ensure_ascii=False, sort_keys=True)
+    raw["balanced"] = int(raw["balanced"])
+    return bool(_record_hash(raw) == rec["hash"])
+
+
+def close_day(
+    journal_paths: Sequence[str | os.PathLike[str]],
+    rec: Reconciliation,
+    *,
+    reason: str | None = None,
+    closed_by: str = "manager",
+    now: dt.datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Record the reconciled day in every given journal; refuse breaks without a reason.
+
+    Each record keeps the result (totals and breaks), its digest, the manager's
+    reason, and the journal's event-chain head at closing, hashed together.
+    """
+    reason = (reason or "").strip() or None
+    if not rec.balanced and reason is None:
+        raise DayNotBalanced(
+            f"{rec.date} has {len(rec.breaks)} break(s) not explained: resolve them, or close "
+            "with --reason saying why (the reason is kept with the closed day)"
+        )
+    for p in journal_paths:
+        if is_day_closed(p, rec.date):
+            prev = closed_record(p, rec.date) or {}
+            raise DayAlreadyClosed(
+                f"{rec.date} was already closed in {Path(p).name} at {prev.get('closed_at')} "
+                f"by {prev.get('closed_by')}"
+            )
+    at = (now or dt.datetime.now(SHANGHAI)).astimezone(SHANGHAI).isoformat()
+    result = json.dumps(rec.as_dict(), ensure_ascii=False, sort_keys=True)
+    terminals = json.dumps([t.terminal_id for t in rec.terminals], ensure_ascii=False)
+    written = []
+    for p in journal_paths:
+        db = _connect(p)
+        try:
+            db.executescript(CLOSED_DAYS_SCHEMA)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                head = db.execute("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+                raw: dict[str, Any] = {
+                    "business_date": rec.date,
+                    "closed_at": at,
+                    "closed_by": closed_by,
+                    "pharmacy_code": rec.pharmacy_code,
+                    "terminals": terminals,
+                    "balanced": int(rec.balanced),
+                    "break_count": len(rec.breaks),
+                    "reason": reason,
+                    "digest": rec.digest(),
+                    "result": result,
+                    "chain_head": head[0] if head else "0" * 64,
+                }
+                raw["hash"] = _record_hash(raw)
+                cols = ", ".join(raw)
+                db.execute(
+                    f"INSERT INTO closed_days ({cols}) VALUES ({', '.join('?' * len(raw))})",
+                    tuple(raw.values()),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        finally:
+            db.close()
+        written.append(closed_record(p, rec.date) or {})
+    return written
+
+
+def closed_state(
+    journal_paths: Sequence[str | os.PathLike[str]], rec: Reconciliation
+) -> dict[str, Any] | None:
+    """The closed-day record (from the first journal that has one), and whether the day
+    reconciles differently now than when it was closed."""
+    for p in journal_paths:
+        got = closed_record(p, rec.date)
+        if got is not None:
+            return {
+                "closed_at": got["closed_at"],
+                "closed_by": got["closed_by"],
+                "reason": got["reason"],
+                "balanced_when_closed": got["balanced"],
+                "break_count_when_closed": got["break_count"],
+                "changed_since_close": got["digest"] != rec.digest(),
+                "record_intact": verify_closed_record(got),
+            }
+    return None
