@@ -132,3 +132,36 @@ def seeded(store: Store) -> Seeded:
     own = s.sale("T03", "C1", ZHANG_WEI, 600, 600, at(18, 0, 30))
     sd.balanced.append(own.msgid)
     return sd
+
+
+@dataclass
+class Served:
+    url: str
+    tokens: dict[str, str]
+
+
+@pytest.fixture
+def served(seeded: Seeded) -> Iterator[Served]:
+    """The agent's local API with the manager routes, over real HTTP on loopback."""
+    from types import SimpleNamespace
+
+    from pos_plugin.agent import ApiServer
+    from pos_plugin.api import create_app
+    from pos_plugin.manager_page import ReconcileSource, reconciliation_extra
+
+    s = seeded.store
+    source = ReconcileSource(s.paths, s.client, s.pharmacy.code, today=lambda: DAY)
+    tokens = {"pos": "pos-token-1", "manager": "mgr-token-1"}
+    service = SimpleNamespace(journal=s.journals["T01"])  # the manager routes need no devices
+    app = create_app(
+        service,  # type: ignore[arg-type]
+        tokens=tokens,
+        device_status=lambda: {},
+        extra=reconciliation_extra(source),
+    )
+    api = ApiServer(app)
+    api.start()
+    try:
+        yield Served(api.url, tokens)
+    finally:
+        api.stop()
