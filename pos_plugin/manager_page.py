@@ -163,7 +163,7 @@ def _allowed(check: Callable[..., str], authorization: str) -> bool:
 _CSS = """
 :root { --ok:#1b7f3b; --bad:#b3261e; --warn:#8a5a00; --ink:#1d1d1f; --mute:#5f6368; --line:#d0d4d9; }
 * { box-sizing: border-box; }
-body { font-family: "Noto Sans CJK SC","PingFang SC","Microsoft YaHei",system-ui,sans-serif;
+body { font-family: "Noto Sans CJK SC","PingFang SC","Microsoft YaHei","WenQuanYi Micro Hei",system-ui,sans-serif;
        color: var(--ink); margin: 0 auto; max-width: 1100px; padding: 16px 20px; line-height: 1.45; }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 22px 0 8px;
      border-bottom: 2px solid var(--ink); padding-bottom: 2px; }

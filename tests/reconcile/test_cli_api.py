@@ -101,8 +101,9 @@ def test_page_accepts_header_query_token_and_cookie(served: Served) -> None:
     assert r.status_code == 401 and "<form" in r.text and "<script" not in r.text
     r = requests.get(page + "&token=wrong", timeout=30)
     assert r.status_code == 401
-    r = requests.get(page, headers={"Authorization": "Bearer " + served.tokens["manager"]},
-                     timeout=30)  # fmt: skip
+    r = requests.get(
+        page, headers={"Authorization": "Bearer " + served.tokens["manager"]}, timeout=30
+    )
     assert r.status_code == 200 and "差异 Breaks" in r.text
     session = requests.Session()
     r = session.get(page + "&token=" + served.tokens["manager"], timeout=30)

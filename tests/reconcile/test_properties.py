@@ -1,0 +1,163 @@
+"""Properties of the pure matcher (no I/O): totals are the sums of their rows; an untouched
+day is always balanced; one tampering gives the break it should."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pos_plugin.reconcile import BreakKind, Entry, reconcile
+
+DAY = "2024-05-20"
+fen = st.integers(min_value=0, max_value=500_000)
+
+
+@st.composite
+def sale(draw: st.DrawFn, n: int) -> list[Entry]:
+    pa, ma, cash = draw(fen), draw(fen), draw(fen)
+    if pa + ma + cash == 0:
+        cash = 1
+    legs = []
+    if pa:
+        legs.append(("personal_account", f"PA{n:020d}", pa))
+    if ma:
+        legs.append(("mutual_aid", f"PA{n + 1:020d}", ma))
+    till = draw(st.sampled_from(["T01", "T02", "T03"]))
+    hour = draw(st.integers(0, 23))
+    msgid = f"H11010500001202405200000{n:06d}"
+    reversed_ = draw(st.booleans())
+    s = Entry(
+        msgid=msgid,
+        kind="sale",
+        terminal_id=till,
+        business_date=DAY,
+        created_at=f"{DAY}T{hour:02d}:00:00+08:00",
+        total=pa + ma + cash,
+        personal_account=pa,
+        mutual_aid=ma,
+        cash=cash,
+        legs=tuple(sorted(legs)),
+        status="reversed" if reversed_ else "settled",
+    )
+    out = [s]
+    if reversed_:
+        out.append(
+            dataclasses.replace(
+                s,
+                msgid=f"H11010500001202405200001{n:06d}",
+                kind="reversal",
+                status=None,
+                total=-s.total,
+                personal_account=-pa,
+                mutual_aid=-ma,
+                cash=-cash,
+                original_msgid=msgid,
+            )
+        )
+    return out
+
+
+@st.composite
+def day(draw: st.DrawFn) -> list[Entry]:
+    n = draw(st.integers(min_value=0, max_value=25))
+    return [e for i in range(n) for e in draw(sale(i * 2))]
+
+
+def _sums(entries: list[Entry]) -> tuple[int, int, int, int, int, int]:
+    on = [e for e in entries if e.business_date == DAY]
+    return (
+        sum(e.kind == "sale" for e in on),
+        sum(e.kind == "reversal" for e in on),
+        sum(e.total for e in on),
+        sum(e.personal_account for e in on),
+        sum(e.mutual_aid for e in on),
+        sum(e.cash for e in on),
+    )
+
+
+@given(day())
+@settings(max_examples=80, deadline=None)
+def test_an_untouched_day_is_always_balanced(entries: list[Entry]) -> None:
+    journal = [dataclasses.replace(e, source="journal.sqlite3") for e in entries]
+    rec = reconcile(DAY, journal, entries)
+    assert rec.balanced and not rec.breaks
+    assert rec.balanced_count == len(entries)
+    assert rec.journal.as_dict() == rec.ledger.as_dict()
+    assert all(t.balanced for t in rec.terminals)
+
+
+@given(day(), day(), st.data())
+@settings(max_examples=80, deadline=None)
+def test_each_sides_totals_are_the_sums_of_its_rows(
+    a: list[Entry], b: list[Entry], data: st.DataObject
+) -> None:
+    # Two unrelated sides, with some rows of another day and some repeated rows.
+    other = data.draw(st.lists(st.sampled_from(b), max_size=3)) if b else []
+    b = b + [dataclasses.replace(e, business_date="2024-05-21") for e in other]
+    if a:
+        a = a + data.draw(st.lists(st.sampled_from(a), max_size=3))
+    rec = reconcile(DAY, a, b)
+    for side, entries in ((rec.journal, a), (rec.ledger, b)):
+        net = side.net
+        assert (
+            side.sales_count,
+            side.reversals_count,
+            net.total,
+            net.personal_account,
+            net.mutual_aid,
+            net.cash,
+        ) == _sums(entries)
+    assert sum(t.journal.net.total for t in rec.terminals) == rec.journal.net.total
+    assert sum(t.ledger.net.total for t in rec.terminals) == rec.ledger.net.total
+    assert sum(h.ledger_count for h in rec.hourly) == rec.ledger.sales_count
+    # Every msgid of either side is classified exactly once.
+    assert rec.balanced_count + sum(1 + len(x.related) for x in rec.breaks) == len(
+        {e.msgid for e in a} | {e.msgid for e in b}
+    )
+
+
+TAMPER = {
+    "drop_journal": BreakKind.LEDGER_ONLY,
+    "drop_ledger": BreakKind.JOURNAL_ONLY,
+    "amount": BreakKind.AMOUNT_MISMATCH,
+    "split": BreakKind.SPLIT_MISMATCH,
+    "status": BreakKind.STATUS_MISMATCH,
+    "day": BreakKind.BUSINESS_DAY_MISMATCH,
+    "dup_journal": BreakKind.DUPLICATE,
+    "dup_ledger": BreakKind.DUPLICATE,
+}
+
+
+@given(day(), st.sampled_from(sorted(TAMPER)), st.data())
+@settings(max_examples=120, deadline=None)
+def test_one_tampering_gives_its_break(entries: list[Entry], how: str, data: st.DataObject) -> None:
+    sales = [e for e in entries if e.kind == "sale" and e.status == "settled" and e.cash]
+    if not sales:
+        return
+    victim = data.draw(st.sampled_from(sales))
+    journal = list(entries)
+    ledger = list(entries)
+    i = journal.index(victim)
+    if how == "drop_journal":
+        journal.pop(i)
+    elif how == "drop_ledger":
+        ledger.pop(i)
+    elif how == "amount":
+        journal[i] = dataclasses.replace(victim, total=victim.total + 1, cash=victim.cash + 1)
+    elif how == "split":
+        journal[i] = dataclasses.replace(
+            victim, cash=victim.cash - 1, personal_account=victim.personal_account + 1
+        )
+    elif how == "status":
+        journal[i] = dataclasses.replace(victim, status="reversed")
+    elif how == "day":
+        ledger[i] = dataclasses.replace(victim, business_date="2024-05-21")
+    elif how == "dup_journal":
+        journal.append(victim)
+    else:
+        ledger.append(victim)
+    rec = reconcile(DAY, journal, ledger)
+    assert [(b.msgid, b.kind) for b in rec.breaks] == [(victim.msgid, TAMPER[how])]
+    assert rec.breaks[0].explanation is not None
