@@ -123,11 +123,15 @@ class Simulator:
         self.stop()
 
     def unplug(self) -> None:
-        """The cable is pulled: the pty disappears, the host's reads fail."""
-        self.firmware.power(False)
+        """The cable is pulled: the pty disappears, the host's reads fail.
+
+        The pty goes first, so no answer to a held request slips out after the
+        pull; then the pad forgets its PIN entry, as it loses power.
+        """
         self._wake()
         with self._lock:
             self._close_pty()
+        self.firmware.power(False)
         self.firmware.note("unplug")
 
     def replug(self) -> str:
@@ -144,7 +148,13 @@ class Simulator:
     def present_card(
         self, card_no: str, pin: str | list[str] = "correct", *, defect: Defect | None = None
     ) -> None:
-        """Insert a world card. ``pin``: what the customer does at each verify_pin."""
+        """Insert a world card. ``pin``: what the customer does at each verify_pin.
+
+        "correct" / "wrong" type that PIN at once; "blocked" presets the chip's
+        try counter to 0; "none" types nothing (the entry times out); "cancel"
+        presses Cancel. A list is consumed one entry per VERIFY_PIN and its
+        last entry repeats. ``defect`` gives a damaged card (see chip.DEFECTS).
+        """
         script = [pin] if isinstance(pin, str) else list(pin)
         if not script or any(p not in PIN_SCRIPTS for p in script):
             raise ValueError(f"pin must be one of {PIN_SCRIPTS} or a non-empty list of them")

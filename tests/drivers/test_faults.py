@@ -61,17 +61,19 @@ def test_two_bad_crcs_are_recovered_without_acting_twice(sim: Any, terminal: Ter
 
 
 def test_resent_request_is_not_executed_twice(sim: Any) -> None:
-    # The host's first_byte deadline is shorter than the device's answer time,
-    # so the host re-sends VERIFY_PIN; the device answers from its cache.
+    # The host allows the device less processing time than the simulated
+    # customer takes, so it re-sends VERIFY_PIN once (then waits first_byte=2 s);
+    # the device answers the re-send from its cache instead of a second VERIFY.
     sim.firmware.pin_delay = 0.4
     sim.present_card("B11000002", pin="wrong")
-    timing = LinkTiming(first_byte=0.1, response=0.1, inter_byte=0.2, exchange=8.0)
+    timing = LinkTiming(first_byte=2.0, response=0.1, inter_byte=0.2, exchange=8.0)
     with Terminal(sim.path, timing=timing, hold=0.0) as t:
         t.wait_for_credential(5)
         before = sim.stats.duplicates
         result = t.verify_pin(5)
     assert result.outcome is PinOutcome.WRONG and result.tries_left == 2
-    assert sim.stats.duplicates > before
+    # the device reads the re-sent copy right after answering the first one
+    assert wait_until(lambda: sim.stats.duplicates > before, 5)
     assert sim.tries_left("B11000002") == 2
 
 
