@@ -17,13 +17,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pos_plugin.journal import SaleRefReused
-from pos_plugin.sale import (
+from pos_plugin.sale import SaleService
+from pos_plugin.sale_models import (
     BalanceRequest,
     BalanceResult,
     SaleError,
     SaleRequest,
     SaleResult,
-    SaleService,
 )
 
 

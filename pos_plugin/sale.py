@@ -28,12 +28,11 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Protocol
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Protocol
 
 from pos_plugin import journal as J
 from pos_plugin.journal import Journal, SaleRow, now_shanghai
+from pos_plugin.ledger.client import LedgerClient
 from pos_plugin.ledger.errors import (
     InsufficientFunds,
     LedgerError,
@@ -41,17 +40,14 @@ from pos_plugin.ledger.errors import (
     NotFound,
     OutcomeUnknown,
 )
-from pos_plugin.ledger.schemas import Credential, LineSummary, SettlementRequest
+from pos_plugin.ledger.schemas import Credential, LineSummary, Settlement, SettlementRequest
 from pos_plugin.models import (
     RELATION_ZH,
     Allocation,
     BasketLine,
-    Buyer,
     FamilyBinding,
-    IdDocument,
     LegKind,
     PersonLookup,
-    Refusal,
     Relation,
 )
 from pos_plugin.money import yuan
@@ -60,6 +56,17 @@ from pos_plugin.rules.cascade import allocate
 from pos_plugin.rules.evidence import check_card_status, check_whose_card
 from pos_plugin.rules.family import ProvincePair, eligible_payers
 from pos_plugin.rules.identity import check_document, mask_id_number, mask_name
+from pos_plugin.sale_models import (
+    BalanceRequest,
+    BalanceResult,
+    NoticeLine,
+    PayerLine,
+    SaleError,
+    SaleRequest,
+    SaleResult,
+    SkippedLine,
+    receipt_lines,
+)
 
 log = logging.getLogger("pos_plugin.sale")
 
@@ -68,98 +75,7 @@ PIN_ATTEMPTS_PER_SALE = 2  # never lets one sale use up the chip's 3 tries
 REVERSAL_ESCALATE_AFTER = 5
 
 
-# --------------------------------------------------------------------------- API shapes
-
-
-class _M(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SaleRequest(_M):
-    """``POST /v1/sales``: a contract (docs/pos-api.md)."""
-
-    sale_ref: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
-    items: Annotated[list[BasketLine], Field(min_length=1, max_length=200)]
-    patient: IdDocument | None = None
-    buyer: Buyer = Buyer()
-    credential: Literal["card", "evoucher"] = "card"
-    operator: Annotated[str, Field(min_length=1, max_length=32)] | None = None
-
-
-class PayerLine(_M):
-    name: str  # masked
-    relation: Relation
-    relation_zh: str
-    amount: int
-
-
-class SkippedLine(_M):
-    name: str  # masked
-    relation: Relation
-    reason_code: str
-    message: str
-
-
-class NoticeLine(_M):
-    code: str
-    message: str
-
-
-class SaleResult(_M):
-    """The answer to a sale: ``settled`` with the split, or ``refused``/an error with a code."""
-
-    sale_ref: str
-    status: Literal["settled", "refused", "failed", "unknown", "reversed", "in_progress"]
-    code: str | None = None
-    message: str | None = None
-    msgid: str | None = None
-    settlement_id: str | None = None
-    total: int | None = None
-    account_payable: int | None = None
-    personal_account: int | None = None
-    family: list[PayerLine] = []
-    cash: int | None = None
-    skipped: list[SkippedLine] = []
-    notices: list[NoticeLine] = []
-    receipt: list[str] = []
-
-
-class BalanceRequest(_M):
-    credential: Literal["card", "evoucher"] = "card"
-
-
-class BalanceResult(_M):
-    holder: str  # masked
-    has_personal_account: bool
-    balance: int
-    balance_yuan: str
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class SaleError(Exception):
-    """A sale that cannot go on, with a code from the POS API contract."""
-
-    def __init__(self, code: str, message_zh: str, message_en: str, *, http_status: int) -> None:
-        super().__init__(f"{code}: {message_en}")
-        self.code = code
-        self.message = f"{message_zh} / {message_en}"
-        self.http_status = http_status
-
-
-def _refusal_error(r: Refusal) -> SaleError:
-    return SaleError(r.code.value, r.message_zh, r.message_en, http_status=422)
-
-
 # --------------------------------------------------------------------------- ports
-
-
-class LedgerPort(Protocol):
-    def lookup(self, credential: Credential) -> PersonLookup: ...
-    def settle(self, request: SettlementRequest) -> Any: ...
-    def get_settlement(self, msgid: str) -> Any: ...
-    def reverse(self, settlement_id: str, msgid: str, reason: str = "") -> Any: ...
 
 
 class DevicePort(Protocol):
@@ -194,7 +110,7 @@ class SaleService:
     """Runs sales one at a time on this till's devices, against the ledger, into the journal."""
 
     def __init__(
-        self, settings: SaleSettings, journal: Journal, ledger: LedgerPort, devices: DevicePort
+        self, settings: SaleSettings, journal: Journal, ledger: LedgerClient, devices: DevicePort
     ) -> None:
         self.settings = settings
         self.journal = journal
@@ -256,11 +172,11 @@ class SaleService:
         buyer_doc = req.buyer.id_document if req.buyer.role == "proxy" else req.patient
         basket = check_basket(req.items, buyer_id_registered=buyer_doc is not None)
         if basket.refusal is not None:
-            raise _refusal_error(basket.refusal)
+            raise SaleError.refused(basket.refusal)
         for doc, whose in ((req.patient, "用药人证件："), (req.buyer.id_document, "代购人证件：")):
             if doc is not None and not check_document(doc, today).valid:
                 en = "patient's document: " if whose.startswith("用药人") else "buyer's document: "
-                raise _refusal_error(check_document(doc, today).refusal(whose, en))
+                raise SaleError.refused(check_document(doc, today).refusal(whose, en))
 
         credential, holder_id, holder_name, card_expiry = self._present(req, basket.total, cancel)
         # Card read and validated need no fsync of their own: they are journaled in
@@ -270,7 +186,7 @@ class SaleService:
         lookup = self._lookup(credential)
         refusal = check_card_status(lookup.card_status, card_expiry or lookup.card_expiry, today)
         if refusal is not None:
-            raise _refusal_error(refusal)
+            raise SaleError.refused(refusal)
         if holder_id is None:  # electronic voucher: the ledger names the holder
             holder_id, holder_name = lookup.person.id_number, lookup.person.name
         evidence = check_whose_card(
@@ -281,7 +197,7 @@ class SaleService:
             today=today,
         )
         if evidence.refusal is not None:
-            raise _refusal_error(evidence.refusal)
+            raise SaleError.refused(evidence.refusal)
         passed.append(
             (
                 J.VALIDATED,
@@ -368,16 +284,7 @@ class SaleService:
                     f"the ledger refused the settlement: {e.message}; nothing was charged",
                     http_status=409,
                 ) from None
-            result = self._settled_result(req.sale_ref, msgid, settlement.settlement_id, plan_doc)
-            self.journal.update(
-                req.sale_ref,
-                J.SETTLED,
-                settlement_id=settlement.settlement_id,
-                personal_account=plan.personal_account_paid,
-                mutual_aid=plan.mutual_aid_paid,
-                cash=plan.cash,
-                result=result.model_dump(mode="json"),
-            )
+            result = self._record_settled(req.sale_ref, msgid, settlement, plan_doc)
             self._show_done(result)
             return result
         raise SaleError(
@@ -574,6 +481,22 @@ class SaleService:
         result.receipt = receipt_lines(result)
         return result
 
+    def _record_settled(
+        self, sale_ref: str, msgid: str, settlement: Settlement, plan: dict[str, Any]
+    ) -> SaleResult:
+        """Journal a committed settlement; the ledger's split is the truth that is kept."""
+        result = self._settled_result(sale_ref, msgid, settlement.settlement_id, plan)
+        self.journal.update(
+            sale_ref,
+            J.SETTLED,
+            settlement_id=settlement.settlement_id,
+            personal_account=settlement.personal_account,
+            mutual_aid=settlement.mutual_aid,
+            cash=settlement.cash,
+            result=result.model_dump(mode="json"),
+        )
+        return result
+
     def _error_result(self, req: SaleRequest, e: SaleError) -> dict[str, Any]:
         status = "refused" if e.http_status == 422 else "failed"
         return SaleResult(
@@ -709,17 +632,7 @@ class SaleService:
                 # The request never committed (the agent died before or while sending).
                 self.journal.update(row.sale_ref, J.FAILED, refusal_code="not_charged")
             else:
-                plan = row.plan or {}
-                result = self._settled_result(row.sale_ref, row.msgid, found.settlement_id, plan)
-                self.journal.update(
-                    row.sale_ref,
-                    J.SETTLED,
-                    settlement_id=found.settlement_id,
-                    personal_account=found.personal_account,
-                    mutual_aid=found.mutual_aid,
-                    cash=found.cash,
-                    result=result.model_dump(mode="json"),
-                )
+                self._record_settled(row.sale_ref, row.msgid, found, row.plan or {})
             resolved += 1
         return resolved
 
@@ -750,19 +663,3 @@ class SaleService:
             self.journal.update(p.sale_ref, state, refusal_code="cash_fallback")
             done += 1
         return done
-
-
-def receipt_lines(r: SaleResult) -> list[str]:
-    """Receipt lines for the POS to print: masked names, yuan amounts."""
-    lines = [
-        f"医保结算 Insurance settlement  {r.msgid}",
-        f"合计 Total                 {yuan(r.total or 0)}",
-        f"医保可付 Account-payable   {yuan(r.account_payable or 0)}",
-        f"个人账户 Personal account  {yuan(r.personal_account or 0)}",
-    ]
-    for p in r.family:
-        lines.append(f"家庭共济 {p.relation_zh} {p.name}  {yuan(p.amount)}")
-    lines.append(f"现金 Cash                  {yuan(r.cash or 0)}")
-    for sk in r.skipped:
-        lines.append(f"未共济 not used: {sk.name} ({sk.reason_code})")
-    return lines

@@ -1,0 +1,112 @@
+"""The local API's sale shapes (a contract: docs/pos-api.md), its error, and the receipt.
+
+Kept apart from the orchestration in sale.py so that the contract can be read
+(and versioned) on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pos_plugin.models import BasketLine, Buyer, IdDocument, Refusal, Relation
+from pos_plugin.money import yuan
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SaleRequest(_M):
+    """``POST /v1/sales``: a contract (docs/pos-api.md)."""
+
+    sale_ref: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    items: Annotated[list[BasketLine], Field(min_length=1, max_length=200)]
+    patient: IdDocument | None = None
+    buyer: Buyer = Buyer()
+    credential: Literal["card", "evoucher"] = "card"
+    operator: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+
+
+class PayerLine(_M):
+    name: str  # masked
+    relation: Relation
+    relation_zh: str
+    amount: int
+
+
+class SkippedLine(_M):
+    name: str  # masked
+    relation: Relation
+    reason_code: str
+    message: str
+
+
+class NoticeLine(_M):
+    code: str
+    message: str
+
+
+class SaleResult(_M):
+    """The answer to a sale: ``settled`` with the split, or ``refused``/an error with a code."""
+
+    sale_ref: str
+    status: Literal["settled", "refused", "failed", "unknown", "reversed", "in_progress"]
+    code: str | None = None
+    message: str | None = None
+    msgid: str | None = None
+    settlement_id: str | None = None
+    total: int | None = None
+    account_payable: int | None = None
+    personal_account: int | None = None
+    family: list[PayerLine] = []
+    cash: int | None = None
+    skipped: list[SkippedLine] = []
+    notices: list[NoticeLine] = []
+    receipt: list[str] = []
+
+
+class BalanceRequest(_M):
+    credential: Literal["card", "evoucher"] = "card"
+
+
+class BalanceResult(_M):
+    holder: str  # masked
+    has_personal_account: bool
+    balance: int
+    balance_yuan: str
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class SaleError(Exception):
+    """A sale that cannot go on, with a code from the POS API contract."""
+
+    def __init__(self, code: str, message_zh: str, message_en: str, *, http_status: int) -> None:
+        super().__init__(f"{code}: {message_en}")
+        self.code = code
+        self.message = f"{message_zh} / {message_en}"
+        self.http_status = http_status
+
+    @classmethod
+    def refused(cls, r: Refusal) -> SaleError:
+        """A rule's refusal: the POS shows it as ``status: refused`` (HTTP 422)."""
+        return cls(r.code.value, r.message_zh, r.message_en, http_status=422)
+
+
+def receipt_lines(r: SaleResult) -> list[str]:
+    """Receipt lines for the POS to print: masked names, yuan amounts."""
+    lines = [
+        f"医保结算 Insurance settlement  {r.msgid}",
+        f"合计 Total                 {yuan(r.total or 0)}",
+        f"医保可付 Account-payable   {yuan(r.account_payable or 0)}",
+        f"个人账户 Personal account  {yuan(r.personal_account or 0)}",
+    ]
+    for p in r.family:
+        lines.append(f"家庭共济 {p.relation_zh} {p.name}  {yuan(p.amount)}")
+    lines.append(f"现金 Cash                  {yuan(r.cash or 0)}")
+    for sk in r.skipped:
+        lines.append(f"未共济 not used: {sk.name} ({sk.reason_code})")
+    return lines
