@@ -30,6 +30,7 @@ classification only.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -355,7 +356,14 @@ class Reconciliation:
     hourly: tuple[HourBucket, ...]
     notes: tuple[Note, ...] = ()
     resolved: tuple[str, ...] = ()  # msgids resolved by looking them up before matching
-    matches: tuple[Match, ...] = field(default=(), repr=False)  # every msgid, for the details CSV
+    balanced_pairs: tuple[tuple[Entry, Entry], ...] = field(default=(), repr=False)
+
+    @property
+    def matches(self) -> tuple[Match, ...]:
+        """Every msgid: the breaks, then each balanced pair (for the details CSV and JSON)."""
+        return self.breaks + tuple(
+            Match(j.msgid, BreakKind.BALANCED, (j,), (led,)) for j, led in self.balanced_pairs
+        )
 
     @property
     def balanced(self) -> bool:
@@ -460,52 +468,69 @@ def reconcile(
     states = journal_states or {}
     by_j: dict[str, list[Entry]] = {}
     by_l: dict[str, list[Entry]] = {}
-    jt, lt = SideTotals(), SideTotals()
-    term_j: dict[str, SideTotals] = {}
-    term_l: dict[str, SideTotals] = {}
+    # (terminal, kind) -> [count, total, personal, mutual aid, cash]; hour -> [count, amount]
+    acc_j: dict[tuple[str, str], list[int]] = {}
+    acc_l: dict[tuple[str, str], list[int]] = {}
     hours_j = [[0, 0] for _ in range(24)]
     hours_l = [[0, 0] for _ in range(24)]
-    for side_map, totals, terms, hours, source in (
-        (by_j, jt, term_j, hours_j, journal),
-        (by_l, lt, term_l, hours_l, ledger),
-    ):
-        for e in source:
-            lst = side_map.get(e.msgid)
-            if lst is None:
-                side_map[e.msgid] = [e]
-            else:
-                lst.append(e)
-            if e.business_date != day:
-                continue
-            totals.add(e)
-            t = terms.get(e.terminal_id)
-            if t is None:
-                t = terms[e.terminal_id] = SideTotals()
-            t.add(e)
-            if e.kind == "sale":
-                h = hours[_hour(e.created_at)]
-                h[0] += 1
-                h[1] += e.total
+    gc_was_on = gc.isenabled()
+    gc.disable()  # ~10^5 small objects and no cycles: the collector would only rescan them
+    try:
+        for side_map, acc, hours, source in (
+            (by_j, acc_j, hours_j, journal),
+            (by_l, acc_l, hours_l, ledger),
+        ):
+            for e in source:
+                lst = side_map.get(e.msgid)
+                if lst is None:
+                    side_map[e.msgid] = [e]
+                else:
+                    lst.append(e)
+                if e.business_date != day:
+                    continue
+                key = (e.terminal_id, e.kind)
+                a = acc.get(key)
+                if a is None:
+                    a = acc[key] = [0, 0, 0, 0, 0]
+                a[0] += 1
+                a[1] += e.total
+                a[2] += e.personal_account
+                a[3] += e.mutual_aid
+                a[4] += e.cash
+                if e.kind == "sale":
+                    h = hours[_hour(e.created_at)]
+                    h[0] += 1
+                    h[1] += e.total
 
-    matches: list[Match] = []
-    breaks: list[Match] = []
-    balanced_count = 0
-    empty: list[Entry] = []
-    for msgid, js in by_j.items():
-        ls = by_l.get(msgid, empty)
-        kind = classify(js, ls)
-        m = Match(msgid, kind, tuple(js), tuple(ls))
-        matches.append(m)
-        if kind is BreakKind.BALANCED:
-            balanced_count += 1
-        else:
-            breaks.append(m)
-    for msgid, ls in by_l.items():
-        if msgid in by_j:
-            continue
-        m = Match(msgid, classify(empty, ls), (), tuple(ls))
-        matches.append(m)
-        breaks.append(m)
+        breaks: list[Match] = []
+        balanced: list[tuple[Entry, Entry]] = []
+        empty: list[Entry] = []
+        for msgid, js in by_j.items():
+            ls = by_l.get(msgid, empty)
+            if len(js) == 1 and len(ls) == 1:
+                j, led = js[0], ls[0]
+                if (
+                    j.total == led.total
+                    and j.business_date == led.business_date
+                    and j.status == led.status
+                    and j.kind == led.kind
+                    and j.personal_account == led.personal_account
+                    and j.mutual_aid == led.mutual_aid
+                    and j.cash == led.cash
+                    and j.legs == led.legs
+                ):
+                    balanced.append((j, led))
+                    continue
+            breaks.append(Match(msgid, classify(js, ls), tuple(js), tuple(ls)))
+        for msgid, ls in by_l.items():
+            if msgid not in by_j:
+                breaks.append(Match(msgid, classify(empty, ls), (), tuple(ls)))
+    finally:
+        if gc_was_on:
+            gc.enable()
+    balanced_count = len(balanced)
+    jt, term_j = _totals(acc_j)
+    lt, term_l = _totals(acc_l)
 
     breaks = _fold_reversals(breaks)
     breaks = [
@@ -566,8 +591,24 @@ def reconcile(
         hourly=hourly,
         notes=tuple(all_notes),
         resolved=tuple(resolved),
-        matches=tuple(matches),
+        balanced_pairs=tuple(balanced),
     )
+
+
+def _totals(acc: dict[tuple[str, str], list[int]]) -> tuple[SideTotals, dict[str, SideTotals]]:
+    store = SideTotals()
+    terms: dict[str, SideTotals] = {}
+    for (tid, kind), (n, total, pa, ma, cash) in acc.items():
+        amounts = Amounts(total, pa, ma, cash)
+        t = terms.setdefault(tid, SideTotals())
+        for st in (store, t):
+            if kind == "sale":
+                st.sales_count += n
+                st.sales.add(amounts)
+            else:
+                st.reversals_count += n
+                st.reversals.add(amounts)
+    return store, terms
 
 
 def _hour(created_at: str) -> int:
