@@ -2,9 +2,23 @@
 
 Why FastAPI: it is already the project's HTTP stack, validates bodies with the
 same pydantic models the client uses, and serves the OpenAPI document for free.
-Handlers are plain ``def`` so they run in the thread pool: each thread has its
-own database connection, and two tills really do race in the database (which
-is what the locking is for), not in the event loop.
+
+The hot endpoints (lookup, settle, read back a settlement) are ``async def``
+handlers on the event loop that do by hand what FastAPI's declarative
+signature would do: check the token and the Idempotency-Key header, validate
+the raw body with ``model_validate_json`` (one pass, no intermediate dict),
+and await the store's group-commit writer. Why: on a 2-core machine the
+per-request CPU of the declarative path (dependency solving, body parsing
+twice, a thread-pool hop to block on the writer, response-model checks) was
+most of the cost of a settlement. The error answers are the same (401 before
+422, header errors before body errors, the same ``field`` names), and the
+OpenAPI document still describes these endpoints through documentation-only
+twins with the declarative signatures (``_documented``).
+
+The other endpoints are plain ``def`` handlers in the thread pool, as before.
+SQLite reads on the hot path run on the event loop's own connection: a WAL
+reader never waits for the writer, so a lookup is ~0.1 ms of CPU with no hop.
+PostgreSQL reads go to the thread pool (a network round trip each).
 
 Answers are pre-serialised JSON text from the service (the idempotent replay
 must be byte-identical), so handlers return ``Response`` objects directly.
@@ -14,13 +28,19 @@ must be byte-identical), so handlers return ``Response`` objects directly.
 # dependencies (Pharmacy, Key) at runtime from real objects.
 
 import datetime as dt
+import email.message
 import json
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
 
 from pos_plugin.ledger.sandbox.service import Ledger, Rejection
 from pos_plugin.ledger.schemas import (
@@ -37,6 +57,9 @@ from pos_plugin.models import PersonLookup
 _ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorBody} for s in (401, 403, 404, 409, 422)
 }
+M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
+KEY_MAX = 64  # Idempotency-Key length bound, as the declarative header had it
 
 
 def _json(status: int, text: str) -> Response:
@@ -59,6 +82,61 @@ def _field(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
+def _invalid_body(loc: tuple[Any, ...], msg: str) -> Response:
+    field = _field(loc)
+    body = {"code": "invalid_request", "message": f"{field}: {msg}", "field": field}
+    return JSONResponse(body, status_code=422)
+
+
+class _Invalid(Exception):
+    """A malformed header or body on a hot endpoint: becomes the same 422 as FastAPI's."""
+
+    def __init__(self, loc: tuple[Any, ...], msg: str) -> None:
+        super().__init__(msg)
+        self.loc, self.msg = loc, msg
+
+
+def _idempotency_key(request: Request) -> str:
+    key = request.headers.get("idempotency-key")
+    loc = ("header", "Idempotency-Key")
+    if key is None:
+        raise _Invalid(loc, "Field required")
+    if len(key) < 1:
+        raise _Invalid(loc, "String should have at least 1 character")
+    if len(key) > KEY_MAX:
+        raise _Invalid(loc, f"String should have at most {KEY_MAX} characters")
+    return key
+
+
+def _is_json(content_type: str | None) -> bool:
+    """FastAPI's strict rule: a body counts as JSON only as application/json or */*+json."""
+    if content_type is None:
+        return False
+    if content_type == "application/json":  # what every till sends: skip the parsing
+        return True
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+async def _parse(request: Request, model: type[M]) -> M:
+    """Validate the raw body in one pass (bytes -> model), errors located like FastAPI's."""
+    raw = await request.body()
+    if not raw:
+        raise _Invalid(("body",), "Field required")
+    if not _is_json(request.headers.get("content-type")):
+        raise _Invalid(("body",), "Input should be a valid dictionary or object to extract "
+                                  "fields from")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        raise _Invalid(("body", *err.get("loc", ())), err.get("msg", "invalid body")) from None
+
+
 def create_app(ledger: Ledger) -> FastAPI:
     """Build the ASGI app around one ``Ledger`` (one store, one world)."""
     app = FastAPI(
@@ -74,14 +152,16 @@ def create_app(ledger: Ledger) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:
         err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        field = _field(tuple(err.get("loc", ())))
-        body = {"code": "invalid_request", "message": f"{field}: {err.get('msg')}", "field": field}
-        return JSONResponse(body, status_code=422)
+        return _invalid_body(tuple(err.get("loc", ())), str(err.get("msg")))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse({"code": code, "message": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(_Invalid)
+    async def _invalid_fast(_: Request, exc: _Invalid) -> Response:
+        return _invalid_body(exc.loc, exc.msg)
 
     def pharmacy(authorization: Annotated[str | None, Header()] = None) -> str:
         scheme, _, token = (authorization or "").partition(" ")
@@ -92,19 +172,59 @@ def create_app(ledger: Ledger) -> FastAPI:
         return code
 
     Pharmacy = Annotated[str, Depends(pharmacy)]
-    Key = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=64)]
+    Key = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=KEY_MAX)]
 
-    @app.post("/v1/persons/lookup", response_model=PersonLookup, responses=_ERRORS)
-    def lookup(body: LookupRequest, _: Pharmacy) -> Response:
-        return _json(200, json.dumps(ledger.lookup(body.credential), ensure_ascii=False))
+    pg = ledger.store.pg
 
-    @app.post("/v1/settlements", status_code=201, response_model=Settlement, responses=_ERRORS)
-    def settle(body: SettlementRequest, code: Pharmacy, key: Key) -> Response:
-        return _json(*ledger.settle(code, key, body))
+    async def read(fn: Callable[..., R], *args: Any) -> R:
+        """A read transaction: inline on SQLite (WAL readers never wait), pooled on PostgreSQL."""
+        return await run_in_threadpool(fn, *args) if pg else fn(*args)
 
-    @app.get("/v1/settlements/{msgid}", response_model=Settlement, responses=_ERRORS)
-    def get_settlement(msgid: str, code: Pharmacy) -> Response:
-        return _json(200, json.dumps(ledger.get_settlement(code, msgid), ensure_ascii=False))
+    # -------------------------------------------------------------- hot endpoints
+    @app.post("/v1/persons/lookup", include_in_schema=False)
+    async def lookup(request: Request) -> Response:
+        pharmacy(request.headers.get("authorization"))
+        body = await _parse(request, LookupRequest)
+        return _json(200, json.dumps(await read(ledger.lookup, body.credential),
+                                     ensure_ascii=False))
+
+    @app.post("/v1/settlements", include_in_schema=False)
+    async def settle(request: Request) -> Response:
+        code = pharmacy(request.headers.get("authorization"))
+        key = _idempotency_key(request)
+        body = await _parse(request, SettlementRequest)
+        return _json(*await ledger.settle_async(code, key, body))
+
+    @app.get("/v1/settlements/{msgid}", include_in_schema=False)
+    async def get_settlement(request: Request, msgid: str) -> Response:
+        code = pharmacy(request.headers.get("authorization"))
+        return _json(200, json.dumps(await read(ledger.get_settlement, code, msgid),
+                                     ensure_ascii=False))
+
+    hot = list(app.routes[-3:])
+
+    # Documentation-only twins: never served (the handlers above answer these
+    # paths); they exist so /openapi.json describes the hot endpoints' bodies,
+    # headers and answers exactly as declarative FastAPI handlers would (same
+    # names, so the same operation ids and summaries as before).
+    doc = APIRouter()
+
+    @doc.post("/v1/persons/lookup", response_model=PersonLookup, responses=_ERRORS,
+              name="lookup")
+    def lookup_doc(body: LookupRequest, _: Pharmacy) -> Response:  # pragma: no cover
+        raise AssertionError("documentation-only route")
+
+    @doc.post("/v1/settlements", status_code=201, response_model=Settlement, responses=_ERRORS,
+              name="settle")
+    def settle_doc(body: SettlementRequest, code: Pharmacy, key: Key) -> Response:  # pragma: no cover
+        raise AssertionError("documentation-only route")
+
+    @doc.get("/v1/settlements/{msgid}", response_model=Settlement, responses=_ERRORS,
+             name="get_settlement")
+    def get_settlement_doc(msgid: str, code: Pharmacy) -> Response:  # pragma: no cover
+        raise AssertionError("documentation-only route")
+
+    documented = list(doc.routes)
 
     @app.post(
         "/v1/settlements/{settlement_id}/reversals",
@@ -133,4 +253,18 @@ def create_app(ledger: Ledger) -> FastAPI:
         body = ledger.statement(code, date, terminal_id, page, page_size)
         return _json(200, json.dumps(body, ensure_ascii=False))
 
+    def openapi() -> dict[str, Any]:
+        """The document, with each hot route replaced by its declarative twin."""
+        if app.openapi_schema is None:
+            routes: list[BaseRoute] = [
+                documented[hot.index(r)] if r in hot else r for r in app.routes
+            ]
+            app.openapi_schema = get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=routes,
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+

@@ -176,6 +176,16 @@ class Ledger:
         digest = request_hash("settlement", req.model_dump(mode="json"))
         return self.store.transact(lambda tx: self._settle(tx, pharmacy, req, digest), req.msgid)
 
+    async def settle_async(
+        self, pharmacy: str, key: str, req: SettlementRequest
+    ) -> tuple[int, str]:
+        """``settle`` for the event loop: same checks, same transaction, awaited."""
+        _check_shape(pharmacy, key, req)
+        digest = request_hash("settlement", req.model_dump(mode="json"))
+        return await self.store.transact_async(
+            lambda tx: self._settle(tx, pharmacy, req, digest), req.msgid
+        )
+
     def _settle(
         self, tx: Tx, pharmacy: str, req: SettlementRequest, digest: str
     ) -> tuple[int, str]:

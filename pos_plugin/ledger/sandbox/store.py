@@ -9,8 +9,10 @@ Concurrency model:
 - SQLite: every write transaction is ``BEGIN IMMEDIATE`` (the database write
   lock is taken up front, so a read-then-write can never interleave with
   another writer); WAL mode with ``synchronous=FULL`` so a commit is durable.
-  Writes go through one writer thread that commits concurrent requests
-  together (group_commit.py); reads use per-thread connections (WAL snapshots).
+  Writes go through one writer thread per process that commits concurrent
+  requests together (group_commit.py); writer threads of several processes
+  take turns through a lock file (``<db>.writer-lock``); reads use per-thread
+  connections (WAL snapshots).
 - PostgreSQL: READ COMMITTED plus ``SELECT ... FOR UPDATE`` on the accounts a
   settlement touches, always in ``account_id`` order (no deadlock between two
   tills), and a transaction-scoped advisory lock on the msgid so two copies of
@@ -225,11 +227,28 @@ class Store:
         if self.pg:
             with self.write(lock_key) as tx:
                 return fn(tx)
+        return self._group().submit(fn)
+
+    async def transact_async(self, fn: Callable[[Tx], T], lock_key: str | None = None) -> T:
+        """``transact`` for a handler on the event loop: awaits instead of blocking it.
+
+        SQLite: the writer thread wakes the loop when the batch is durable (no
+        thread-pool hop). PostgreSQL: the blocking ``transact`` runs in the
+        thread pool, as each thread holds its own connection.
+        """
+        if self.pg:
+            from starlette.concurrency import run_in_threadpool
+
+            return await run_in_threadpool(self.transact, fn, lock_key)
+        return await self._group().submit_async(fn)
+
+    def _group(self) -> GroupCommitter:
         if self._writer is None:
             with self._guard:
                 if self._writer is None:
-                    self._writer = GroupCommitter(self._connect, lambda c: Tx(c, False))
-        return self._writer.submit(fn)
+                    lock = None if self.url == ":memory:" else self.url + ".writer-lock"
+                    self._writer = GroupCommitter(self._connect, lambda c: Tx(c, False), lock)
+        return self._writer
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
