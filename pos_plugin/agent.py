@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from pos_plugin.api import create_app
 from pos_plugin.config import Config, get_secret
 from pos_plugin.journal import Journal
+from pos_plugin.manager_page import reconciliation_extra, source_for_service
 from pos_plugin.sale import SaleService, SaleSettings
 from pos_plugin.world import World, load_world
 
@@ -174,7 +175,11 @@ def start_simulated(
         "manager": "mgr-" + secrets.token_urlsafe(16),
     }
     app = create_app(
-        service, tokens=tokens, device_status=_device_status(terminal), simulator=simulator
+        service,
+        tokens=tokens,
+        device_status=_device_status(terminal),
+        simulator=simulator,
+        extra=reconciliation_extra(source_for_service(service)),
     )
     api = ApiServer(app, host, port)
     api.start()
@@ -195,6 +200,7 @@ def start_from_config(cfg: Config) -> Agent:
         hmac_key=get_secret("journal_hmac_key").encode("utf-8"),
         pharmacy_code=cfg.pharmacy.code,
         terminal_id=cfg.pharmacy.terminal_id,
+        till_index=cfg.pharmacy.till_index,
     )
     ledger = HttpLedgerClient(
         cfg.ledger.url,
@@ -213,7 +219,12 @@ def start_from_config(cfg: Config) -> Agent:
     )
     service = SaleService(settings, journal, ledger, terminal)
     tokens = {"pos": get_secret("pos_token"), "manager": get_secret("manager_token")}
-    app = create_app(service, tokens=tokens, device_status=_device_status(terminal))
+    app = create_app(
+        service,
+        tokens=tokens,
+        device_status=_device_status(terminal),
+        extra=reconciliation_extra(source_for_service(service)),
+    )
     api = ApiServer(app, cfg.api.host, cfg.api.port)
     api.start()
     agent = Agent(service, api, tokens, _stops=[terminal.close, journal.close])

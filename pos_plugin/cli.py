@@ -102,6 +102,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    from pos_plugin.reconcile_cli import reconcile_main
+
+    return reconcile_main(args.rest)
+
+
+def _cmd_close_day(args: argparse.Namespace) -> int:
+    from pos_plugin.reconcile_cli import close_day_main
+
+    return close_day_main(args.rest)
+
+
 def _cmd_journal(args: argparse.Namespace) -> int:
     from pos_plugin.journal import Journal
 
@@ -150,8 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("path", help="the journal file")
     journal.set_defaults(func=_cmd_journal)
 
+    rec = sub.add_parser(
+        "reconcile",
+        help="reconcile a day's journal(s) against the ledger (--date, --journal, --csv, --html)",
+        add_help=False,
+    )
+    rec.set_defaults(func=_cmd_reconcile)
+    close = sub.add_parser(
+        "close-day", help="record a reconciled day as closed (--date, --reason)", add_help=False
+    )
+    close.set_defaults(func=_cmd_close_day)
+
     sandbox = sub.add_parser(
-        "sandbox-ledger", help="run the reference ledger (--db PATH --world FILE --port N)"
+        "sandbox-ledger",
+        help="run the reference ledger (--db PATH --world FILE --port N)",
+        add_help=False,
     )
     sandbox.set_defaults(func=_cmd_sandbox_ledger)
 
@@ -162,11 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Sub-commands whose options belong to their own parser.
+_PASS_THROUGH = ("sandbox-ledger", "simulate-devices", "reconcile", "close-day")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    # sandbox-ledger and simulate-devices hand their options to their own parsers.
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command not in ("sandbox-ledger", "simulate-devices"):
+    if rest and args.command not in _PASS_THROUGH:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.rest = rest
     try:

@@ -30,6 +30,9 @@ class _C(BaseModel):
 class PharmacyConfig(_C):
     code: Annotated[str, Field(pattern=r"^[A-Z0-9]{12}$")]
     terminal_id: Annotated[str, Field(min_length=1, max_length=20)]
+    # 0-9, distinct for each till of the pharmacy: the first digit of every msgid's
+    # sequence, so two tills never issue the same msgid in the same second.
+    till_index: Annotated[int, Field(ge=0, le=9)] = 0
     operator: str = "cashier"
 
 

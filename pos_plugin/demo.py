@@ -157,6 +157,26 @@ def _print_summary(agent: Agent) -> None:
     print()
 
 
+def _reconcile(pos: Pos, agent: Agent) -> bool:
+    """End of day: the store manager reconciles the journal with the ledger's statement."""
+    from pos_plugin.reconcile_cli import summary
+    from pos_plugin.reconcile_io import reconcile_day
+
+    day = agent.service.settings.today().isoformat()
+    status, body = pos.call("GET", f"/v1/reconciliation?date={day}", token=agent.tokens["manager"])
+    rec = reconcile_day(
+        agent.service.settings.today(),
+        [agent.service.journal.path],
+        agent.service.ledger,
+        agent.service.settings.pharmacy_code,
+    )
+    print("日终对账 end-of-day reconciliation (GET /v1/reconciliation)")
+    for line in summary(rec).splitlines():
+        print(f"    {line}")
+    print(f"    经理页面 manager page: {agent.url}/manager/reconciliation?date={day}\n")
+    return status == 200 and body.get("balanced") is True and rec.balanced
+
+
 def run_demo() -> int:
     """Run the scripted day; 0 if every scenario came out as expected."""
     with tempfile.TemporaryDirectory(prefix="pos-plugin-demo-") as work:
@@ -175,6 +195,7 @@ def run_demo() -> int:
                     print(f"    {line}")
                 print()
             _print_summary(agent)
+            results.append(_reconcile(pos, agent))
             verify = agent.service.journal.verify()
             print(
                 f"日志校验 journal verify: {'ok' if verify.ok else 'BROKEN'} ({verify.events} events)"

@@ -212,9 +212,13 @@ class Journal:
         hmac_key: bytes,
         pharmacy_code: str,
         terminal_id: str,
+        till_index: int = 0,
     ) -> None:
         if len(pharmacy_code) != 12:
             raise ValueError("the pharmacy code has 12 characters")
+        if not 0 <= till_index <= 9:
+            raise ValueError("till_index is a digit, 0 to 9, distinct for each till of a pharmacy")
+        self.till_index = till_index
         self.path = str(path)
         self.pharmacy_code = pharmacy_code
         self.terminal_id = terminal_id
@@ -272,8 +276,11 @@ class Journal:
     def next_msgid(self, now: dt.datetime | None = None) -> str:
         """pharmacy code (12) + yyyyMMddHHmmss + 4-digit sequence: never repeats.
 
-        The last stamp and sequence are persisted, so a restart (or a clock set
-        back) continues after the last one issued instead of repeating it.
+        The sequence's first digit is this till's index, so the tills of one
+        pharmacy (each with its own journal) never issue the same msgid in the
+        same second; the other three digits count within the second. The last
+        stamp and count are persisted, so a restart (or a clock set back)
+        continues after the last one issued instead of repeating it.
         """
         with self._tx() as db:
             return self._allocate_msgid(db, now)
@@ -286,7 +293,7 @@ class Journal:
             seq = 0
         else:
             stamp, seq = row["stamp"], row["seq"] + 1
-            if seq > 9999:  # 10,000 in one second: borrow the next second
+            if seq > 999:  # 1,000 in one second on one till: borrow the next second
                 nxt = dt.datetime.strptime(stamp, "%Y%m%d%H%M%S") + dt.timedelta(seconds=1)
                 stamp, seq = nxt.strftime("%Y%m%d%H%M%S"), 0
         db.execute(
@@ -294,7 +301,7 @@ class Journal:
             "ON CONFLICT(id) DO UPDATE SET stamp = excluded.stamp, seq = excluded.seq",
             (stamp, seq),
         )
-        return f"{self.pharmacy_code}{stamp}{seq:04d}"
+        return f"{self.pharmacy_code}{stamp}{self.till_index}{seq:03d}"
 
     # ------------------------------------------------------------------ sales
 

@@ -51,6 +51,7 @@ from pos_plugin.models import (
     Relation,
 )
 from pos_plugin.money import yuan
+from pos_plugin.reconcile_io import is_day_closed
 from pos_plugin.rules.basket import check_basket
 from pos_plugin.rules.cascade import allocate
 from pos_plugin.rules.evidence import check_card_status, check_whose_card
@@ -126,6 +127,17 @@ class SaleService:
 
     def sell(self, req: SaleRequest) -> SaleResult:
         """Run one sale to a result; raises SaleError for a refusal or a failure."""
+        existing = self.journal.get(req.sale_ref)
+        if existing is None and is_day_closed(self.journal.path, self.settings.today()):
+            # A closed day cannot change silently: the manager reopens it or the sale
+            # waits for tomorrow; nothing is journaled under the closed date.
+            raise SaleError(
+                "day_closed",
+                "今日账已日结关闭，不能再做医保交易，请联系店长",
+                "today's business day has been closed by the store manager; no more insurance "
+                "sales can be booked on it: call the manager",
+                http_status=409,
+            )
         existing = self.journal.begin_sale(req.sale_ref, request_hash(req))  # may raise
         if existing is not None:
             return self._replay(existing)

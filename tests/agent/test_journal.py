@@ -48,8 +48,28 @@ def test_msgids_never_repeat_across_restarts_and_clock_steps(tmp_path: Path) -> 
 def test_msgid_sequence_overflow_borrows_the_next_second(tmp_path: Path) -> None:
     j = open_journal(tmp_path / "j.db")
     t = dt.datetime(2026, 11, 23, 10, 0, 0, tzinfo=SHANGHAI)
-    j._db.execute("INSERT INTO msgid_clock VALUES (1, '20261123100000', 9999)")
+    j._db.execute("INSERT INTO msgid_clock VALUES (1, '20261123100000', 999)")
     assert j.next_msgid(t) == f"{PHARMACY}202611231000010000"
+
+
+def test_two_tills_of_one_pharmacy_never_share_a_msgid(tmp_path: Path) -> None:
+    t = dt.datetime(2026, 11, 23, 10, 0, 0, tzinfo=SHANGHAI)
+    till0 = open_journal(tmp_path / "t0.db")
+    till1 = Journal(
+        tmp_path / "t1.db", hmac_key=b"k", pharmacy_code=PHARMACY, terminal_id="T02", till_index=1
+    )
+    a = {till0.next_msgid(t) for _ in range(50)}
+    b = {till1.next_msgid(t) for _ in range(50)}
+    assert not a & b
+    assert min(b) == f"{PHARMACY}202611231000001000"
+    with pytest.raises(ValueError, match="till_index"):
+        Journal(
+            tmp_path / "t2.db",
+            hmac_key=b"k",
+            pharmacy_code=PHARMACY,
+            terminal_id="T",
+            till_index=10,
+        )
 
 
 def test_same_ref_same_body_returns_the_row_different_body_is_refused(tmp_path: Path) -> None:

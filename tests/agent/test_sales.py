@@ -283,3 +283,25 @@ def test_reader_unplugged_gives_device_unavailable_and_charges_nothing(
     assert status == 200 and body["status"] == "settled", body
     status, health = pos.call("GET", "/v1/health")
     assert status == 200 and "terminal" in health["devices"]
+
+
+def test_a_closed_day_refuses_new_sales_but_answers_old_ones(pos: Pos, agent: Agent) -> None:
+    from pos_plugin.reconcile_cli import close_day_main
+
+    status, first = pos.sale("BEFORE-CLOSE", "B11000001", ZHANG_WEI, COLD)
+    assert status == 200
+    assert agent.world is not None
+    ledger = agent.service.ledger
+    day = agent.service.settings.today().isoformat()
+    code = close_day_main(
+        ["--date", day, "--journal", agent.service.journal.path,
+         "--ledger-url", ledger.base_url, "--token", agent.world.pharmacies[0].api_token]  # type: ignore[attr-defined]
+    )  # fmt: skip
+    assert code == 0
+    before = balances(agent, "B11000001")
+    status, body = pos.sale("AFTER-CLOSE", "B11000001", ZHANG_WEI, COLD)
+    assert (status, body["code"]) == (409, "day_closed")
+    assert balances(agent, "B11000001") == before
+    assert agent.service.journal.get("AFTER-CLOSE") is None
+    status, again = pos.call("GET", "/v1/sales/BEFORE-CLOSE")
+    assert status == 200 and again["msgid"] == first["msgid"]
