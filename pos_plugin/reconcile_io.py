@@ -408,10 +408,7 @@ def ledger_lookup(ledger: Any, entries: Iterable[Entry], day: str) -> tuple[list
                     source="lookup",
                 )
             else:
-                get_reversal = getattr(ledger, "get_reversal", None)
-                if get_reversal is None:
-                    continue
-                rv = get_reversal(e.msgid)
+                rv = ledger.get_reversal(e.msgid)
                 if rv is None:
                     continue
                 got = Entry(
@@ -452,8 +449,7 @@ def reconcile_day(
 ) -> Reconciliation:
     """Reconcile one business day of a store (every given till) against the ledger.
 
-    ``ledger`` is a ``LedgerClient`` (``statement``, ``get_settlement``; ``get_reversal``
-    when it has one). ``statement`` may be given to reconcile against one already read.
+    ``ledger`` is a ``LedgerClient`` (``statement``, ``get_settlement``, ``get_reversal``). ``statement`` may be given to reconcile against one already read.
     ``resolve=False`` leaves ``settling`` rows as they are (nothing written).
     """
     if not journal_paths:
