@@ -37,15 +37,16 @@ class ApiServer:
     """uvicorn in a background thread, on a port chosen by the OS when asked for 0."""
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
-        if port == 0:
-            with socket.socket() as s:
-                s.bind((host, 0))
-                port = s.getsockname()[1]
-        self.host, self.port = host, port
+        # Bind here and hand the socket to uvicorn: the port asked for (or the one
+        # the OS picks for 0) is held from now on, with no window for another process.
+        self._socket = socket.create_server((host, port), backlog=128)
+        self.host, self.port = host, self._socket.getsockname()[1]
         self._server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+            uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         )
-        self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, name="api", daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -63,6 +64,7 @@ class ApiServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+        self._socket.close()
 
 
 @dataclass
