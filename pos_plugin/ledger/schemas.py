@@ -197,6 +197,8 @@ class Statement(_Wire):
     page: int = 1
     page_size: int
     next_page: int | None = None
+    # Keyset cursor for the next page; sent only to a request that gave ``after``.
+    next_after: int | None = None
 
 
 class ErrorBody(BaseModel):

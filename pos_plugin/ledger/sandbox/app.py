@@ -60,6 +60,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
 KEY_MAX = 64  # Idempotency-Key length bound, as the declarative header had it
+STATEMENT_PAGE_MAX = 10_000  # statement rows per page (docs/ledger-api.md)
 
 
 def _json(status: int, text: str) -> Response:
@@ -246,12 +247,12 @@ def create_app(ledger: Ledger) -> FastAPI:
         code: Pharmacy,
         terminal_id: str | None = None,
         page: Annotated[int, Query(ge=1)] = 1,
-        page_size: Annotated[int, Query(ge=1, le=1000)] = 200,
+        page_size: Annotated[int, Query(ge=1, le=STATEMENT_PAGE_MAX)] = 200,
+        after: Annotated[int | None, Query(ge=0)] = None,
     ) -> Response:
         if pharmacy_code != code:
             raise Rejection(403, "forbidden", "a pharmacy may read only its own statement")
-        body = ledger.statement(code, date, terminal_id, page, page_size)
-        return _json(200, json.dumps(body, ensure_ascii=False))
+        return _json(200, ledger.statement(code, date, terminal_id, page, page_size, after))
 
     def openapi() -> dict[str, Any]:
         """The document, with each hot route replaced by its declarative twin."""

@@ -15,12 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pos_plugin.ledger.sandbox import rules
-from pos_plugin.ledger.sandbox.store import Store, Tx, receivable_id
+from pos_plugin.ledger.sandbox.store import Row, Store, Tx, receivable_id
 from pos_plugin.ledger.schemas import Credential, ReversalRequest, SettlementRequest
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -74,6 +75,8 @@ class Ledger:
             }
             row = tx.one("SELECT value FROM meta WHERE key = 'cross_province_pairs'")
         self._pairs = rules.opened_pairs(json.loads(row[0]) if row else [])
+        self._totals: dict[tuple[Any, ...], tuple[Any, list[Row]]] = {}
+        self._totals_guard = threading.Lock()
 
     def pharmacy_for_token(self, token: str) -> str | None:
         return self._tokens.get(token)
@@ -423,27 +426,71 @@ class Ledger:
             return 201, text
 
     # ------------------------------------------------------------------ statement
+    def _statement_totals(self, tx: Tx, where: str, args: list[Any]) -> list[Row]:
+        """The day's totals by kind: one aggregate on the covering index ``entries_day_terminal``.
+
+        SQLite: remembered per (day, terminal filter) with the snapshot's ``MAX(seq)``.
+        Entries are never deleted and their amounts never change, and the single
+        writer gives every new entry a higher ``seq``, so an unchanged ``MAX(seq)``
+        means unchanged totals: the pages after the first of a day skip the
+        aggregate (~50 ms per 100,000 rows). PostgreSQL assigns ``seq`` before
+        commit (commits may land out of order), so it always aggregates.
+        """
+        sql = (
+            "SELECT kind, COUNT(*), COALESCE(SUM(total), 0), COALESCE(SUM(personal_account), 0),"
+            " COALESCE(SUM(mutual_aid), 0), COALESCE(SUM(cash), 0) "
+            f"FROM entries WHERE {where} GROUP BY kind"
+        )
+        if tx.pg:
+            return tx.all(sql, *args)
+        top = tx.one("SELECT MAX(seq) FROM entries")
+        key = (where, *args)
+        mark = top[0] if top else None
+        hit = self._totals.get(key)
+        if hit is not None and hit[0] == mark:
+            return hit[1]
+        agg = tx.all(sql, *args)
+        with self._totals_guard:
+            if len(self._totals) >= 1024:
+                self._totals.clear()
+            self._totals[key] = (mark, agg)
+        return agg
+
     def statement(
-        self, pharmacy: str, day: dt.date, terminal_id: str | None, page: int, page_size: int
-    ) -> dict[str, Any]:
+        self, pharmacy: str, day: dt.date, terminal_id: str | None, page: int, page_size: int,
+        after: int | None = None,
+    ) -> str:
+        """One statement page as JSON text (docs/ledger-api.md, GET /v1/statements).
+
+        Keyset paging on ``seq`` (the commit order): with the ``after`` cursor a page is
+        ``seq > after``; a bare ``page`` number finds its first ``seq`` on the index alone
+        (no row is read or built for the pages skipped). Rows are serialised by the
+        database (SQLite ``json_object``, PostgreSQL ``json_build_object``) with ``legs``
+        spliced in as stored: no per-row dict or ``json.loads``/``dumps`` in Python.
+        Totals are one ``GROUP BY kind`` over the whole day (with the terminal filter).
+        """
         where = "pharmacy_code = ? AND business_date = ?"
         args: list[Any] = [pharmacy, day.isoformat()]
         if terminal_id is not None:
             where += " AND terminal_id = ?"
             args.append(terminal_id)
+        e_where = "e." + where.replace(" AND ", " AND e.")
         with self.store.read() as tx:
-            agg = tx.all(
-                "SELECT kind, COUNT(*), COALESCE(SUM(total), 0), COALESCE(SUM(personal_account), 0),"
-                " COALESCE(SUM(mutual_aid), 0), COALESCE(SUM(cash), 0) "
-                f"FROM entries WHERE {where} GROUP BY kind",
-                *args,
-            )
+            row_json = _ROW_JSON_PG if tx.pg else _ROW_JSON_SQLITE
+            agg = self._statement_totals(tx, where, args)
+            if after is not None:
+                start, start_args = "e.seq > ?", [after]
+            elif page == 1:
+                start, start_args = "1 = 1", []
+            else:  # the page's first seq, found on the index; NULL past the end (no rows)
+                start = (f"e.seq >= (SELECT seq FROM entries WHERE {where} "
+                         "ORDER BY seq LIMIT 1 OFFSET ?)")
+                start_args = [*args, (page - 1) * page_size]
             rows = tx.all(
-                f"SELECT e.entry_id, e.msgid, e.terminal_id, e.kind, e.status, o.msgid, "
-                "e.created_at, e.total, e.personal_account, e.mutual_aid, e.cash, e.legs "
-                "FROM entries e LEFT JOIN entries o ON o.entry_id = e.original_id "
-                f"WHERE e.{where.replace(' AND ', ' AND e.')} ORDER BY e.seq LIMIT ? OFFSET ?",
-                *args, page_size + 1, (page - 1) * page_size,
+                f"SELECT e.seq, {row_json} FROM entries e "
+                "LEFT JOIN entries o ON o.entry_id = e.original_id "
+                f"WHERE {e_where} AND {start} ORDER BY e.seq LIMIT ?",
+                *args, *start_args, page_size + 1,
             )
         keys = ("count", "total", "personal_account", "mutual_aid", "cash")
         totals = {k: dict.fromkeys(keys, 0) for k in ("sale", "reversal")}
@@ -451,24 +498,39 @@ class Ledger:
             totals[kind] = {k: int(v) for k, v in zip(keys, vals, strict=True)}
         net = {k: totals["sale"][k] + totals["reversal"][k] for k in keys}
         net["count"] = totals["sale"]["count"] - totals["reversal"]["count"]
-        return {
+        more = len(rows) > page_size
+        head = {
             "pharmacy_code": pharmacy,
             "date": day.isoformat(),
             "terminal_id": terminal_id,
             "totals": {"sales": totals["sale"], "reversals": totals["reversal"], "net": net},
-            "rows": [
-                {
-                    "msgid": r[1], "settlement_id": r[0], "terminal_id": r[2], "kind": r[3],
-                    "status": r[4] if r[3] == "sale" else None, "original_msgid": r[5],
-                    "created_at": r[6], "total": int(r[7]), "personal_account": int(r[8]),
-                    "mutual_aid": int(r[9]), "cash": int(r[10]), "legs": json.loads(r[11]),
-                }
-                for r in rows[:page_size]
-            ],
+        }
+        tail: dict[str, Any] = {
             "page": page,
             "page_size": page_size,
-            "next_page": page + 1 if len(rows) > page_size else None,
+            "next_page": page + 1 if more else None,
         }
+        if after is not None:  # only a client that asked for the cursor gets the field
+            tail["next_after"] = int(rows[page_size - 1][0]) if more else None
+        body = ",".join(r[1] for r in rows[:page_size])
+        return f"{_dumps(head)[:-1]},\"rows\":[{body}],{_dumps(tail)[1:]}"
+
+
+# One statement row as JSON text, built by the database (same keys and order as before).
+_ROW_JSON_SQLITE = (
+    "json_object('msgid', e.msgid, 'settlement_id', e.entry_id, 'terminal_id', e.terminal_id, "
+    "'kind', e.kind, 'status', CASE WHEN e.kind = 'sale' THEN e.status END, "
+    "'original_msgid', o.msgid, 'created_at', e.created_at, 'total', e.total, "
+    "'personal_account', e.personal_account, 'mutual_aid', e.mutual_aid, 'cash', e.cash, "
+    "'legs', json(e.legs))"
+)
+_ROW_JSON_PG = (
+    "json_build_object('msgid', e.msgid, 'settlement_id', e.entry_id, "
+    "'terminal_id', e.terminal_id, 'kind', e.kind, "
+    "'status', CASE WHEN e.kind = 'sale' THEN e.status END, 'original_msgid', o.msgid, "
+    "'created_at', e.created_at, 'total', e.total, 'personal_account', e.personal_account, "
+    "'mutual_aid', e.mutual_aid, 'cash', e.cash, 'legs', e.legs::json)::text"
+)
 
 
 def _check_key(pharmacy: str, key: str, msgid: str) -> None:

@@ -81,6 +81,9 @@ CREATE TABLE IF NOT EXISTS entries (
   legs TEXT NOT NULL, balances_after TEXT NOT NULL, lines TEXT NOT NULL,
   reason TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS entries_day ON entries(pharmacy_code, business_date, seq);
+CREATE INDEX IF NOT EXISTS entries_day_terminal
+  ON entries(pharmacy_code, business_date, terminal_id, seq,
+             kind, total, personal_account, mutual_aid, cash);
 CREATE UNIQUE INDEX IF NOT EXISTS entries_one_reversal ON entries(original_id)
   WHERE original_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS postings (
