@@ -428,6 +428,41 @@ def statement_entries(statement: Statement) -> list[Entry]:
         ]
 
 
+def _looked_up(ledger: Any, e: Entry) -> Entry | None:
+    """The ledger's own record of a msgid, as an Entry in the statement's convention.
+
+    ``get_settlement``/``get_reversal`` answer a reversal with positive amounts; the
+    statement (and the journal side) carry reversals negative, so the sign is set here,
+    once, for both kinds.
+    """
+    if e.kind == "sale":
+        found = ledger.get_settlement(e.msgid)
+        sign, extra = 1, {}
+        if found is not None:
+            extra = {"status": found.status, "ref": found.settlement_id}
+    else:
+        found = ledger.get_reversal(e.msgid)
+        sign = -1
+        if found is not None:
+            extra = {"original_msgid": found.original_msgid, "ref": found.reversal_id}
+    if found is None:
+        return None
+    return Entry(
+        msgid=found.msgid,
+        kind=e.kind,
+        terminal_id=found.terminal_id,
+        business_date=found.business_date.isoformat(),
+        created_at=_iso(found.created_at),
+        total=sign * found.total,
+        personal_account=sign * found.personal_account,
+        mutual_aid=sign * found.mutual_aid,
+        cash=sign * found.cash,
+        legs=norm_legs(found.legs),
+        source="lookup",
+        **extra,
+    )
+
+
 def ledger_lookup(ledger: Any, entries: Iterable[Entry], day: str) -> tuple[list[Entry], list[str]]:
     """Look one-sided journal msgids up at the ledger: (entries of other days, msgids of this
     day that the statement left out)."""
@@ -435,44 +470,9 @@ def ledger_lookup(ledger: Any, entries: Iterable[Entry], day: str) -> tuple[list
     missing: list[str] = []
     for e in entries:
         try:
-            if e.kind == "sale":
-                s = ledger.get_settlement(e.msgid)
-                if s is None:
-                    continue
-                got = Entry(
-                    msgid=s.msgid,
-                    kind="sale",
-                    terminal_id=s.terminal_id,
-                    business_date=s.business_date.isoformat(),
-                    created_at=_iso(s.created_at),
-                    total=s.total,
-                    personal_account=s.personal_account,
-                    mutual_aid=s.mutual_aid,
-                    cash=s.cash,
-                    legs=norm_legs(s.legs),
-                    status=s.status,
-                    ref=s.settlement_id,
-                    source="lookup",
-                )
-            else:
-                rv = ledger.get_reversal(e.msgid)
-                if rv is None:
-                    continue
-                got = Entry(
-                    msgid=rv.msgid,
-                    kind="reversal",
-                    terminal_id=rv.terminal_id,
-                    business_date=rv.business_date.isoformat(),
-                    created_at=_iso(rv.created_at),
-                    total=rv.total,
-                    personal_account=rv.personal_account,
-                    mutual_aid=rv.mutual_aid,
-                    cash=rv.cash,
-                    legs=norm_legs(rv.legs),
-                    original_msgid=rv.original_msgid,
-                    ref=rv.reversal_id,
-                    source="lookup",
-                )
+            got = _looked_up(ledger, e)
+            if got is None:
+                continue
         except Exception:  # a lookup is a refinement; the break stands without it
             continue
         if got.business_date == day:

@@ -129,3 +129,27 @@ def test_an_unbalanced_day_refuses_to_close_without_a_reason(seeded: Seeded) -> 
     assert records[0]["reason"] == "中心已确认补发对账单 ticket 4711"
     assert records[0]["break_count"] == len(rec.breaks)
     assert is_day_closed(s.paths[1], DAY)
+
+
+def test_a_reversal_booked_after_midnight_keeps_the_statement_sign(store: Store) -> None:
+    """A reversal found by lookup (not on the day's statement) is negative, as everywhere else."""
+    from pos_plugin import journal as J
+
+    from .seed import ZHANG_WEI, at
+
+    s = store
+    sold = s.sale("T01", "A1", ZHANG_WEI, 3700, 3700, at(10, 0))
+    j = s.journals["T01"]
+    rmsgid = j.next_msgid(at(23, 59, 58))
+    j.update(sold.ref, J.SETTLED, reversal_msgid=rmsgid)
+    s.clock.now = at(0, 0, 3, DAY + dt.timedelta(days=1))  # the centre books it after midnight
+    rid = s.client.reverse(sold.settlement_id or "", rmsgid, "returned").reversal_id
+    j.update(sold.ref, J.REVERSED, reversal_id=rid)
+    rec = reconcile_day(DAY, s.paths, s.client)
+    (b,) = rec.breaks
+    assert (b.msgid, b.kind) == (rmsgid, BreakKind.BUSINESS_DAY_MISMATCH)
+    (mine,), (theirs,) = b.journal, b.ledger
+    assert theirs.source == "lookup" and theirs.business_date == "2024-05-21"
+    amounts = ("total", "personal_account", "mutual_aid", "cash")
+    assert [getattr(theirs, a) for a in amounts] == [getattr(mine, a) for a in amounts]
+    assert theirs.total == -3700
