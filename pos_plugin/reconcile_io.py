@@ -26,14 +26,18 @@ import io
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pos_plugin.ledger.schemas import Statement
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+from typing_extensions import TypedDict
+
+from pos_plugin.ledger.schemas import CompactStatement, Statement, compact_row
 from pos_plugin.reconcile import (
     KIND_LABEL,
     Entry,
@@ -131,8 +135,12 @@ def _stamp(msgid: str) -> tuple[str, str]:
     return t.date().isoformat(), t.isoformat()
 
 
-def _row_entries(r: sqlite3.Row | tuple[Any, ...], source: str) -> list[Entry]:
-    """A journal row's claims: its sale and, once reversed, its reversal."""
+def _row_entries(
+    r: sqlite3.Row | tuple[Any, ...], source: str, plan: Mapping[str, Any] | None = None
+) -> list[Entry]:
+    """A journal row's claims: its sale and, once reversed, its reversal.
+
+    ``plan``: the row's plan already decoded (``_plans``), else it is decoded here."""
     (
         sale_ref,
         state,
@@ -152,7 +160,8 @@ def _row_entries(r: sqlite3.Row | tuple[Any, ...], source: str) -> list[Entry]:
     ) = r
     if msgid is None or state not in _CLAIMS:
         return []
-    plan = json.loads(plan_text) if plan_text else {}
+    if plan is None:
+        plan = _loads(plan_text) if plan_text else {}
     legs = _legs(plan.get("legs", ()))
     if pa is None:
         pa = sum(a for k, _, a in legs if k == "personal_account")
@@ -162,46 +171,49 @@ def _row_entries(r: sqlite3.Row | tuple[Any, ...], source: str) -> list[Entry]:
         cash = int(plan.get("cash", 0))
     if total is None:
         total = int(plan.get("total", pa + ma + cash))
-    sale = Entry(
-        msgid=msgid,
-        kind="sale",
-        terminal_id=terminal,
-        business_date=bdate,
-        created_at=created,
-        total=total,
-        personal_account=pa,
-        mutual_aid=ma,
-        cash=cash,
-        legs=legs,
-        status=state,
-        ref=sale_ref,
-        source=source,
-        patient=patient,
-        reversal_started=rev_msgid if state == "settled" and rev_msgid else None,
-    )
-    out = [sale]
+    started = rev_msgid if state == "settled" and rev_msgid else None
+    sale = Entry(msgid, "sale", bdate, state, total, pa, ma, cash, legs, terminal, created,
+                 None, sale_ref, source, patient, started)  # fmt: skip
     reversal = rev_msgid or pending_rev
     if state == "reversed" and reversal:
         rdate, rtime = _stamp(reversal)
-        out.append(
-            Entry(
-                msgid=reversal,
-                kind="reversal",
-                terminal_id=terminal,
-                business_date=rdate,
-                created_at=rtime,
-                total=-total,
-                personal_account=-pa,
-                mutual_aid=-ma,
-                cash=-cash,
-                legs=legs,
-                original_msgid=msgid,
-                ref=sale_ref,
-                source=source,
-                patient=patient,
-            )
-        )
-    return out
+        return [sale, Entry(reversal, "reversal", rdate, None, -total, -pa, -ma, -cash, legs,
+                            terminal, rtime, msgid, sale_ref, source, patient)]  # fmt: skip
+    return [sale]
+
+
+_loads = json.loads
+
+
+@with_config(ConfigDict(extra="ignore"))
+class _PlanLeg(TypedDict):
+    kind: str
+    account_id: str
+    amount: int
+
+
+@with_config(ConfigDict(extra="ignore"))
+class _Plan(TypedDict, total=False):
+    """What reconciliation reads of a journaled plan (the rest is for receipts)."""
+
+    legs: list[_PlanLeg]
+    cash: int
+    total: int
+
+
+_PLANS = TypeAdapter(list[_Plan | None])
+
+
+def _plans(rows: Sequence[Sequence[Any]], column: int) -> Sequence[Mapping[str, Any] | None]:
+    """Every row's plan JSON decoded in one pass of pydantic-core over one document: a
+    third of the time of ``json.loads`` row by row. A plan that does not read (edited by
+    hand?) sends the whole journal down the row-by-row path, which says which row."""
+    doc = "[" + ",".join([r[column] or "null" for r in rows]) + "]"
+    try:
+        plans: list[Any] = _PLANS.validate_json(doc)
+    except ValidationError:
+        return [None] * len(rows)
+    return [p if p is not None else {} for p in plans]
 
 
 @dataclass
@@ -239,8 +251,23 @@ def _read_journal(path: str | os.PathLike[str], day: dt.date, side: JournalSide)
             side.pharmacy_codes.add(code)
     finally:
         db.close()
-    for r in rows:
-        state, msgid = r[1], r[2]
+    iso_day = day.isoformat()
+    add = side.entries.append
+    for r, plan in zip(rows, _plans(rows, 11), strict=True):
+        ref, state, msgid, bdate, created, _, term, total, pa, ma, cash, _, rev, _, who = r
+        if (
+            state == "settled"
+            and bdate == iso_day
+            and not rev
+            and plan is not None
+            and None not in (total, pa, ma, cash)
+        ):  # the common row, inline (same as _row_entries): ~10^5 of them a day
+            legs = tuple([(g["kind"], g["account_id"], g["amount"]) for g in plan.get("legs", ())])
+            if len(legs) > 1:
+                legs = tuple(sorted(legs))
+            add(Entry(msgid, "sale", bdate, state, total, pa, ma, cash, legs, term, created,
+                      None, ref, source, who))  # fmt: skip
+            continue
         if msgid is None:
             continue
         if state == "unknown":
@@ -249,11 +276,10 @@ def _read_journal(path: str | os.PathLike[str], day: dt.date, side: JournalSide)
         if state not in _CLAIMS:
             side.states[msgid] = state
             continue
-        for e in _row_entries(r, source):
+        for e in _row_entries(r, source, plan):
             # A reversal of another day's sale: only the reversal belongs to this day.
-            if e.kind == "sale" and e.business_date != day.isoformat():
-                continue
-            side.entries.append(e)
+            if e.business_date == iso_day or e.kind != "sale":
+                add(e)
     return side
 
 
@@ -357,15 +383,14 @@ def _resolve_unknown(side: JournalSide, ledger: Any, day: dt.date) -> list[str]:
 
 
 def _replace(e: Entry, **kw: Any) -> Entry:
-    import dataclasses
-
-    return dataclasses.replace(e, **kw)
+    return e._replace(**kw)
 
 
 def _reversal_of(sale: Entry, msgid: str, bdate: str, at: str) -> Entry:
     return Entry(
         msgid=msgid,
         kind="reversal",
+        status=None,
         terminal_id=sale.terminal_id,
         business_date=bdate,
         created_at=at,
@@ -394,38 +419,41 @@ def _iso(t: dt.datetime) -> str:
     return t.astimezone(SHANGHAI).isoformat()
 
 
-def _model_legs(legs: Sequence[Any]) -> tuple[tuple[str, str, int], ...]:
-    """``norm_legs`` for validated ``Leg`` models (kind an enum, account a str, amount an int)."""
-    if not legs:
-        return ()
-    if len(legs) == 1:
-        g = legs[0]
-        return ((getattr(g.kind, "value", g.kind), g.account_id, g.amount),)
-    return tuple(sorted((getattr(g.kind, "value", g.kind), g.account_id, g.amount) for g in legs))
+_OFFSET = "+08:00"
 
 
-def statement_entries(statement: Statement) -> list[Entry]:
+def _iso_text(at: str) -> str:
+    """A statement time as Asia/Shanghai ISO 8601. The ledger sends +08:00 (kept as is,
+    the common case); another offset is converted, and a time without one is taken as
+    Shanghai time. Not a time at all: ``ReconcileError`` (the statement is unreadable)."""
+    if at.endswith(_OFFSET) and len(at) >= 25 and at[10] == "T":
+        return at
+    try:
+        t = dt.datetime.fromisoformat(at)
+    except ValueError:
+        raise ReconcileError(f"the ledger's statement has a time we cannot read: {at!r}") from None
+    return _iso(t if t.tzinfo else t.replace(tzinfo=SHANGHAI))
+
+
+def statement_entries(statement: Statement | CompactStatement) -> list[Entry]:
+    """The statement's rows as entries (the ledger side of the day)."""
     day = statement.date.isoformat()
+    if isinstance(statement, Statement):
+        rows: Iterable[Any] = (compact_row(r) for r in statement.rows)
+    else:
+        rows = statement.rows
+    out: list[Entry] = []
+    add = out.append
     with _gc_paused():
-        return [
-            Entry(
-                msgid=r.msgid,
-                kind=r.kind,
-                terminal_id=r.terminal_id,
-                business_date=day,
-                created_at=_iso(r.created_at),
-                total=r.total,
-                personal_account=r.personal_account,
-                mutual_aid=r.mutual_aid,
-                cash=r.cash,
-                legs=_model_legs(r.legs),
-                status=r.status,
-                original_msgid=r.original_msgid,
-                ref=r.settlement_id,
-                source="statement",
-            )
-            for r in statement.rows
-        ]
+        for msgid, ref, term, kind, status, orig, at, total, pa, ma, cash, raw in rows:
+            legs = tuple([(g["kind"], g["account_id"], g["amount"]) for g in raw])
+            if len(legs) > 1:
+                legs = tuple(sorted(legs))
+            if not (at.endswith(_OFFSET) and len(at) >= 25 and at[10] == "T"):
+                at = _iso_text(at)
+            add(Entry(msgid, kind, day, status, total, pa, ma, cash, legs, term, at, orig, ref,
+                      "statement"))  # fmt: skip
+    return out
 
 
 def _looked_up(ledger: Any, e: Entry) -> Entry | None:
@@ -444,7 +472,8 @@ def _looked_up(ledger: Any, e: Entry) -> Entry | None:
         found = ledger.get_reversal(e.msgid)
         sign = -1
         if found is not None:
-            extra = {"original_msgid": found.original_msgid, "ref": found.reversal_id}
+            extra = {"status": None, "original_msgid": found.original_msgid,
+                     "ref": found.reversal_id}  # fmt: skip
     if found is None:
         return None
     return Entry(
@@ -492,7 +521,7 @@ def reconcile_day(
     pharmacy_code: str | None = None,
     *,
     resolve: bool = True,
-    statement: Statement | None = None,
+    statement: Statement | CompactStatement | None = None,
 ) -> Reconciliation:
     """Reconcile one business day of a store (every given till) against the ledger.
 
@@ -503,13 +532,24 @@ def reconcile_day(
         return _reconcile_day(day, journal_paths, ledger, pharmacy_code, resolve, statement)
 
 
+def _read_statement(ledger: Any, code: str, day: dt.date) -> Statement | CompactStatement:
+    """The day's statement in the compact form when the client offers it (any
+    ``LedgerClient`` without ``statement_compact`` is read with ``statement``)."""
+    read = getattr(ledger, "statement_compact", None)
+    if read is not None:
+        got: CompactStatement = read(code, day)
+        return got
+    full: Statement = ledger.statement(code, day)
+    return full
+
+
 def _reconcile_day(
     day: dt.date,
     journal_paths: Sequence[str | os.PathLike[str]],
     ledger: Any,
     pharmacy_code: str | None,
     resolve: bool,
-    statement: Statement | None,
+    statement: Statement | CompactStatement | None,
 ) -> Reconciliation:
     if not journal_paths:
         raise ReconcileError("give at least one journal file")
@@ -533,9 +573,16 @@ def _reconcile_day(
     resolved: list[str] = []
     if resolve:
         resolved += resolve_settling(journal_paths, ledger, code)
-    side = JournalSide()
-    for p in journal_paths:
-        read_journal(p, day, side)
+    # The statement is read while the journals are: the ledger builds its pages (and the
+    # network carries them) while this thread reads SQLite, instead of one after the other.
+    with ThreadPoolExecutor(1, thread_name_prefix="statement") as pool:
+        pending = None if statement is not None else pool.submit(_read_statement, ledger, code, day)
+        side = JournalSide()
+        for p in journal_paths:
+            read_journal(p, day, side)
+        if pending is not None:
+            statement = pending.result()
+    assert statement is not None
     if resolve:
         resolved += _resolve_unknown(side, ledger, day)
     else:
@@ -543,8 +590,6 @@ def _reconcile_day(
             side.entries.extend(
                 e for e in _row_entries(r, source) if e.business_date == day.isoformat()
             )
-    if statement is None:
-        statement = ledger.statement(code, day)
     ledger_entries = statement_entries(statement)
 
     # One-sided msgids: look beyond the day on the other side.

@@ -24,22 +24,30 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 import requests
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from pos_plugin.ledger import errors as e
 from pos_plugin.ledger.schemas import (
+    COMPACT_COLUMNS,
+    CompactRow,
+    CompactStatement,
+    CompactStatementPage,
     Credential,
     ReversalResult,
     Settlement,
     SettlementRequest,
     Statement,
+    compact_row,
 )
 from pos_plugin.models import PersonLookup
 
 log = logging.getLogger("pos_plugin.ledger")
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+P = TypeVar("P", Statement, Statement | CompactStatementPage)
 STATEMENT_PAGE_SIZE = 10_000  # the sandbox's maximum (docs/ledger-api.md)
+STATEMENT_PAGE_FALLBACK = (1_000, 200)  # for a ledger that caps page_size lower
 _UNKNOWN_STATUS = frozenset({502, 503, 504})
 
 
@@ -59,6 +67,10 @@ class LedgerClient(Protocol):
     def statement(
         self, pharmacy_code: str, date: dt.date, terminal_id: str | None = None
     ) -> Statement: ...
+
+    def statement_compact(
+        self, pharmacy_code: str, date: dt.date, terminal_id: str | None = None
+    ) -> CompactStatement: ...
 
 
 class _Unknown(Exception):
@@ -120,6 +132,7 @@ class HttpLedgerClient:
         trust_env: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.statement_page_size = STATEMENT_PAGE_SIZE  # lowered once if the ledger caps it
         self.timeout = (connect_timeout, read_timeout)
         self.retries = max(0, retries)
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
@@ -228,51 +241,128 @@ class HttpLedgerClient:
     def statement(
         self, pharmacy_code: str, date: dt.date, terminal_id: str | None = None
     ) -> Statement:
-        """The whole day: follows every page; totals are taken from the last page read.
+        """The whole day as ``Statement`` models: follows every page; totals from the last page.
 
-        Pages of ``STATEMENT_PAGE_SIZE`` rows followed by the keyset cursor (``after`` /
-        ``next_after``); a ledger that does not send the cursor is followed by
-        ``next_page``. Each page is parsed from the raw bytes in one pass.
+        Pages of up to ``STATEMENT_PAGE_SIZE`` rows followed by the keyset cursor
+        (``after`` / ``next_after``); a ledger that does not send the cursor is followed
+        by ``next_page``. Each page is parsed from the raw bytes in one pass.
         """
         rows: list[Any] = []
+
+        def parse(body: bytes, status: int) -> Statement:
+            page = self._validate(Statement, body, status)
+            rows.extend(page.rows)
+            return page
+
+        last = self._statement_pages(pharmacy_code, date, terminal_id, {}, parse)
+        return last.model_copy(
+            update={"rows": tuple(rows), "page": 1, "next_page": None, "next_after": None}
+        )
+
+    def statement_compact(
+        self, pharmacy_code: str, date: dt.date, terminal_id: str | None = None
+    ) -> CompactStatement:
+        """The whole day with rows as tuples (``format=compact``): what reconciliation reads.
+
+        Half the bytes of the full format, validated by pydantic-core straight into
+        tuples (no model object per row). A ledger that does not know ``format=compact``
+        ignores it and answers the full format: those pages are read as ``Statement``
+        and turned into the same tuples, so the caller never sees the difference.
+        """
+        rows: list[CompactRow] = []
+        params: dict[str, Any] = {"format": "compact"}
+
+        def parse(body: bytes, status: int) -> Statement | CompactStatementPage:
+            if "format" in params:
+                try:
+                    page = CompactStatementPage.model_validate_json(body)
+                except ValidationError as exc:
+                    if b'"columns"' in body:
+                        raise self._unreadable(exc, status) from exc
+                    params.pop("format")  # the full format: this ledger predates compact
+                else:
+                    if page.columns != COMPACT_COLUMNS:
+                        raise e.LedgerError(
+                            f"the ledger's compact statement has columns {list(page.columns)}, "
+                            f"not {list(COMPACT_COLUMNS)}",
+                            code="bad_response", status=status,
+                        )  # fmt: skip
+                    rows.extend(page.rows)
+                    return page
+            full = self._validate(Statement, body, status)
+            rows.extend(compact_row(r) for r in full.rows)
+            return full
+
+        last = self._statement_pages(pharmacy_code, date, terminal_id, params, parse)
+        return CompactStatement(last.pharmacy_code, last.date, last.terminal_id, last.totals, rows)
+
+    def _statement_pages(
+        self,
+        pharmacy_code: str,
+        date: dt.date,
+        terminal_id: str | None,
+        params: dict[str, Any],
+        parse: Callable[[bytes, int], P],
+    ) -> P:
+        """Follow a day's pages (cursor, else page numbers); ``parse`` keeps each page's rows.
+
+        A ledger that caps ``page_size`` lower answers the first page with 422 on
+        ``page_size``: the size steps down (``STATEMENT_PAGE_FALLBACK``) and is remembered.
+        ``params`` may be changed by ``parse`` between pages (the compact fallback).
+        """
+        path = f"/v1/statements/{pharmacy_code}/{date.isoformat()}"
         page: int | None = 1
         after: int | None = 0
-        last: Statement | None = None
-        path = f"/v1/statements/{pharmacy_code}/{date.isoformat()}"
-        # A day is ~10^5 rows of small models, all kept: the cyclic GC would rescan
+        last: P | None = None
+        # A day is ~10^5 rows of small objects, all kept: the cyclic GC would rescan
         # them on every collection (>1 s per 100,000 rows); none of them form cycles.
         collecting = gc.isenabled()
         gc.disable()
         try:
             while page is not None:
-                last, page, after = self._statement_page(path, page, after, terminal_id, rows)
+                query = {**params, "page": page, "page_size": self.statement_page_size}
+                if after is not None:
+                    query["after"] = after
+                if terminal_id is not None:
+                    query["terminal_id"] = terminal_id
+                resp = self._safe("GET", path, params=query)
+                if resp.status_code == 422 and page == 1 and self._smaller_page(resp):
+                    continue
+                if resp.status_code != 200:
+                    raise self._error(resp)
+                last = parse(resp.content, resp.status_code)
+                page, after = last.next_page, last.next_after
         finally:
             if collecting:
                 gc.enable()
         assert last is not None
-        return last.model_copy(
-            update={"rows": tuple(rows), "page": 1, "next_page": None, "next_after": None}
-        )
+        return last
 
-    def _statement_page(
-        self, path: str, page: int, after: int | None, terminal_id: str | None, rows: list[Any]
-    ) -> tuple[Statement, int | None, int | None]:
-        """One page of ``statement``: its rows go to ``rows``; the next page and cursor."""
-        params: dict[str, Any] = {"page": page, "page_size": STATEMENT_PAGE_SIZE}
-        if after is not None:
-            params["after"] = after
-        if terminal_id is not None:
-            params["terminal_id"] = terminal_id
-        resp = self._safe("GET", path, params=params)
-        if resp.status_code != 200:
-            raise self._error(resp)
+    def _smaller_page(self, resp: requests.Response) -> bool:
+        """After a 422 on the first page: step ``page_size`` down if that is what was refused."""
+        err = self._error(resp)
+        field = getattr(err, "field", None) or ""
+        if "page_size" not in f"{field} {err}":
+            return False
+        smaller = [s for s in STATEMENT_PAGE_FALLBACK if s < self.statement_page_size]
+        if not smaller:
+            return False
+        log.info("ledger refused page_size=%d; reading statement pages of %d",
+                 self.statement_page_size, smaller[0])  # fmt: skip
+        self.statement_page_size = smaller[0]
+        return True
+
+    @classmethod
+    def _validate(cls, model: type[M], body: bytes, status: int) -> M:
         try:
-            last = Statement.model_validate_json(resp.content)
+            return model.model_validate_json(body)
         except ValidationError as exc:
-            raise e.LedgerError(f"the ledger sent an answer we cannot read: {exc}",
-                                code="bad_response", status=resp.status_code) from exc
-        rows.extend(last.rows)
-        return last, last.next_page, last.next_after
+            raise cls._unreadable(exc, status) from exc
+
+    @staticmethod
+    def _unreadable(exc: ValidationError, status: int) -> e.LedgerError:
+        return e.LedgerError(f"the ledger sent an answer we cannot read: {exc}",
+                             code="bad_response", status=status)  # fmt: skip
 
     # ------------------------------------------------------------------ writes
     def _exactly_once(
@@ -379,3 +469,4 @@ class HttpLedgerClient:
             find,
             parse,
         )
+

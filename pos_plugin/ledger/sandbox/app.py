@@ -31,7 +31,7 @@ import datetime as dt
 import email.message
 import json
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -249,10 +249,16 @@ def create_app(ledger: Ledger) -> FastAPI:
         page: Annotated[int, Query(ge=1)] = 1,
         page_size: Annotated[int, Query(ge=1, le=STATEMENT_PAGE_MAX)] = 200,
         after: Annotated[int | None, Query(ge=0)] = None,
+        format: Literal["full", "compact"] = "full",  # shadows the builtin, as the API names it
     ) -> Response:
         if pharmacy_code != code:
             raise Rejection(403, "forbidden", "a pharmacy may read only its own statement")
-        return _json(200, ledger.statement(code, date, terminal_id, page, page_size, after))
+        return _json(
+            200,
+            ledger.statement(
+                code, date, terminal_id, page, page_size, after, compact=format == "compact"
+            ),
+        )
 
     def openapi() -> dict[str, Any]:
         """The document, with each hot route replaced by its declarative twin."""
