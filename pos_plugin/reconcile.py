@@ -30,7 +30,6 @@ classification only.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import hashlib
 import json
 from collections import Counter
@@ -40,6 +39,7 @@ from enum import StrEnum
 from operator import itemgetter
 from typing import Any, Literal, NamedTuple
 
+from pos_plugin.gcpause import gc_paused
 from pos_plugin.money import yuan
 
 Side = Literal["journal", "ledger"]
@@ -480,9 +480,7 @@ def reconcile(
     """
     day = date.isoformat() if isinstance(date, dt.date) else date
     states = journal_states or {}
-    gc_was_on = gc.isenabled()
-    gc.disable()  # ~10^5 small objects and no cycles: the collector would only rescan them
-    try:
+    with gc_paused():  # ~10^5 small objects and no cycles: see pos_plugin.gcpause
         j_list, l_list = list(journal), list(ledger)
         one_j, many_j = _index(j_list)
         one_l, many_l = _index(l_list)
@@ -508,9 +506,6 @@ def reconcile(
             if msgid not in one_j:
                 ls = many_l.get(msgid) or [led]
                 breaks.append(Match(msgid, classify((), ls), (), tuple(ls)))
-    finally:
-        if gc_was_on:
-            gc.enable()
     balanced_count = len(balanced)
     jt, term_j = _totals(acc_j)
     lt, term_l = _totals(acc_l)

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import gc
 import hashlib
 import io
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from zoneinfo import ZoneInfo
 from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
+from pos_plugin.gcpause import gc_paused
 from pos_plugin.ledger.schemas import CompactStatement, Statement, compact_row
 from pos_plugin.reconcile import (
     KIND_LABEL,
@@ -51,11 +50,19 @@ from pos_plugin.reconcile import (
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
+# A journal row as reconciliation reads it. The plan's legs are cut out by SQLite
+# (``json_extract`` runs in C with the GIL released, and the leg arrays are a third of
+# the plan's bytes); the whole plan only where an amount column is empty and the plan
+# must fill it in.
+_LEGS_SQL = "json_extract(s.plan, '$.legs')"
 _JOURNAL_COLS = (
-    "s.sale_ref, s.state, s.msgid, s.business_date, s.created_at, s.updated_at, s.terminal_id, "
-    "s.total, s.personal_account, s.mutual_aid, s.cash, s.plan, s.reversal_msgid, "
+    "s.sale_ref, s.state, s.msgid, s.business_date, s.created_at, s.terminal_id, "
+    "s.total, s.personal_account, s.mutual_aid, s.cash, "
+    "CASE WHEN s.total IS NULL OR s.personal_account IS NULL OR s.mutual_aid IS NULL "
+    f"OR s.cash IS NULL THEN s.plan END, {_LEGS_SQL}, s.reversal_msgid, "
     "p.reversal_msgid, s.patient_id_masked"
 )
+_PLAN, _LEGS = 10, 11  # their places in a row
 _FROM = "FROM sales s LEFT JOIN pending_reversals p ON p.msgid = s.msgid"
 _CLAIMS = frozenset({"settled", "reversed", "unknown", "settling"})
 
@@ -92,19 +99,6 @@ class DayAlreadyClosed(ReconcileError):
 # --------------------------------------------------------------------------- journal side
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC while a day's entries (~10^5 small objects, no cycles) are built:
-    otherwise every collection rescans all of them (about half the reading time)."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
-
-
 def _legs(raw: Any) -> tuple[tuple[str, str, int], ...]:
     """``norm_legs`` for a plan's legs as decoded JSON (dicts), without its per-leg checks."""
     try:
@@ -125,6 +119,19 @@ def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     return db
 
 
+def _pharmacy_codes(db: sqlite3.Connection) -> set[str]:
+    """The pharmacy codes (a msgid's first 12 characters) in a journal. msgids sort by
+    that code first, so when the least and the greatest share it, every msgid between
+    does: two seeks on the msgid index instead of a scan of the whole file."""
+    low, high = db.execute("SELECT min(msgid), max(msgid) FROM sales").fetchone()
+    if low is None:
+        return set()
+    if low[:12] == high[:12]:
+        return {low[:12]}
+    found = db.execute("SELECT DISTINCT substr(msgid, 1, 12) FROM sales WHERE msgid IS NOT NULL")
+    return {c for (c,) in found}
+
+
 def _stamp(msgid: str) -> tuple[str, str]:
     """(business date, ISO time) from a msgid's yyyyMMddHHmmss (the till's clock)."""
     s = msgid[12:26]
@@ -136,33 +143,34 @@ def _stamp(msgid: str) -> tuple[str, str]:
 
 
 def _row_entries(
-    r: sqlite3.Row | tuple[Any, ...], source: str, plan: Mapping[str, Any] | None = None
+    r: sqlite3.Row | tuple[Any, ...], source: str, legs_in: Sequence[Any] | None = None
 ) -> list[Entry]:
     """A journal row's claims: its sale and, once reversed, its reversal.
 
-    ``plan``: the row's plan already decoded (``_plans``), else it is decoded here."""
+    ``legs_in``: the row's legs already decoded (``_decode_legs``), else decoded here."""
     (
         sale_ref,
         state,
         msgid,
         bdate,
         created,
-        _updated,
         terminal,
         total,
         pa,
         ma,
         cash,
         plan_text,
+        legs_text,
         rev_msgid,
         pending_rev,
         patient,
     ) = r
     if msgid is None or state not in _CLAIMS:
         return []
-    if plan is None:
-        plan = _loads(plan_text) if plan_text else {}
-    legs = _legs(plan.get("legs", ()))
+    plan = _loads(plan_text) if plan_text else {}
+    if legs_in is None:
+        legs_in = plan.get("legs") or (_loads(legs_text) if legs_text else ())
+    legs = _legs(legs_in)
     if pa is None:
         pa = sum(a for k, _, a in legs if k == "personal_account")
     if ma is None:
@@ -192,28 +200,18 @@ class _PlanLeg(TypedDict):
     amount: int
 
 
-@with_config(ConfigDict(extra="ignore"))
-class _Plan(TypedDict, total=False):
-    """What reconciliation reads of a journaled plan (the rest is for receipts)."""
-
-    legs: list[_PlanLeg]
-    cash: int
-    total: int
+_LEGS_LIST = TypeAdapter(list[list[_PlanLeg] | None])
 
 
-_PLANS = TypeAdapter(list[_Plan | None])
-
-
-def _plans(rows: Sequence[Sequence[Any]], column: int) -> Sequence[Mapping[str, Any] | None]:
-    """Every row's plan JSON decoded in one pass of pydantic-core over one document: a
-    third of the time of ``json.loads`` row by row. A plan that does not read (edited by
-    hand?) sends the whole journal down the row-by-row path, which says which row."""
-    doc = "[" + ",".join([r[column] or "null" for r in rows]) + "]"
+def _decode_legs(rows: Sequence[Sequence[Any]]) -> Sequence[list[Any] | None]:
+    """Every row's legs decoded in one pass of pydantic-core over one document: a third
+    of the time of ``json.loads`` row by row. Legs that do not read (a plan edited by
+    hand?) send the whole journal down the row-by-row path, which says which row."""
+    doc = "[" + ",".join([r[_LEGS] or "null" for r in rows]) + "]"
     try:
-        plans: list[Any] = _PLANS.validate_json(doc)
+        return _LEGS_LIST.validate_json(doc)
     except ValidationError:
         return [None] * len(rows)
-    return [p if p is not None else {} for p in plans]
 
 
 @dataclass
@@ -229,7 +227,7 @@ def read_journal(
     path: str | os.PathLike[str], day: dt.date, side: JournalSide | None = None
 ) -> JournalSide:
     """One till's journal for a business day: sales of the day and reversals made on it."""
-    with _gc_paused():
+    with gc_paused():
         return _read_journal(path, day, side or JournalSide())
 
 
@@ -243,26 +241,26 @@ def _read_journal(path: str | os.PathLike[str], day: dt.date, side: JournalSide)
             "OR substr(s.reversal_msgid, 13, 8) = ? OR substr(p.reversal_msgid, 13, 8) = ?",
             (day.isoformat(), ymd, ymd),
         ).fetchall()
-        for (term,) in db.execute("SELECT DISTINCT terminal_id FROM sales"):
-            side.terminals.add(term)
-        for (code,) in db.execute(
-            "SELECT DISTINCT substr(msgid, 1, 12) FROM sales WHERE msgid IS NOT NULL"
-        ):
-            side.pharmacy_codes.add(code)
+        # The tills this journal speaks for: those of the day's rows and of its latest
+        # row (a till with no sale today is still "given"); no scan of the whole file.
+        latest = db.execute("SELECT terminal_id FROM sales ORDER BY rowid DESC LIMIT 1")
+        side.terminals.update(t for (t,) in latest)
+        side.terminals.update({r[5] for r in rows})
+        side.pharmacy_codes |= _pharmacy_codes(db)
     finally:
         db.close()
     iso_day = day.isoformat()
     add = side.entries.append
-    for r, plan in zip(rows, _plans(rows, 11), strict=True):
-        ref, state, msgid, bdate, created, _, term, total, pa, ma, cash, _, rev, _, who = r
+    for r, raw in zip(rows, _decode_legs(rows), strict=True):
+        ref, state, msgid, bdate, created, term, total, pa, ma, cash, plan, _, rev, _, who = r
         if (
             state == "settled"
             and bdate == iso_day
             and not rev
-            and plan is not None
-            and None not in (total, pa, ma, cash)
+            and raw is not None
+            and plan is None  # no amount column left empty
         ):  # the common row, inline (same as _row_entries): ~10^5 of them a day
-            legs = tuple([(g["kind"], g["account_id"], g["amount"]) for g in plan.get("legs", ())])
+            legs = tuple([(g["kind"], g["account_id"], g["amount"]) for g in raw])
             if len(legs) > 1:
                 legs = tuple(sorted(legs))
             add(Entry(msgid, "sale", bdate, state, total, pa, ma, cash, legs, term, created,
@@ -276,7 +274,7 @@ def _read_journal(path: str | os.PathLike[str], day: dt.date, side: JournalSide)
         if state not in _CLAIMS:
             side.states[msgid] = state
             continue
-        for e in _row_entries(r, source, plan):
+        for e in _row_entries(r, source, raw):
             # A reversal of another day's sale: only the reversal belongs to this day.
             if e.business_date == iso_day or e.kind != "sale":
                 add(e)
@@ -367,7 +365,7 @@ def _resolve_unknown(side: JournalSide, ledger: Any, day: dt.date) -> list[str]:
             continue
         if found != "?" and getattr(found, "status", "") == "reversed":
             rev = getattr(found, "reversal", None)
-            rev_msgid = r[13] or r[12] or (rev.msgid if rev else None)
+            rev_msgid = r[13] or r[12] or (rev.msgid if rev else None)  # pending, row's own
             sale = _replace(sale, status="reversed")
             if sale.business_date == day.isoformat():
                 side.entries.append(sale)
@@ -444,7 +442,7 @@ def statement_entries(statement: Statement | CompactStatement) -> list[Entry]:
         rows = statement.rows
     out: list[Entry] = []
     add = out.append
-    with _gc_paused():
+    with gc_paused():
         for msgid, ref, term, kind, status, orig, at, total, pa, ma, cash, raw in rows:
             legs = tuple([(g["kind"], g["account_id"], g["amount"]) for g in raw])
             if len(legs) > 1:
@@ -528,7 +526,7 @@ def reconcile_day(
     ``ledger`` is a ``LedgerClient`` (``statement``, ``get_settlement``, ``get_reversal``). ``statement`` may be given to reconcile against one already read.
     ``resolve=False`` leaves ``settling`` rows as they are (nothing written).
     """
-    with _gc_paused():
+    with gc_paused():
         return _reconcile_day(day, journal_paths, ledger, pharmacy_code, resolve, statement)
 
 
@@ -554,15 +552,10 @@ def _reconcile_day(
     if not journal_paths:
         raise ReconcileError("give at least one journal file")
     codes: set[str] = set()
-    for p in journal_paths:
+    for p in journal_paths if pharmacy_code is None else ():
         db = _connect(p)
         try:
-            codes |= {
-                c
-                for (c,) in db.execute(
-                    "SELECT DISTINCT substr(msgid, 1, 12) FROM sales WHERE msgid IS NOT NULL"
-                )
-            }
+            codes |= _pharmacy_codes(db)
         finally:
             db.close()
     code = pharmacy_code or (codes.pop() if len(codes) == 1 else None)

@@ -16,16 +16,17 @@ later); ``LedgerUnavailable`` is reserved for "we know nothing was committed".
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import logging
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 import requests
 from pydantic import BaseModel, ValidationError
 
+from pos_plugin.gcpause import gc_paused
 from pos_plugin.ledger import errors as e
 from pos_plugin.ledger.schemas import (
     COMPACT_COLUMNS,
@@ -48,6 +49,7 @@ M = TypeVar("M", bound=BaseModel)
 P = TypeVar("P", Statement, Statement | CompactStatementPage)
 STATEMENT_PAGE_SIZE = 10_000  # the sandbox's maximum (docs/ledger-api.md)
 STATEMENT_PAGE_FALLBACK = (1_000, 200)  # for a ledger that caps page_size lower
+_HAND_OVER = 0.002  # s: lets the look-ahead request leave before a page is parsed
 _UNKNOWN_STATUS = frozenset({502, 503, 504})
 
 
@@ -270,30 +272,25 @@ class HttpLedgerClient:
         and turned into the same tuples, so the caller never sees the difference.
         """
         rows: list[CompactRow] = []
-        params: dict[str, Any] = {"format": "compact"}
 
         def parse(body: bytes, status: int) -> Statement | CompactStatementPage:
-            if "format" in params:
-                try:
-                    page = CompactStatementPage.model_validate_json(body)
-                except ValidationError as exc:
-                    if b'"columns"' in body:
-                        raise self._unreadable(exc, status) from exc
-                    params.pop("format")  # the full format: this ledger predates compact
-                else:
-                    if page.columns != COMPACT_COLUMNS:
-                        raise e.LedgerError(
-                            f"the ledger's compact statement has columns {list(page.columns)}, "
-                            f"not {list(COMPACT_COLUMNS)}",
-                            code="bad_response", status=status,
-                        )  # fmt: skip
-                    rows.extend(page.rows)
-                    return page
-            full = self._validate(Statement, body, status)
+            if b'"columns"' in body[:2048]:  # compact pages carry columns before the rows
+                page = self._validate(CompactStatementPage, body, status)
+                if page.columns != COMPACT_COLUMNS:
+                    raise e.LedgerError(
+                        f"the ledger's compact statement has columns {list(page.columns)}, "
+                        f"not {list(COMPACT_COLUMNS)}",
+                        code="bad_response", status=status,
+                    )  # fmt: skip
+                rows.extend(page.rows)
+                return page
+            full = self._validate(Statement, body, status)  # a ledger that predates compact
             rows.extend(compact_row(r) for r in full.rows)
             return full
 
-        last = self._statement_pages(pharmacy_code, date, terminal_id, params, parse)
+        last = self._statement_pages(
+            pharmacy_code, date, terminal_id, {"format": "compact"}, parse
+        )
         return CompactStatement(last.pharmacy_code, last.date, last.terminal_id, last.totals, rows)
 
     def _statement_pages(
@@ -304,39 +301,58 @@ class HttpLedgerClient:
         params: dict[str, Any],
         parse: Callable[[bytes, int], P],
     ) -> P:
-        """Follow a day's pages (cursor, else page numbers); ``parse`` keeps each page's rows.
+        """Follow a day's pages; ``parse`` keeps each page's rows; returns the last page.
 
-        A ledger that caps ``page_size`` lower answers the first page with 422 on
-        ``page_size``: the size steps down (``STATEMENT_PAGE_FALLBACK``) and is remembered.
-        ``params`` may be changed by ``parse`` between pages (the compact fallback).
+        A ledger that sends ``Link: <...>; rel="next"`` (RFC 8288) is read one page
+        ahead: the next page is asked for before this one is parsed, so the ledger
+        builds it while we parse. Otherwise pages are followed one after the other by
+        the cursor (``next_after``), else by ``next_page``. A ledger that caps
+        ``page_size`` lower answers the first page with 422 on ``page_size``: the size
+        steps down (``STATEMENT_PAGE_FALLBACK``) and is remembered.
         """
         path = f"/v1/statements/{pharmacy_code}/{date.isoformat()}"
-        page: int | None = 1
-        after: int | None = 0
-        last: P | None = None
-        # A day is ~10^5 rows of small objects, all kept: the cyclic GC would rescan
-        # them on every collection (>1 s per 100,000 rows); none of them form cycles.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            while page is not None:
-                query = {**params, "page": page, "page_size": self.statement_page_size}
-                if after is not None:
-                    query["after"] = after
-                if terminal_id is not None:
-                    query["terminal_id"] = terminal_id
-                resp = self._safe("GET", path, params=query)
-                if resp.status_code == 422 and page == 1 and self._smaller_page(resp):
-                    continue
+        query: dict[str, Any] = {**params, "page": 1, "after": 0}
+        if terminal_id is not None:
+            query["terminal_id"] = terminal_id
+        while True:
+            query["page_size"] = self.statement_page_size
+            resp = self._safe("GET", path, params=query)
+            if resp.status_code == 422 and self._smaller_page(resp):
+                continue
+            break
+        # A day is ~10^5 rows of small objects, all kept, none in cycles: pos_plugin.gcpause.
+        with gc_paused(), ThreadPoolExecutor(1, thread_name_prefix="statement-page") as ahead:
+            while True:
                 if resp.status_code != 200:
                     raise self._error(resp)
+                link = self._next_link(resp, path)
+                pending = None
+                if link:
+                    pending = ahead.submit(self._safe, "GET", link)
+                    # pydantic-core holds the GIL for a whole page's parse (~30 ms):
+                    # yield it first, long enough for the request to go out (~0.3 ms
+                    # of Python in requests), or it would only leave after the parse.
+                    time.sleep(_HAND_OVER)
                 last = parse(resp.content, resp.status_code)
-                page, after = last.next_page, last.next_after
-        finally:
-            if collecting:
-                gc.enable()
-        assert last is not None
-        return last
+                if pending is not None:
+                    resp = pending.result()
+                    continue
+                if last.next_page is None:
+                    return last
+                query["page"] = last.next_page
+                if last.next_after is not None:
+                    query["after"] = last.next_after
+                else:  # a ledger without the cursor: page numbers only
+                    query.pop("after", None)
+                resp = self._safe("GET", path, params=query)
+
+    @staticmethod
+    def _next_link(resp: requests.Response, path: str) -> str | None:
+        """The ``rel="next"`` target when it is another page of the same statement."""
+        target = resp.links.get("next", {}).get("url", "")
+        if target.startswith(path + "?"):
+            return str(target)
+        return None
 
     def _smaller_page(self, resp: requests.Response) -> bool:
         """After a 422 on the first page: step ``page_size`` down if that is what was refused."""

@@ -32,6 +32,7 @@ import email.message
 import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -253,12 +254,21 @@ def create_app(ledger: Ledger) -> FastAPI:
     ) -> Response:
         if pharmacy_code != code:
             raise Rejection(403, "forbidden", "a pharmacy may read only its own statement")
-        return _json(
-            200,
-            ledger.statement(
-                code, date, terminal_id, page, page_size, after, compact=format == "compact"
-            ),
+        text, next_page, next_after = ledger.statement_page(
+            code, date, terminal_id, page, page_size, after, compact=format == "compact"
         )
+        resp = _json(200, text)
+        if next_page is not None:  # RFC 8288: a reader can ask for it before parsing this one
+            query: dict[str, Any] = {"page": next_page, "page_size": page_size}
+            if after is not None:
+                query["after"] = next_after
+            if terminal_id is not None:
+                query["terminal_id"] = terminal_id
+            if format != "full":
+                query["format"] = format
+            target = f"/v1/statements/{pharmacy_code}/{date.isoformat()}?{urlencode(query)}"
+            resp.headers["Link"] = f'<{target}>; rel="next"'
+        return resp
 
     def openapi() -> dict[str, Any]:
         """The document, with each hot route replaced by its declarative twin."""

@@ -465,7 +465,17 @@ class Ledger:
         self, pharmacy: str, day: dt.date, terminal_id: str | None, page: int, page_size: int,
         after: int | None = None, compact: bool = False,
     ) -> str:
-        """One statement page as JSON text (docs/ledger-api.md, GET /v1/statements).
+        """One statement page as JSON text (see ``statement_page``)."""
+        return self.statement_page(pharmacy, day, terminal_id, page, page_size, after,
+                                   compact)[0]  # fmt: skip
+
+    def statement_page(
+        self, pharmacy: str, day: dt.date, terminal_id: str | None, page: int, page_size: int,
+        after: int | None = None, compact: bool = False,
+    ) -> tuple[str, int | None, int | None]:
+        """One statement page as JSON text, and the next page and cursor (None on the last).
+
+        docs/ledger-api.md, GET /v1/statements.
 
         Keyset paging on ``seq`` (the commit order): with the ``after`` cursor a page is
         ``seq > after``; a bare ``page`` number finds its first ``seq`` on the index alone
@@ -524,7 +534,8 @@ class Ledger:
         if compact:
             head["columns"] = list(COMPACT_COLUMNS)
         body = ",".join(r[1] for r in rows[:page_size])
-        return f"{_dumps(head)[:-1]},\"rows\":[{body}],{_dumps(tail)[1:]}"
+        text = f"{_dumps(head)[:-1]},\"rows\":[{body}],{_dumps(tail)[1:]}"
+        return text, tail["next_page"], tail.get("next_after")
 
 
 # One statement row as JSON text, built by the database (same keys and order as before).
