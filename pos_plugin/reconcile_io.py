@@ -54,13 +54,14 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 # (``json_extract`` runs in C with the GIL released, and the leg arrays are a third of
 # the plan's bytes); the whole plan only where an amount column is empty and the plan
 # must fill it in.
-_LEGS_SQL = "json_extract(s.plan, '$.legs')"
+# A plan that is not JSON (edited by hand?) is passed whole, for Python to name the row.
+_LEGS_SQL = "CASE WHEN json_valid(s.plan) THEN json_extract(s.plan, '$.legs') END"
 _JOURNAL_COLS = (
     "s.sale_ref, s.state, s.msgid, s.business_date, s.created_at, s.terminal_id, "
     "s.total, s.personal_account, s.mutual_aid, s.cash, "
     "CASE WHEN s.total IS NULL OR s.personal_account IS NULL OR s.mutual_aid IS NULL "
-    f"OR s.cash IS NULL THEN s.plan END, {_LEGS_SQL}, s.reversal_msgid, "
-    "p.reversal_msgid, s.patient_id_masked"
+    f"OR s.cash IS NULL OR NOT json_valid(s.plan) THEN s.plan END, {_LEGS_SQL}, "
+    "s.reversal_msgid, p.reversal_msgid, s.patient_id_masked"
 )
 _PLAN, _LEGS = 10, 11  # their places in a row
 _FROM = "FROM sales s LEFT JOIN pending_reversals p ON p.msgid = s.msgid"
@@ -167,10 +168,16 @@ def _row_entries(
     ) = r
     if msgid is None or state not in _CLAIMS:
         return []
-    plan = _loads(plan_text) if plan_text else {}
-    if legs_in is None:
-        legs_in = plan.get("legs") or (_loads(legs_text) if legs_text else ())
-    legs = _legs(legs_in)
+    try:
+        plan = _loads(plan_text) if plan_text else {}
+        if legs_in is None:
+            legs_in = plan.get("legs") or (_loads(legs_text) if legs_text else ())
+        legs = _legs(legs_in)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ReconcileError(
+            f"journal {source}: the plan of sale {sale_ref} (msgid {msgid}) cannot be read "
+            f"({exc}); run `pos-plugin journal verify` on that file and call support"
+        ) from None
     if pa is None:
         pa = sum(a for k, _, a in legs if k == "personal_account")
     if ma is None:

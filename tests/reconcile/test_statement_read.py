@@ -1,0 +1,224 @@
+"""Reading the day's statement fast without reading it wrong.
+
+The compact format, the one-page look-ahead (``Link: rel="next"``), and a ledger of
+an older version (no compact format, no cursor, pages capped at 200) must all give
+exactly the rows the full format gives. The older ledger is a real HTTP server on
+127.0.0.1 in front of the sandbox that answers the way such a ledger would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import itertools
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+import requests
+
+from pos_plugin.gcpause import gc_paused
+from pos_plugin.ledger import HttpLedgerClient
+from pos_plugin.ledger.errors import LedgerError
+from pos_plugin.reconcile import Entry
+from pos_plugin.reconcile_io import ReconcileError, reconcile_day, statement_entries
+
+from .conftest import seed_clean_day
+from .seed import DAY, Store, at
+
+
+class OlderLedger:
+    """A ledger of an older version in front of the sandbox: it knows neither
+    ``format`` nor ``after``, sends no ``Link``, and refuses ``page_size`` over ``cap``.
+    ``rewrite`` may change each answer's body (to serve a malformed page)."""
+
+    def __init__(
+        self, upstream: str, cap: int = 200, rewrite: Callable[[dict[str, Any]], Any] | None = None
+    ) -> None:
+        self.requests: list[dict[str, list[str]]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                url = urlsplit(self.path)
+                query = parse_qs(url.query)
+                owner.requests.append(query)
+                size = int(query.get("page_size", ["200"])[0])
+                if size > cap:
+                    self._send(422, {"code": "invalid_request", "field": "page_size",
+                                     "message": f"page_size must be at most {cap}"})  # fmt: skip
+                    return
+                kept = {k: v[0] for k, v in query.items() if k in ("page", "page_size")}
+                up = requests.get(
+                    f"{upstream}{url.path}?{urlencode(kept)}",
+                    headers={"Authorization": self.headers["Authorization"]},
+                    timeout=10,
+                )
+                body = up.json()
+                if rewrite is not None and up.status_code == 200:
+                    body = rewrite(body)
+                self._send(up.status_code, body)
+
+            def _send(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def day(store: Store) -> Store:
+    seed_clean_day(store)
+    # a few more sales, so that small pages make several of them
+    for i in range(5):
+        store.sale("T02", f"C{i}", "11000000000000000006", 500 + i, 500 + i, at(16, i))
+    return store
+
+
+@pytest.fixture
+def older(day: Store) -> Iterator[Callable[..., OlderLedger]]:
+    made: list[OlderLedger] = []
+
+    def make(**kw: Any) -> OlderLedger:
+        made.append(OlderLedger(day.url, **kw))
+        return made[-1]
+
+    yield make
+    for o in made:
+        o.close()
+
+
+def _same_times(entries: list[Entry]) -> list[Entry]:
+    """The full format's times go through datetime (``...:01+08:00``); the compact one
+    keeps the ledger's text (``...:01.000+08:00``): the same instant."""
+    return [e._replace(created_at=dt.datetime.fromisoformat(e.created_at)) for e in entries]
+
+
+def _client(url: str, token: str) -> HttpLedgerClient:
+    return HttpLedgerClient(url, token, retries=0)
+
+
+def test_the_compact_statement_gives_the_entries_and_totals_of_the_full_one(day: Store) -> None:
+    code = day.pharmacy.code
+    full = day.client.statement(code, DAY)
+    compact = day.client.statement_compact(code, DAY)
+    assert len(full.rows) == 11  # 5 + 5 sales, 1 reversal
+    assert compact.totals == full.totals
+    assert _same_times(statement_entries(compact)) == _same_times(statement_entries(full))
+    # Reversals stay negative, with their sale's legs, in both.
+    rev = [e for e in statement_entries(compact) if e.kind == "reversal"]
+    assert len(rev) == 1 and rev[0].total == -2600 and rev[0].legs[0][2] == 2600
+
+
+def test_small_pages_are_read_one_ahead_and_none_is_lost_or_repeated(day: Store) -> None:
+    code = day.pharmacy.code
+    client = _client(day.url, day.pharmacy.api_token)
+    client.statement_page_size = 2
+    seen: list[requests.Response] = []
+    client.session.hooks["response"].append(lambda r, *a, **k: seen.append(r))
+    try:
+        got = client.statement_compact(code, DAY)
+    finally:
+        client.close()
+    full = day.client.statement(code, DAY)
+    assert [r[0] for r in got.rows] == [r.msgid for r in full.rows]
+    assert len(seen) == 6  # 11 rows in pages of 2
+    # every page but the last named the next one, and that is what was asked for next
+    for this, following in itertools.pairwise(seen):
+        assert following.request.path_url == this.links["next"]["url"]
+    assert "next" not in seen[-1].links
+
+
+def test_an_older_ledger_is_read_in_the_full_format_with_smaller_pages(
+    day: Store, older: Callable[..., OlderLedger]
+) -> None:
+    code = day.pharmacy.code
+    old = older(cap=200)
+    client = _client(old.url, day.pharmacy.api_token)
+    try:
+        got = client.statement_compact(code, DAY)
+    finally:
+        client.close()
+    full = day.client.statement(code, DAY)
+    assert _same_times(statement_entries(got)) == _same_times(statement_entries(full))
+    # 10,000 refused, then 1,000 refused, then 200: remembered for the next read
+    assert [q["page_size"] for q in old.requests] == [["10000"], ["1000"], ["200"]]
+    assert client.statement_page_size == 200
+
+
+def test_an_older_ledger_is_followed_by_page_numbers(
+    day: Store, older: Callable[..., OlderLedger]
+) -> None:
+    code = day.pharmacy.code
+    old = older(cap=200)
+    client = _client(old.url, day.pharmacy.api_token)
+    client.statement_page_size = 3
+    try:
+        got = client.statement_compact(code, DAY)
+    finally:
+        client.close()
+    assert [r[0] for r in got.rows] == [r.msgid for r in day.client.statement(code, DAY).rows]
+    assert [q["page"] for q in old.requests] == [["1"], ["2"], ["3"], ["4"]]
+
+
+def test_a_compact_page_with_other_columns_is_refused_not_misread(
+    day: Store, older: Callable[..., OlderLedger]
+) -> None:
+    def swap(body: dict[str, Any]) -> dict[str, Any]:
+        # total and cash swapped: read by position, the money would land in the wrong fund
+        cols = ["msgid", "settlement_id", "terminal_id", "kind", "status", "original_msgid",
+                "created_at", "cash", "personal_account", "mutual_aid", "total", "legs"]  # fmt: skip
+        return {**body, "columns": cols, "rows": []}
+
+    old = older(rewrite=swap)
+    client = _client(old.url, day.pharmacy.api_token)
+    try:
+        with pytest.raises(LedgerError) as err:
+            client.statement_compact(day.pharmacy.code, DAY)
+    finally:
+        client.close()
+    assert err.value.code == "bad_response"
+    assert "columns" in str(err.value)
+
+
+def test_a_journal_plan_that_is_not_json_is_named_not_a_traceback(day: Store) -> None:
+    j = day.journals["T01"]
+    ref = "A2"
+    with sqlite3.connect(j.path) as db:
+        db.execute("UPDATE sales SET plan = '{\"legs\": [' WHERE sale_ref = ?", (ref,))
+    with pytest.raises(ReconcileError) as err:
+        reconcile_day(DAY, day.paths, day.client, resolve=False)
+    assert f"sale {ref}" in str(err.value) and "journal verify" in str(err.value)
+
+
+def test_gc_pause_turns_the_collector_back_on_without_a_backlog() -> None:
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():  # nested: the outer pause owns the collector
+            pass
+        assert not gc.isenabled()
+        kept = [(i, str(i)) for i in range(50_000)]
+        assert gc.get_count()[0] > 10_000  # allocations are still counted while off
+    assert gc.isenabled()
+    # what was built went to the oldest generation: no collection of it is pending
+    assert gc.get_count()[0] < 100
+    assert len(kept) == 50_000
