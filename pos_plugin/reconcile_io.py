@@ -40,6 +40,7 @@ from pos_plugin.ledger.schemas import CompactStatement, Statement, compact_row
 from pos_plugin.reconcile import (
     KIND_LABEL,
     Entry,
+    Legs,
     Match,
     Note,
     Reconciliation,
@@ -53,17 +54,25 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 # A journal row as reconciliation reads it. The plan's legs are cut out by SQLite
 # (``json_extract`` runs in C with the GIL released, and the leg arrays are a third of
 # the plan's bytes); the whole plan only where an amount column is empty and the plan
-# must fill it in.
-# A plan that is not JSON (edited by hand?) is passed whole, for Python to name the row.
-_LEGS_SQL = "CASE WHEN json_valid(s.plan) THEN json_extract(s.plan, '$.legs') END"
-_JOURNAL_COLS = (
-    "s.sale_ref, s.state, s.msgid, s.business_date, s.created_at, s.terminal_id, "
-    "s.total, s.personal_account, s.mutual_aid, s.cash, "
-    "CASE WHEN s.total IS NULL OR s.personal_account IS NULL OR s.mutual_aid IS NULL "
-    f"OR s.cash IS NULL OR NOT json_valid(s.plan) THEN s.plan END, {_LEGS_SQL}, "
-    "s.reversal_msgid, p.reversal_msgid, s.patient_id_masked"
+# must fill it in. A plan that is not JSON (edited by hand?) makes SQLite refuse the
+# query: ``_LEGS_SLOW`` then passes every plan whole, for Python to name the row.
+_LEGS_FAST = "json_extract(s.plan, '$.legs')"
+_LEGS_SLOW = "NULL"
+_AMOUNT_MISSING = (
+    "s.total IS NULL OR s.personal_account IS NULL OR s.mutual_aid IS NULL OR s.cash IS NULL"
 )
-_PLAN, _LEGS = 10, 11  # their places in a row
+
+
+def _journal_cols(legs: str = _LEGS_FAST) -> str:
+    plan = "s.plan" if legs == _LEGS_SLOW else f"CASE WHEN {_AMOUNT_MISSING} THEN s.plan END"
+    return (
+        "s.sale_ref, s.state, s.msgid, s.business_date, s.created_at, s.terminal_id, "
+        f"s.total, s.personal_account, s.mutual_aid, s.cash, {plan}, {legs}, "
+        "s.reversal_msgid, p.reversal_msgid, s.patient_id_masked"
+    )
+
+
+_JOURNAL_COLS = _journal_cols()
 _FROM = "FROM sales s LEFT JOIN pending_reversals p ON p.msgid = s.msgid"
 _CLAIMS = frozenset({"settled", "reversed", "unknown", "settling"})
 
@@ -124,7 +133,9 @@ def _pharmacy_codes(db: sqlite3.Connection) -> set[str]:
     """The pharmacy codes (a msgid's first 12 characters) in a journal. msgids sort by
     that code first, so when the least and the greatest share it, every msgid between
     does: two seeks on the msgid index instead of a scan of the whole file."""
-    low, high = db.execute("SELECT min(msgid), max(msgid) FROM sales").fetchone()
+    # Two statements: SQLite seeks the index for a lone min() or max(), not for both.
+    (low,) = db.execute("SELECT min(msgid) FROM sales").fetchone()
+    (high,) = db.execute("SELECT max(msgid) FROM sales").fetchone()
     if low is None:
         return set()
     if low[:12] == high[:12]:
@@ -210,15 +221,55 @@ class _PlanLeg(TypedDict):
 _LEGS_LIST = TypeAdapter(list[list[_PlanLeg] | None])
 
 
-def _decode_legs(rows: Sequence[Sequence[Any]]) -> Sequence[list[Any] | None]:
-    """Every row's legs decoded in one pass of pydantic-core over one document: a third
-    of the time of ``json.loads`` row by row. Legs that do not read (a plan edited by
-    hand?) send the whole journal down the row-by-row path, which says which row."""
-    doc = "[" + ",".join([r[_LEGS] or "null" for r in rows]) + "]"
+def _decode_legs(rows: Sequence[Sequence[Any]], source: str) -> list[Legs]:
+    """The legs of ``_COMMON_SQL`` rows as sorted (kind, account_id, amount) tuples, in one
+    pass of pydantic-core over one document (a third of the time of ``json.loads`` row by
+    row). Legs that do not read that way go row by row, so that the bad row is named."""
+    doc = "[" + ",".join([r[7] or "null" for r in rows]) + "]"
     try:
-        return _LEGS_LIST.validate_json(doc)
+        decoded = _LEGS_LIST.validate_json(doc)
     except ValidationError:
-        return [None] * len(rows)
+        return [_row_legs(r, source) for r in rows]
+    out: list[Legs] = []
+    add = out.append
+    for raw in decoded:
+        if not raw:
+            add(())
+        elif len(raw) == 1:
+            g = raw[0]
+            add(((g["kind"], g["account_id"], g["amount"]),))
+        else:
+            add(tuple(sorted([(g["kind"], g["account_id"], g["amount"]) for g in raw])))
+    return out
+
+
+def _row_legs(r: Sequence[Any], source: str) -> Legs:
+    try:
+        return _legs(_loads(r[7])) if r[7] else ()
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ReconcileError(
+            f"journal {source}: the plan of sale {r[8]} (msgid {r[0]}) cannot be read "
+            f"({exc}); run `pos-plugin journal verify` on that file and call support"
+        ) from None
+
+
+# The common row: settled on the day, no reversal started, every amount column set.
+# It has its own query (no join, ten columns, on the day index) and is built without
+# the general path's questions; every other row of the day comes from ``_REST``.
+# (``+s.reversal_msgid``: not that column's index, which would visit every NULL.)
+_COMMON = (
+    "s.business_date = ? AND s.state = 'settled' AND +s.reversal_msgid IS NULL "
+    "AND s.msgid IS NOT NULL AND s.total IS NOT NULL AND s.personal_account IS NOT NULL "
+    "AND s.mutual_aid IS NOT NULL AND s.cash IS NOT NULL"
+)
+_COMMON_SQL = (
+    "SELECT s.msgid, s.created_at, s.terminal_id, s.total, s.personal_account, s.mutual_aid, "
+    f"s.cash, {_LEGS_FAST}, s.sale_ref, s.patient_id_masked FROM sales s WHERE {_COMMON}"
+)
+_OF_DAY = (
+    "(s.business_date = ? OR substr(s.reversal_msgid, 13, 8) = ? "
+    "OR substr(p.reversal_msgid, 13, 8) = ?)"
+)
 
 
 @dataclass
@@ -240,39 +291,40 @@ def read_journal(
 
 def _read_journal(path: str | os.PathLike[str], day: dt.date, side: JournalSide) -> JournalSide:
     source = Path(path).name
-    ymd = day.strftime("%Y%m%d")
+    iso_day, ymd = day.isoformat(), day.strftime("%Y%m%d")
     db = _connect(path)
     try:
-        rows = db.execute(
-            f"SELECT {_JOURNAL_COLS} {_FROM} WHERE s.business_date = ? "
-            "OR substr(s.reversal_msgid, 13, 8) = ? OR substr(p.reversal_msgid, 13, 8) = ?",
-            (day.isoformat(), ymd, ymd),
-        ).fetchall()
+        try:
+            common = db.execute(_COMMON_SQL, (iso_day,)).fetchall()
+            rest = db.execute(
+                f"SELECT {_JOURNAL_COLS} {_FROM} WHERE {_OF_DAY} AND NOT ({_COMMON})",
+                (iso_day, ymd, ymd, iso_day),
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "JSON" not in str(exc):
+                raise
+            # A plan that is not JSON: every row down the general path, which names it.
+            common = []
+            rest = db.execute(
+                f"SELECT {_journal_cols(_LEGS_SLOW)} {_FROM} WHERE {_OF_DAY}", (iso_day, ymd, ymd)
+            ).fetchall()
         # The tills this journal speaks for: those of the day's rows and of its latest
         # row (a till with no sale today is still "given"); no scan of the whole file.
         latest = db.execute("SELECT terminal_id FROM sales ORDER BY rowid DESC LIMIT 1")
         side.terminals.update(t for (t,) in latest)
-        side.terminals.update({r[5] for r in rows})
+        side.terminals.update({r[2] for r in common} | {r[5] for r in rest})
         side.pharmacy_codes |= _pharmacy_codes(db)
     finally:
         db.close()
-    iso_day = day.isoformat()
     add = side.entries.append
-    for r, raw in zip(rows, _decode_legs(rows), strict=True):
-        ref, state, msgid, bdate, created, term, total, pa, ma, cash, plan, _, rev, _, who = r
-        if (
-            state == "settled"
-            and bdate == iso_day
-            and not rev
-            and raw is not None
-            and plan is None  # no amount column left empty
-        ):  # the common row, inline (same as _row_entries): ~10^5 of them a day
-            legs = tuple([(g["kind"], g["account_id"], g["amount"]) for g in raw])
-            if len(legs) > 1:
-                legs = tuple(sorted(legs))
-            add(Entry(msgid, "sale", bdate, state, total, pa, ma, cash, legs, term, created,
-                      None, ref, source, who))  # fmt: skip
-            continue
+    legs_of = _decode_legs(common, source)
+    for (msgid, at, term, total, pa, ma, cash, _, ref, who), legs in zip(
+        common, legs_of, strict=True
+    ):
+        add(Entry(msgid, "sale", iso_day, "settled", total, pa, ma, cash, legs, term, at, None,
+                  ref, source, who))  # fmt: skip
+    for r in rest:
+        state, msgid = r[1], r[2]
         if msgid is None:
             continue
         if state == "unknown":
@@ -281,7 +333,7 @@ def _read_journal(path: str | os.PathLike[str], day: dt.date, side: JournalSide)
         if state not in _CLAIMS:
             side.states[msgid] = state
             continue
-        for e in _row_entries(r, source, raw):
+        for e in _row_entries(r, source):
             # A reversal of another day's sale: only the reversal belongs to this day.
             if e.business_date == iso_day or e.kind != "sale":
                 add(e)
@@ -305,7 +357,7 @@ def journal_lookup(
                 chunk = wanted[i : i + 400]
                 marks = ",".join("?" * len(chunk))
                 rows = db.execute(
-                    f"SELECT {_JOURNAL_COLS} {_FROM} WHERE s.msgid IN ({marks}) "
+                    f"SELECT {_journal_cols(_LEGS_SLOW)} {_FROM} WHERE s.msgid IN ({marks}) "
                     f"OR s.reversal_msgid IN ({marks}) OR p.reversal_msgid IN ({marks})",
                     (*chunk, *chunk, *chunk),
                 ).fetchall()
@@ -443,18 +495,18 @@ def _iso_text(at: str) -> str:
 def statement_entries(statement: Statement | CompactStatement) -> list[Entry]:
     """The statement's rows as entries (the ledger side of the day)."""
     day = statement.date.isoformat()
+    rows: Sequence[Any]
     if isinstance(statement, Statement):
-        rows: Iterable[Any] = (compact_row(r) for r in statement.rows)
+        rows = [compact_row(r) for r in statement.rows]
     else:
         rows = statement.rows
     out: list[Entry] = []
     add = out.append
     with gc_paused():
-        for msgid, ref, term, kind, status, orig, at, total, pa, ma, cash, raw in rows:
-            legs = tuple([(g["kind"], g["account_id"], g["amount"]) for g in raw])
+        for msgid, ref, term, kind, status, orig, at, total, pa, ma, cash, legs in rows:
             if len(legs) > 1:
                 legs = tuple(sorted(legs))
-            if not (at.endswith(_OFFSET) and len(at) >= 25 and at[10] == "T"):
+            if not at.endswith(_OFFSET):
                 at = _iso_text(at)
             add(Entry(msgid, kind, day, status, total, pa, ma, cash, legs, term, at, orig, ref,
                       "statement"))  # fmt: skip

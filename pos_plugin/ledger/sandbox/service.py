@@ -554,18 +554,24 @@ _ROW_JSON_PG = (
     "'mutual_aid', e.mutual_aid, 'cash', e.cash, 'legs', e.legs::json)::text"
 )
 
-# The same row as an array in COMPACT_COLUMNS order (``format=compact``); ``legs`` spliced
-# in as stored, the same objects as in the full format. (Rebuilding each leg as an array
-# in SQL costs the server more than it saves the client: 59 against 29 ms a 10,000-row page.)
+# The same row as an array in COMPACT_COLUMNS order (``format=compact``), each leg as
+# [kind, account_id, amount] in the order stored. Building the leg arrays costs the
+# server ~30 ms a 10,000-row page; it saves every reader a dict per leg and a pass in
+# Python to turn it into a tuple. SQLite drops the JSON subtype of a subquery's
+# result, hence ``json(...)`` around the legs.
 _ROW_ARRAY_SQLITE = (
     "json_array(e.msgid, e.entry_id, e.terminal_id, e.kind, "
     "CASE WHEN e.kind = 'sale' THEN e.status END, o.msgid, e.created_at, e.total, "
-    "e.personal_account, e.mutual_aid, e.cash, json(e.legs))"
+    "e.personal_account, e.mutual_aid, e.cash, json((SELECT json_group_array(json_array("
+    "json_extract(g.value, '$.kind'), json_extract(g.value, '$.account_id'), "
+    "json_extract(g.value, '$.amount'))) FROM json_each(e.legs) g)))"
 )
 _ROW_ARRAY_PG = (
     "json_build_array(e.msgid, e.entry_id, e.terminal_id, e.kind, "
     "CASE WHEN e.kind = 'sale' THEN e.status END, o.msgid, e.created_at, e.total, "
-    "e.personal_account, e.mutual_aid, e.cash, e.legs::json)::text"
+    "e.personal_account, e.mutual_aid, e.cash, COALESCE((SELECT json_agg(json_build_array("
+    "g->>'kind', g->>'account_id', (g->>'amount')::bigint)) "
+    "FROM json_array_elements(e.legs::json) g), '[]'::json))::text"
 )
 
 
