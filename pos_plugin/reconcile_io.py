@@ -14,6 +14,11 @@
   ``close_day`` records the reconciled result (with the manager's reason when
   breaks remain), and ``is_day_closed`` is what the sale service asks before a
   sale so that a closed day cannot change silently.
+- A shared PostgreSQL journal (a ``postgresql://`` URL or a ``SharedJournal``
+  narrowed to a pharmacy and tills) is read through ``_open_source`` with the
+  same SQL as a file: its ``sales`` and ``pending_reversals`` show only the
+  source's rows. Its ``closed_days`` is keyed by pharmacy and date: one close
+  covers the store, and the record hashes every till's chain head.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pos_plugin.journal import Journal
+from pos_plugin.journal_pg import PgDb, SharedJournal, ensure_schema, is_postgres_url
 from pos_plugin.ledger.schemas import Statement
 from pos_plugin.reconcile import (
     KIND_LABEL,
@@ -71,6 +78,28 @@ CREATE TABLE IF NOT EXISTS closed_days (
     hash TEXT NOT NULL
 );
 """
+# The shared journal: one close covers a pharmacy's day (every till); chain_head
+# holds every till's head as JSON {terminal_id: hash}.
+CLOSED_DAYS_SCHEMA_PG = """
+CREATE TABLE IF NOT EXISTS closed_days (
+    pharmacy_code TEXT NOT NULL,
+    business_date TEXT NOT NULL,
+    closed_at TEXT NOT NULL,
+    closed_by TEXT NOT NULL,
+    terminals TEXT NOT NULL,
+    balanced INTEGER NOT NULL,
+    break_count INTEGER NOT NULL,
+    reason TEXT,
+    digest TEXT NOT NULL,
+    result TEXT NOT NULL,
+    chain_head TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (pharmacy_code, business_date)
+);
+"""
+
+# A till's journal file, or a shared PostgreSQL journal (URL text or SharedJournal).
+JournalSource = str | os.PathLike[str] | SharedJournal
 
 
 class ReconcileError(Exception):
@@ -119,6 +148,41 @@ def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     db = sqlite3.connect(str(p), isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA busy_timeout=5000")
     return db
+
+
+def _shared(source: object) -> SharedJournal | None:
+    """The source as a shared PostgreSQL journal, or None for a file."""
+    if isinstance(source, SharedJournal):
+        return source
+    return SharedJournal(source) if isinstance(source, str) and is_postgres_url(source) else None
+
+
+def _open_source(source: JournalSource) -> tuple[Any, str]:
+    """(connection, label) for reading one journal source; the caller closes it.
+
+    The connection's ``execute(sql, params)`` takes this module's SQL (``?``
+    placeholders, ``substr``) and returns tuple rows. A file: its own sqlite3
+    connection, labelled by the file's name. A shared journal: a PostgreSQL
+    connection on which ``sales`` and ``pending_reversals`` show only the
+    source's pharmacy and tills (``SharedJournal.open_reader``), labelled by its
+    URL without password. The reading SQL is therefore one text for both.
+    Raises ``JournalUnavailable`` when the database cannot be reached.
+    """
+    shared = _shared(source)
+    if shared is not None:
+        return shared.open_reader(), shared.label
+    return _connect(_file(source)), Path(_file(source)).name
+
+
+def _file(source: JournalSource) -> str | os.PathLike[str]:
+    """A source that ``_shared`` found not to be a shared journal: a file's path."""
+    assert not isinstance(source, SharedJournal)
+    return source
+
+
+def _label(source: JournalSource) -> str:
+    shared = _shared(source)
+    return shared.label if shared is not None else Path(_file(source)).name
 
 
 def _stamp(msgid: str) -> tuple[str, str]:
@@ -213,18 +277,15 @@ class JournalSide:
     unknown: list[tuple[str, Any]] = field(default_factory=list)  # (source, row) to resolve
 
 
-def read_journal(
-    path: str | os.PathLike[str], day: dt.date, side: JournalSide | None = None
-) -> JournalSide:
+def read_journal(path: JournalSource, day: dt.date, side: JournalSide | None = None) -> JournalSide:
     """One till's journal for a business day: sales of the day and reversals made on it."""
     with _gc_paused():
         return _read_journal(path, day, side or JournalSide())
 
 
-def _read_journal(path: str | os.PathLike[str], day: dt.date, side: JournalSide) -> JournalSide:
-    source = Path(path).name
+def _read_journal(path: JournalSource, day: dt.date, side: JournalSide) -> JournalSide:
     ymd = day.strftime("%Y%m%d")
-    db = _connect(path)
+    db, source = _open_source(path)
     try:
         rows = db.execute(
             f"SELECT {_JOURNAL_COLS} {_FROM} WHERE s.business_date = ? "
@@ -258,7 +319,7 @@ def _read_journal(path: str | os.PathLike[str], day: dt.date, side: JournalSide)
 
 
 def journal_lookup(
-    paths: Sequence[str | os.PathLike[str]], msgids: Iterable[str]
+    paths: Sequence[JournalSource], msgids: Iterable[str]
 ) -> tuple[list[Entry], dict[str, str]]:
     """Entries for these msgids (sales or reversals) on any date, from every journal."""
     wanted = sorted(set(msgids))
@@ -267,8 +328,7 @@ def journal_lookup(
     if not wanted:
         return found, states
     for path in paths:
-        source = Path(path).name
-        db = _connect(path)
+        db, source = _open_source(path)
         try:
             for i in range(0, len(wanted), 400):
                 chunk = wanted[i : i + 400]
@@ -288,39 +348,59 @@ def journal_lookup(
     return found, states
 
 
-def resolve_settling(
-    paths: Sequence[str | os.PathLike[str]], ledger: Any, pharmacy_code: str
-) -> list[str]:
-    """Resolve every ``settling`` row by msgid, as the agent does on start-up; returns msgids."""
-    from pos_plugin.journal import Journal
-    from pos_plugin.sale import SaleService, SaleSettings
+def resolve_settling(paths: Sequence[JournalSource], ledger: Any, pharmacy_code: str) -> list[str]:
+    """Resolve every ``settling`` row by msgid, as the agent does on start-up; returns msgids.
 
+    A shared journal is resolved till by till (a ``Journal`` per till with such
+    rows), so each outcome is chained into that till's own chain.
+    """
     resolved: list[str] = []
     for path in paths:
-        db = _connect(path)
+        shared = _shared(path)
+        db, _ = _open_source(path)
         try:
-            pending = [
-                m
-                for (m,) in db.execute(
-                    "SELECT msgid FROM sales WHERE state = 'settling' AND msgid IS NOT NULL"
-                )
-            ]
+            if shared is not None:
+                rows = db.execute(
+                    "SELECT pharmacy_code, terminal_id, msgid FROM sales "
+                    "WHERE state = 'settling' AND msgid IS NOT NULL ORDER BY 1, 2"
+                ).fetchall()
+            else:
+                rows = [
+                    (pharmacy_code, "reconcile", m)
+                    for (m,) in db.execute(
+                        "SELECT msgid FROM sales WHERE state = 'settling' AND msgid IS NOT NULL"
+                    )
+                ]
         finally:
             db.close()
-        if not pending:
-            continue
-        journal = Journal(
-            str(path), hmac_key=b"reconcile", pharmacy_code=pharmacy_code, terminal_id="reconcile"
-        )
-        try:
-            service = SaleService(SaleSettings(pharmacy_code, "reconcile"), journal, ledger, None)  # type: ignore[arg-type]
-            service.resolve_unsettled()
-            for m in pending:
-                row = journal.by_msgid(m)
-                if row is not None and row.state != "settling":
-                    resolved.append(m)
-        finally:
-            journal.close()
+        tills: dict[tuple[str, str], list[str]] = {}
+        for code, terminal, m in rows:
+            tills.setdefault((code, terminal), []).append(m)
+        for (code, terminal), pending in tills.items():
+            journal = Journal(
+                shared.url if shared is not None else str(path),
+                hmac_key=b"reconcile",
+                pharmacy_code=code,
+                terminal_id=terminal,
+                password=shared.password if shared is not None else None,
+            )
+            try:
+                resolved += _resolve_rows(journal, ledger, code, pending)
+            finally:
+                journal.close()
+    return resolved
+
+
+def _resolve_rows(journal: Journal, ledger: Any, code: str, pending: list[str]) -> list[str]:
+    from pos_plugin.sale import SaleService, SaleSettings
+
+    service = SaleService(SaleSettings(code, "reconcile"), journal, ledger, None)  # type: ignore[arg-type]
+    service.resolve_unsettled()
+    resolved = []
+    for m in pending:
+        row = journal.by_msgid(m)
+        if row is not None and row.state != "settling":
+            resolved.append(m)
     return resolved
 
 
@@ -487,7 +567,7 @@ def ledger_lookup(ledger: Any, entries: Iterable[Entry], day: str) -> tuple[list
 
 def reconcile_day(
     day: dt.date,
-    journal_paths: Sequence[str | os.PathLike[str]],
+    journal_paths: Sequence[JournalSource],
     ledger: Any,
     pharmacy_code: str | None = None,
     *,
@@ -505,7 +585,7 @@ def reconcile_day(
 
 def _reconcile_day(
     day: dt.date,
-    journal_paths: Sequence[str | os.PathLike[str]],
+    journal_paths: Sequence[JournalSource],
     ledger: Any,
     pharmacy_code: str | None,
     resolve: bool,
@@ -515,7 +595,7 @@ def _reconcile_day(
         raise ReconcileError("give at least one journal file")
     codes: set[str] = set()
     for p in journal_paths:
-        db = _connect(p)
+        db, _ = _open_source(p)
         try:
             codes |= {
                 c
@@ -760,14 +840,36 @@ def _day(business_date: dt.date | str) -> str:
 
 
 def is_day_closed(
-    journal: str | os.PathLike[str] | sqlite3.Connection, business_date: dt.date | str
+    journal: JournalSource | sqlite3.Connection | Journal,
+    business_date: dt.date | str,
+    *,
+    pharmacy_code: str | None = None,
 ) -> bool:
     """True when ``close-day`` has recorded this business date in this journal.
 
-    ``journal``: the journal file's path, or an open sqlite3 connection to it.
+    ``journal``: the journal file's path, an open sqlite3 connection to it, a
+    ``Journal`` (the sale service's own: on a shared journal the check runs on its
+    connection, for its pharmacy), or a shared journal (URL or ``SharedJournal``;
+    ``pharmacy_code`` says whose day when the source does not).
     Never creates anything; a journal without the table has no closed day.
     """
     day = _day(business_date)
+    if isinstance(journal, Journal):
+        if not journal.is_shared:
+            return is_day_closed(journal.path, day)
+        if not journal.query(_HAS_CLOSED_DAYS):
+            return False
+        return bool(journal.query(_CLOSED_PG, (journal.pharmacy_code, day)))
+    shared = _shared(journal)
+    if shared is not None:
+        code = _shared_code(shared, pharmacy_code)
+        pg = PgDb(shared, dict_rows=False)
+        try:
+            if pg.execute(_HAS_CLOSED_DAYS).fetchone() is None:
+                return False
+            return pg.execute(_CLOSED_PG, (code, day)).fetchone() is not None
+        finally:
+            pg.close()
     if isinstance(journal, sqlite3.Connection):
         try:
             row = journal.execute(
@@ -776,7 +878,7 @@ def is_day_closed(
         except sqlite3.OperationalError:
             return False
         return row is not None
-    if not Path(journal).is_file():
+    if not Path(_file(journal)).is_file():
         return False
     db = sqlite3.connect(str(journal))
     try:
@@ -785,20 +887,50 @@ def is_day_closed(
         db.close()
 
 
+_HAS_CLOSED_DAYS = "SELECT 1 FROM pg_class WHERE oid = to_regclass('closed_days')"
+_CLOSED_PG = "SELECT 1 FROM closed_days WHERE pharmacy_code = ? AND business_date = ?"
+
+
+def _shared_code(shared: SharedJournal, pharmacy_code: str | None) -> str:
+    code = pharmacy_code or shared.pharmacy_code
+    if code is None:
+        raise ReconcileError(
+            f"the shared journal {shared.label} keeps each pharmacy's closed days: "
+            "give the pharmacy code (--pharmacy CODE or --config)"
+        )
+    return code
+
+
 def closed_record(
-    path: str | os.PathLike[str], business_date: dt.date | str
+    path: JournalSource, business_date: dt.date | str, *, pharmacy_code: str | None = None
 ) -> dict[str, Any] | None:
-    db = _connect(path)
-    db.row_factory = sqlite3.Row
-    try:
+    """The closed-day record, decoded; None when the day is not closed.
+
+    ``pharmacy_code``: whose day, on a shared journal that is not narrowed to one."""
+    shared = _shared(path)
+    if shared is not None:
+        pg = PgDb(shared, dict_rows=True)
         try:
-            row = db.execute(
-                "SELECT * FROM closed_days WHERE business_date = ?", (_day(business_date),)
-            ).fetchone()
-        except sqlite3.OperationalError:
-            return None
-    finally:
-        db.close()
+            row = None
+            if pg.execute(_HAS_CLOSED_DAYS).fetchone() is not None:
+                row = pg.execute(
+                    "SELECT * FROM closed_days WHERE pharmacy_code = ? AND business_date = ?",
+                    (_shared_code(shared, pharmacy_code), _day(business_date)),
+                ).fetchone()
+        finally:
+            pg.close()
+    else:
+        db = _connect(_file(path))
+        db.row_factory = sqlite3.Row
+        try:
+            try:
+                row = db.execute(
+                    "SELECT * FROM closed_days WHERE business_date = ?", (_day(business_date),)
+                ).fetchone()
+            except sqlite3.OperationalError:
+                return None
+        finally:
+            db.close()
     if row is None:
         return None
     rec = dict(row)
@@ -827,7 +959,7 @@ def verify_closed_record(rec: dict[str, Any]) -> bool:
 
 
 def close_day(
-    journal_paths: Sequence[str | os.PathLike[str]],
+    journal_paths: Sequence[JournalSource],
     rec: Reconciliation,
     *,
     reason: str | None = None,
@@ -837,7 +969,8 @@ def close_day(
     """Record the reconciled day in every given journal; refuse breaks without a reason.
 
     Each record keeps the result (totals and breaks), its digest, the manager's
-    reason, and the journal's event-chain head at closing, hashed together.
+    reason, and the journal's event-chain head at closing, hashed together. A
+    shared journal gets one record for the pharmacy's day, with every till's head.
     """
     reason = (reason or "").strip() or None
     if not rec.balanced and reason is None:
@@ -846,10 +979,16 @@ def close_day(
             "with --reason saying why (the reason is kept with the closed day)"
         )
     for p in journal_paths:
-        if is_day_closed(p, rec.date):
-            prev = closed_record(p, rec.date) or {}
+        shared = _shared(p)
+        if shared is not None and shared.terminals:
+            raise ReconcileError(
+                "on a shared journal a closed day covers the whole store: close it without "
+                "--terminal, reconciling every till"
+            )
+        if is_day_closed(p, rec.date, pharmacy_code=rec.pharmacy_code):
+            prev = closed_record(p, rec.date, pharmacy_code=rec.pharmacy_code) or {}
             raise DayAlreadyClosed(
-                f"{rec.date} was already closed in {Path(p).name} at {prev.get('closed_at')} "
+                f"{rec.date} was already closed in {_label(p)} at {prev.get('closed_at')} "
                 f"by {prev.get('closed_by')}"
             )
     at = (now or dt.datetime.now(SHANGHAI)).astimezone(SHANGHAI).isoformat()
@@ -857,7 +996,12 @@ def close_day(
     terminals = json.dumps([t.terminal_id for t in rec.terminals], ensure_ascii=False)
     written = []
     for p in journal_paths:
-        db = _connect(p)
+        shared = _shared(p)
+        if shared is not None:
+            _close_shared(shared, rec, at, closed_by, terminals, reason, result)
+            written.append(closed_record(p, rec.date, pharmacy_code=rec.pharmacy_code) or {})
+            continue
+        db = _connect(_file(p))
         try:
             db.executescript(CLOSED_DAYS_SCHEMA)
             db.execute("BEGIN IMMEDIATE")
@@ -892,13 +1036,64 @@ def close_day(
     return written
 
 
+def _close_shared(
+    shared: SharedJournal,
+    rec: Reconciliation,
+    at: str,
+    closed_by: str,
+    terminals: str,
+    reason: str | None,
+    result: str,
+) -> None:
+    """One closed-day row for the pharmacy's day in a shared journal. Its chain_head is
+    every till's head ({terminal_id: hash}), read in the closing transaction."""
+    db = PgDb(shared, dict_rows=False)
+    try:
+        ensure_schema(db, CLOSED_DAYS_SCHEMA_PG)
+        db.execute("BEGIN")
+        try:
+            heads = db.execute(
+                "SELECT DISTINCT ON (terminal_id) terminal_id, hash FROM events "
+                "WHERE pharmacy_code = ? ORDER BY terminal_id, seq DESC",
+                (rec.pharmacy_code,),
+            ).fetchall()
+            raw: dict[str, Any] = {
+                "business_date": rec.date,
+                "closed_at": at,
+                "closed_by": closed_by,
+                "pharmacy_code": rec.pharmacy_code,
+                "terminals": terminals,
+                "balanced": int(rec.balanced),
+                "break_count": len(rec.breaks),
+                "reason": reason,
+                "digest": rec.digest(),
+                "result": result,
+                "chain_head": json.dumps(dict(heads), sort_keys=True, separators=(",", ":")),
+            }
+            raw["hash"] = _record_hash(raw)
+            cols = ", ".join(raw)
+            cur = db.execute(
+                f"INSERT INTO closed_days ({cols}) VALUES ({', '.join('?' * len(raw))}) "
+                "ON CONFLICT DO NOTHING",
+                tuple(raw.values()),
+            )
+            if cur.rowcount != 1:  # closed by someone else since the check above
+                raise DayAlreadyClosed(f"{rec.date} was already closed in {shared.label}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.rollback_quietly()
+            raise
+    finally:
+        db.close()
+
+
 def closed_state(
-    journal_paths: Sequence[str | os.PathLike[str]], rec: Reconciliation
+    journal_paths: Sequence[JournalSource], rec: Reconciliation
 ) -> dict[str, Any] | None:
     """The closed-day record (from the first journal that has one), and whether the day
     reconciles differently now than when it was closed."""
     for p in journal_paths:
-        got = closed_record(p, rec.date)
+        got = closed_record(p, rec.date, pharmacy_code=rec.pharmacy_code)
         if got is not None:
             return {
                 "closed_at": got["closed_at"],
