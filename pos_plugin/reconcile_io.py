@@ -180,6 +180,18 @@ def _file(source: JournalSource) -> str | os.PathLike[str]:
     return source
 
 
+def _of_pharmacy(source: JournalSource, code: str) -> JournalSource:
+    """A shared journal narrowed to the pharmacy being reconciled (it may hold other
+    stores' rows, which must be neither read nor resolved with this store's ledger
+    client); a file as it is."""
+    shared = _shared(source)
+    if shared is None:
+        return source
+    if shared.pharmacy_code not in (None, code):
+        raise ReconcileError(f"the journal source {shared.label} is not pharmacy {code}'s")
+    return shared.scoped(code, shared.terminals)
+
+
 def _label(source: JournalSource) -> str:
     shared = _shared(source)
     return shared.label if shared is not None else Path(_file(source)).name
@@ -355,7 +367,7 @@ def resolve_settling(paths: Sequence[JournalSource], ledger: Any, pharmacy_code:
     rows), so each outcome is chained into that till's own chain.
     """
     resolved: list[str] = []
-    for path in paths:
+    for path in (_of_pharmacy(p, pharmacy_code) for p in paths):
         shared = _shared(path)
         db, _ = _open_source(path)
         try:
@@ -610,6 +622,7 @@ def _reconcile_day(
         raise ReconcileError(
             "cannot tell the pharmacy code from the journals: give --pharmacy CODE or --config"
         )
+    journal_paths = [_of_pharmacy(p, code) for p in journal_paths]
     resolved: list[str] = []
     if resolve:
         resolved += resolve_settling(journal_paths, ledger, code)

@@ -130,13 +130,15 @@ def seed_day(s: Store) -> Day:
 
 
 def other_pharmacy_rows(url: str) -> None:
-    """Another store of the chain writes to the same journal, same terminal id, same day."""
+    """Another store of the chain writes to the same journal, same terminal id, same day:
+    two settled sales, and an intent whose outcome that store has not resolved yet."""
     j = Journal(url, hmac_key=b"o", pharmacy_code=OTHER_PHARMACY, terminal_id="T01", till_index=1)
     try:
-        for n, hour in enumerate((9, 14)):
+        for n, hour in enumerate((9, 14, 15)):
             j.begin_sale(f"A{n}", "h", now=at(hour))
             j.update(f"A{n}", J.SETTLING, msgid=j.next_msgid(at(hour)), plan={"legs": []})
-            j.update(f"A{n}", J.SETTLED, total=999, personal_account=999, mutual_aid=0, cash=0)
+            if n < 2:
+                j.update(f"A{n}", J.SETTLED, total=999, personal_account=999, mutual_aid=0, cash=0)
     finally:
         j.close()
 
@@ -186,7 +188,8 @@ def comparable(rec: Reconciliation) -> dict[str, Any]:
 def test_the_shared_journal_reconciles_like_one_file_per_till(pair: Pair) -> None:
     f, s = pair.files, pair.shared
     rec_f = reconcile_day(DAY, f.paths, f.client)
-    rec_s = reconcile_day(DAY, s.paths, s.client)
+    # The bare URL holds two pharmacies: reconciling one narrows it to that one.
+    rec_s = reconcile_day(DAY, [pair.url], s.client, s.pharmacy.code)
 
     # The day is not trivial: every break kind a shared journal can hold, a lost
     # outcome resolved by msgid, two tills.
@@ -200,8 +203,13 @@ def test_the_shared_journal_reconciles_like_one_file_per_till(pair: Pair) -> Non
     assert rec_s.ledger.as_dict() == rec_f.ledger.as_dict()
     assert [t.as_dict() for t in rec_s.terminals] == [t.as_dict() for t in rec_f.terminals]
     assert comparable(rec_s) == comparable(rec_f)
-    # The other pharmacy's rows (same terminal id, same day) were not read.
+    # The other pharmacy's rows (same terminal id, same day) were not read, and its
+    # open intent was not "resolved" with this store's ledger client.
     assert rec_s.journal.sales_count == rec_f.journal.sales_count == 13
+    other = sql(
+        pair.url, "SELECT sale_ref, state FROM sales WHERE pharmacy_code = %s", OTHER_PHARMACY
+    )
+    assert sorted(other) == [("A0", "settled"), ("A1", "settled"), ("A2", "settling")]
     # Resolving wrote the lost outcome into T02's own chain; both chains verify.
     (lost,) = pair.day.resolved
     row = s.journals["T02"].by_msgid(lost)
