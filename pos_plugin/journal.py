@@ -300,12 +300,13 @@ class Journal:
         return self.path
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """A read on this journal's own connection (``?`` placeholders): the sale
-        service's closed-day check uses it rather than opening a connection per sale."""
+        """A read on this journal's own connection (``?`` placeholders), reopened first
+        if PostgreSQL dropped it. Also the sale service's closed-day check, so that a
+        shared journal is not asked on a new connection per sale."""
         with self._lock:
             if self._pg is not None:
                 self._pg.reopen_if_broken()
-            return self._db.execute(sql, tuple(params)).fetchall()
+            return self._db.execute(sql, params).fetchall()
 
     def close(self) -> None:
         with self._lock:
@@ -347,12 +348,6 @@ class Journal:
             db.rollback_quietly()
             raise
         db.execute("COMMIT")
-
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._lock:
-            if self._pg is not None:
-                self._pg.reopen_if_broken()
-            return self._db.execute(sql, params).fetchall()
 
     # ------------------------------------------------------------------ identity
 
@@ -507,25 +502,25 @@ class Journal:
         return self._decode(row)
 
     def get(self, sale_ref: str) -> SaleRow | None:
-        rows = self._rows(
+        rows = self.query(
             "SELECT * FROM sales WHERE sale_ref = ?" + self._and, (sale_ref, *self._till)
         )
         return self._decode(rows[0]) if rows else None
 
     def by_msgid(self, msgid: str) -> SaleRow | None:
-        rows = self._rows("SELECT * FROM sales WHERE msgid = ?" + self._and, (msgid, *self._till))
+        rows = self.query("SELECT * FROM sales WHERE msgid = ?" + self._and, (msgid, *self._till))
         return self._decode(rows[0]) if rows else None
 
     def in_state(self, *states: str) -> list[SaleRow]:
         marks = ",".join("?" for _ in states)
-        rows = self._rows(
+        rows = self.query(
             f"SELECT * FROM sales WHERE state IN ({marks}){self._and} ORDER BY created_at",
             (*states, *self._till),
         )
         return [self._decode(r) for r in rows]
 
     def sales_on(self, business_date: dt.date) -> list[SaleRow]:
-        rows = self._rows(
+        rows = self.query(
             f"SELECT * FROM sales WHERE business_date = ?{self._and} ORDER BY created_at",
             (business_date.isoformat(), *self._till),
         )
@@ -556,7 +551,7 @@ class Journal:
         if due_at is not None:
             sql += " AND next_attempt_at <= ?"
             args = (*args, due_at.astimezone(SHANGHAI).isoformat())
-        rows = self._rows(sql + " ORDER BY next_attempt_at", args)
+        rows = self.query(sql + " ORDER BY next_attempt_at", args)
         return [
             PendingReversal(
                 msgid=r["msgid"],
@@ -629,8 +624,8 @@ class Journal:
         last_digest: dict[str, str] = {}
         prev = GENESIS
         with self._lock:
-            events = self._rows("SELECT * FROM events" + self._where + " ORDER BY seq", self._till)
-            sales = self._rows("SELECT * FROM sales" + self._where, self._till)
+            events = self.query("SELECT * FROM events" + self._where + " ORDER BY seq", self._till)
+            sales = self.query("SELECT * FROM sales" + self._where, self._till)
         for e in events:
             body = _canonical(
                 {

@@ -213,7 +213,12 @@ class SharedJournal:
             raise JournalUnavailable(
                 "a postgresql:// journal needs psycopg: pip install 'pos-plugin[postgres]'"
             ) from None
-        given = conninfo_to_dict(self.url)
+        try:
+            given = conninfo_to_dict(self.url)
+        except psycopg.Error as e:
+            raise JournalUnavailable(
+                f"the journal URL {redact(self.url)} is not a valid PostgreSQL URL: {_first_line(e)}"
+            ) from None
         kw: dict[str, Any] = {}
         if "connect_timeout" not in given:
             kw["connect_timeout"] = 10
@@ -230,8 +235,7 @@ class SharedJournal:
             )
         except psycopg.OperationalError as e:
             raise JournalUnavailable(
-                f"the journal database {redact(self.url)} cannot be reached: "
-                f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+                f"the journal database {redact(self.url)} cannot be reached: {_first_line(e)}"
             ) from None
 
     def open_reader(self) -> PgDb:
@@ -277,6 +281,11 @@ class SharedJournal:
             db.close()
             raise
         return db
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def ensure_schema(db: PgDb, ddl: str) -> None:
