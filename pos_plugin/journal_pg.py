@@ -36,6 +36,7 @@ extra), so a till on SQLite does not need it.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -158,6 +159,14 @@ class PgDb:
 
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> Any:
         return self.conn.execute(sql.replace("?", "%s"), params or None)
+
+    def scalar(self, sql: str, params: Sequence[Any] = (), /) -> Any:
+        """The first column of the first row (None without a row), whatever the row factory."""
+        from psycopg.rows import tuple_row
+
+        with self.conn.cursor(row_factory=tuple_row) as cur:
+            row = cur.execute(sql.replace("?", "%s"), params or None).fetchone()
+        return None if row is None else row[0]
 
     def reopen_if_broken(self) -> None:
         """Only between transactions: a new connection mid-transaction would lose it."""
@@ -289,7 +298,15 @@ def _first_line(e: Exception) -> str:
 
 
 def ensure_schema(db: PgDb, ddl: str) -> None:
-    """Create tables and indexes once, even when several tills start at the same moment."""
+    """Create tables and indexes once, even when several tills start at the same moment.
+
+    When every table already exists nothing is run: a till's database role then
+    needs no CREATE privilege (PostgreSQL checks it even for ``IF NOT EXISTS``),
+    so a chain can create the schema once as its owner and give tills DML only.
+    """
+    tables = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", ddl)
+    if all(db.scalar("SELECT to_regclass(?) IS NOT NULL", (t,)) for t in tables):
+        return
     db.execute("BEGIN")
     try:
         db.execute("SELECT pg_advisory_xact_lock(?)", (_DDL_LOCK,))

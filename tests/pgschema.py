@@ -17,6 +17,8 @@ import pytest
 
 from tests.ledger.conftest import PG_BASE, pg_available
 
+__all__ = ["PG_BASE", "SKIP_REASON", "fresh_schema", "sql"]
+
 SKIP_REASON = "no PostgreSQL server at 127.0.0.1:5432 (the shared-journal tests need one)"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -230,3 +231,26 @@ def test_received_rows_and_a_sale_ref_reused_on_the_shared_journal(url: str) -> 
     with pytest.raises(SaleRefReused):
         j.begin_sale("R1", "h2")
     assert till(url, "T02", 1).begin_sale("R1", "h2") is None  # another till's R1 is its own
+
+
+def test_a_till_role_without_create_privilege_opens_the_existing_journal(url: str) -> None:
+    """A chain creates the schema once as its owner and gives the tills' role DML only."""
+    from tests.pgschema import PG_BASE
+
+    settle(till(url, "T01", 1), "R1", 100)  # the owner (postgres) created the tables
+    schema = url.rsplit("%3D", 1)[1]
+    role = f"till_{uuid.uuid4().hex[:8]}"
+    sql(PG_BASE, f"CREATE ROLE {role} LOGIN")
+    try:
+        sql(url, f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+        sql(url, f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA {schema} TO {role}")
+        role_url = url.replace("postgres@", f"{role}@")
+        with pytest.raises(Exception, match="permission denied"):
+            sql(role_url, "CREATE TABLE nothing_here (a int)")  # the role really cannot create
+        t2 = till(role_url, "T02", 2)
+        settle(t2, "R1", 200)
+        assert t2.verify().ok and t2.verify().sales == 1
+        t2.close()
+    finally:
+        sql(url, f"DROP OWNED BY {role}")
+        sql(PG_BASE, f"DROP ROLE {role}")
