@@ -22,7 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from pos_plugin.api import create_app
-from pos_plugin.config import Config, get_secret
+from pos_plugin.config import Config, get_secret, journal_password
 from pos_plugin.journal import Journal
 from pos_plugin.manager_page import reconciliation_extra, source_for_service
 from pos_plugin.sale import SaleService, SaleSettings
@@ -198,11 +198,12 @@ def start_from_config(cfg: Config) -> Agent:
     terminal = Terminal(cfg.serial.url, baudrate=cfg.serial.baudrate)
     terminal.open()
     journal = Journal(
-        cfg.journal.path,
+        cfg.journal.target,  # the till's SQLite file, or the shared PostgreSQL journal
         hmac_key=get_secret("journal_hmac_key").encode("utf-8"),
         pharmacy_code=cfg.pharmacy.code,
         terminal_id=cfg.pharmacy.terminal_id,
         till_index=cfg.pharmacy.till_index,
+        password=journal_password(cfg.journal),
     )
     ledger = HttpLedgerClient(
         cfg.ledger.url,

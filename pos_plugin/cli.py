@@ -10,8 +10,21 @@ import argparse
 import getpass
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from pos_plugin.config import SECRET_NAMES, ConfigError, get_secret, set_secret
+from pos_plugin.config import (
+    ALL_SECRET_NAMES,
+    OPTIONAL_SECRET_NAMES,
+    SECRET_NAMES,
+    ConfigError,
+    get_optional_secret,
+    get_secret,
+    set_secret,
+)
+from pos_plugin.journal_pg import JournalUnavailable
+
+if TYPE_CHECKING:
+    from pos_plugin.journal import VerifyReport
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -49,6 +62,12 @@ def _cmd_secrets(args: argparse.Namespace) -> int:
         except ConfigError as e:
             print(f"{name}: {e}")
             failures += 1
+    for name in OPTIONAL_SECRET_NAMES:
+        try:
+            state = "set" if get_optional_secret(name) else "not set (needed only by some tills)"
+        except ConfigError as e:
+            state = str(e)
+        print(f"{name}: {state}")
     return 1 if failures else 0
 
 
@@ -116,9 +135,65 @@ def _cmd_close_day(args: argparse.Namespace) -> int:
 
 def _cmd_journal(args: argparse.Namespace) -> int:
     from pos_plugin.journal import Journal
+    from pos_plugin.journal_pg import is_postgres_url
 
-    j = Journal(args.path, hmac_key=b"verify-only", pharmacy_code="X" * 12, terminal_id="-")
-    report = j.verify()
+    target, password = args.path, None
+    if args.config:
+        from pos_plugin.config import journal_password, load_config
+
+        cfg = load_config(args.config)
+        target = target or cfg.journal.target
+        password = journal_password(cfg.journal) if target == cfg.journal.url else None
+    if not target:
+        print("give the journal file (or postgresql:// URL), or --config FILE", file=sys.stderr)
+        return 2
+    if not is_postgres_url(target):
+        j = Journal(target, hmac_key=b"verify-only", pharmacy_code="X" * 12, terminal_id="-")
+        return _print_verify(j.verify())
+    try:
+        tills = _shared_tills(target, password, args.pharmacy, args.terminal)
+        if not tills:
+            print("no till's rows in this journal (check --pharmacy / --terminal)", file=sys.stderr)
+            return 2
+        worst = 0
+        for code, terminal in tills:
+            j = Journal(
+                target, hmac_key=b"verify-only", pharmacy_code=code, terminal_id=terminal,
+                password=password,
+            )  # fmt: skip
+            try:
+                print(f"{code} {terminal}: ", end="")
+                worst = max(worst, _print_verify(j.verify()))
+            finally:
+                j.close()
+    except JournalUnavailable as e:
+        print(str(e), file=sys.stderr)
+        return 3
+    return worst
+
+
+def _shared_tills(
+    url: str, password: str | None, pharmacy: str | None, terminals: Sequence[str]
+) -> list[tuple[str, str]]:
+    """(pharmacy, terminal) of every till with rows in a shared journal, narrowed as asked."""
+    from pos_plugin.journal_pg import SharedJournal
+
+    db = SharedJournal(url, password=password).open_reader()
+    try:
+        rows = db.execute(
+            "SELECT pharmacy_code, terminal_id FROM sales UNION "
+            "SELECT pharmacy_code, terminal_id FROM events ORDER BY 1, 2"
+        ).fetchall()
+    finally:
+        db.close()
+    return [
+        (code, term)
+        for code, term in rows
+        if (pharmacy is None or code == pharmacy) and (not terminals or term in terminals)
+    ]
+
+
+def _print_verify(report: VerifyReport) -> int:
     print(
         f"{report.sales} sales, {report.events} events: {'chain intact' if report.ok else 'TAMPERED'}"
     )
@@ -141,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     secrets = sub.add_parser("secrets", help="set and check the keyring entries")
     secrets_sub = secrets.add_subparsers(dest="action", required=True)
     s_set = secrets_sub.add_parser("set", help="store one secret (read from the terminal or stdin)")
-    s_set.add_argument("name", choices=SECRET_NAMES)
+    s_set.add_argument("name", choices=ALL_SECRET_NAMES)
     secrets_sub.add_parser("check", help="say which secrets are set")
     secrets.set_defaults(func=_cmd_secrets)
 
@@ -159,7 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
     journal = sub.add_parser("journal", help="journal tools")
     journal_sub = journal.add_subparsers(dest="action", required=True)
     verify = journal_sub.add_parser("verify", help="check the hash chain and every row")
-    verify.add_argument("path", help="the journal file")
+    verify.add_argument(
+        "path",
+        nargs="?",
+        help="the journal file, or a shared journal's postgresql:// URL (every till's chain)",
+    )
+    verify.add_argument("--config", help="verify the journal of this config.toml")
+    verify.add_argument("--pharmacy", help="shared journal: only this pharmacy's tills")
+    verify.add_argument(
+        "--terminal", action="append", default=[], help="shared journal: only this till (repeat)"
+    )
     journal.set_defaults(func=_cmd_journal)
 
     rec = sub.add_parser(
@@ -202,6 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"configuration problem: {e}", file=sys.stderr)
         return 2
+    except JournalUnavailable as e:  # a shared journal's database down or empty
+        print(str(e), file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
     return code

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pos_plugin.rules.family import ProvincePair, parse_province_pair
 
@@ -67,7 +67,34 @@ class ApiConfig(_C):
 
 
 class JournalConfig(_C):
+    """The till's own SQLite file (``path``), or a shared PostgreSQL journal (``url``).
+
+    The URL should hold no password: it is read from the keyring secret
+    ``journal_db_password`` (or libpq's PGPASSWORD / ~/.pgpass when that is unset).
+    """
+
     path: str = "journal.sqlite3"
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError("give a postgresql://user@host:port/database URL")
+        return v
+
+    @model_validator(mode="after")
+    def _one_journal(self) -> JournalConfig:
+        if self.url is not None and "path" in self.model_fields_set:
+            raise ValueError(
+                "give journal.path (a SQLite file) or journal.url (PostgreSQL), not both"
+            )
+        return self
+
+    @property
+    def target(self) -> str:
+        """What ``Journal`` opens: the URL when one is given, else the file."""
+        return self.url or self.path
 
 
 class Config(_C):
@@ -101,6 +128,10 @@ def load_config(path: str | Path) -> Config:
 # --------------------------------------------------------------------------- secrets
 
 SECRET_NAMES = ("ledger_token", "pos_token", "manager_token", "journal_hmac_key")
+# Needed only by some installations (a shared PostgreSQL journal whose URL holds no
+# password): ``secrets check`` reports them without failing when unset.
+OPTIONAL_SECRET_NAMES = ("journal_db_password",)
+ALL_SECRET_NAMES = SECRET_NAMES + OPTIONAL_SECRET_NAMES
 
 NO_BACKEND_HELP = (
     "no usable OS keyring backend was found. On Windows and macOS the system keyring "
@@ -115,11 +146,38 @@ NO_BACKEND_HELP = (
 
 def get_secret(name: str) -> str:
     """Read one secret from the keyring, or raise ConfigError saying how to set it."""
+    value = _read_secret(name)
+    if not value:
+        raise ConfigError(
+            f"secret {name!r} is not set in the keyring: run `pos-plugin secrets set {name}`"
+        )
+    return value
+
+
+def get_optional_secret(name: str) -> str | None:
+    """A secret some installations need (``OPTIONAL_SECRET_NAMES``): None when unset."""
+    return _read_secret(name) or None
+
+
+def journal_password(journal: JournalConfig) -> str | None:
+    """The shared journal's password: None for a SQLite journal or a URL that holds one;
+    else the keyring's ``journal_db_password``, or None to let libpq look (PGPASSWORD,
+    ~/.pgpass, or no password at all)."""
+    if journal.url is None:
+        return None
+    from pos_plugin.journal_pg import url_has_password
+
+    if url_has_password(journal.url):
+        return None
+    return get_optional_secret("journal_db_password")
+
+
+def _read_secret(name: str) -> str | None:
     import keyring
     from keyring.errors import KeyringError, NoKeyringError
 
-    if name not in SECRET_NAMES:
-        raise ConfigError(f"unknown secret {name!r}; known: {', '.join(SECRET_NAMES)}")
+    if name not in ALL_SECRET_NAMES:
+        raise ConfigError(f"unknown secret {name!r}; known: {', '.join(ALL_SECRET_NAMES)}")
     try:
         value = keyring.get_password(KEYRING_SERVICE, name)
     except NoKeyringError:
@@ -128,10 +186,6 @@ def get_secret(name: str) -> str:
         raise ConfigError(f"the keyring could not be read ({e}). {NO_BACKEND_HELP}") from None
     if _is_fail_backend(keyring.get_keyring()):
         raise ConfigError(NO_BACKEND_HELP)
-    if not value:
-        raise ConfigError(
-            f"secret {name!r} is not set in the keyring: run `pos-plugin secrets set {name}`"
-        )
     return value
 
 
@@ -139,8 +193,8 @@ def set_secret(name: str, value: str) -> None:
     import keyring
     from keyring.errors import KeyringError, NoKeyringError
 
-    if name not in SECRET_NAMES:
-        raise ConfigError(f"unknown secret {name!r}; known: {', '.join(SECRET_NAMES)}")
+    if name not in ALL_SECRET_NAMES:
+        raise ConfigError(f"unknown secret {name!r}; known: {', '.join(ALL_SECRET_NAMES)}")
     if _is_fail_backend(keyring.get_keyring()):
         raise ConfigError(NO_BACKEND_HELP)
     try:

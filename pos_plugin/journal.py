@@ -10,6 +10,12 @@ Every change to a sale appends an event whose hash chains to the previous
 event's and carries a digest of the sale row as it then stood, so editing a row
 or an event by hand shows up in ``pos-plugin journal verify``.
 
+Given a ``postgresql://`` URL instead of a file, the journal is one till's share
+of a PostgreSQL database that several tills (and stores) write together: the
+same statements, narrowed to this till's rows, each till with its own hash
+chain (journal_pg.py says what differs and why). The SQLite statements are
+unchanged, so existing journal files verify as before.
+
 Personal data: ID numbers are stored masked plus a keyed hash (HMAC-SHA256 with
 the journal key from the keyring) to find a person's rows in an audit; never in
 clear. No PIN ever reaches this module.
@@ -27,9 +33,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from pos_plugin.journal_pg import (
+    PG_SCHEMA,
+    PgDb,
+    SharedJournal,
+    begin_till_tx,
+    ensure_schema,
+    is_postgres_url,
+    redact,
+)
 from pos_plugin.rules.identity import mask_id_number, normalize_id_number
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -186,6 +201,20 @@ class PendingReversal:
     escalated: bool
 
 
+class _Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class _Db(Protocol):
+    """What the journal needs of a connection: sqlite3's, or PgDb (same ``?`` SQL)."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> _Cursor: ...
+    def close(self) -> None: ...
+
+
 def now_shanghai() -> dt.datetime:
     return dt.datetime.now(SHANGHAI)
 
@@ -202,7 +231,12 @@ class Journal:
     """The journal of one till. Thread-safe: one connection behind a lock.
 
     A till handles one sale at a time, so a lock costs nothing and keeps every
-    multi-statement change atomic and the hash chain linear.
+    multi-statement change atomic and the hash chain linear. On PostgreSQL the
+    till's advisory lock does the same between processes (journal_pg.py).
+
+    ``path``: the till's SQLite file, or a ``postgresql://`` URL of a shared
+    journal; ``password`` is used for the URL when it holds none (the keyring's
+    ``journal_db_password``).
     """
 
     def __init__(
@@ -213,33 +247,80 @@ class Journal:
         pharmacy_code: str,
         terminal_id: str,
         till_index: int = 0,
+        password: str | None = None,
     ) -> None:
         if len(pharmacy_code) != 12:
             raise ValueError("the pharmacy code has 12 characters")
         if not 0 <= till_index <= 9:
             raise ValueError("till_index is a digit, 0 to 9, distinct for each till of a pharmacy")
         self.till_index = till_index
-        self.path = str(path)
         self.pharmacy_code = pharmacy_code
         self.terminal_id = terminal_id
         self._key = hmac_key
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        self._db: _Db
+        self._pg: PgDb | None = None
+        # SQL narrowing a statement to this till's rows: empty on SQLite (one file
+        # per till, statements exactly as they always were), the till on PostgreSQL.
+        self._and = self._where = ""
+        self._till: tuple[str, ...] = ()
+        if is_postgres_url(path):
+            self._shared: SharedJournal | None = SharedJournal(
+                str(path), pharmacy_code, (terminal_id,), password
+            )
+            self.path = redact(str(path))
+            self._pg = PgDb(self._shared, dict_rows=True)
+            self._db = self._pg
+            ensure_schema(self._pg, PG_SCHEMA)
+            self._and = " AND pharmacy_code = ? AND terminal_id = ?"
+            self._where = " WHERE pharmacy_code = ? AND terminal_id = ?"
+            self._till = (pharmacy_code, terminal_id)
+            return
+        self._shared = None
+        self.path = str(path)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.executescript(_SCHEMA)
+        self._db = db
+
+    @property
+    def is_shared(self) -> bool:
+        """True for a shared PostgreSQL journal."""
+        return self._pg is not None
+
+    @property
+    def source(self) -> str | SharedJournal:
+        """What reconciliation reads for this till's store: its file, or on a shared
+        journal every till of its pharmacy (the store as a whole)."""
+        if self._shared is not None:
+            return self._shared.scoped(self.pharmacy_code)
+        return self.path
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """A read on this journal's own connection (``?`` placeholders), reopened first
+        if PostgreSQL dropped it. Also the sale service's closed-day check, so that a
+        shared journal is not asked on a new connection per sale."""
+        with self._lock:
+            if self._pg is not None:
+                self._pg.reopen_if_broken()
+            return self._db.execute(sql, params).fetchall()
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     @contextmanager
-    def _tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, durable: bool = True) -> Iterator[_Db]:
         """One transaction. ``durable=False`` skips this commit's fsync (WAL with
         synchronous=NORMAL); the next durable commit syncs it too. Only for steps
         whose loss in a power cut loses no money (a sale merely received)."""
+        if self._pg is not None:
+            with self._lock, self._pg_tx(self._pg, durable) as db:
+                yield db
+            return
         with self._lock:
             if not durable:
                 self._db.execute("PRAGMA synchronous=NORMAL")
@@ -254,6 +335,19 @@ class Journal:
             finally:
                 if not durable:
                     self._db.execute("PRAGMA synchronous=FULL")
+
+    @contextmanager
+    def _pg_tx(self, db: PgDb, durable: bool) -> Iterator[_Db]:
+        """The PostgreSQL transaction: this till's advisory lock, READ COMMITTED, and
+        ``synchronous_commit = off`` for a step that may be lost (journal_pg.py)."""
+        db.reopen_if_broken()
+        try:
+            begin_till_tx(db, self.pharmacy_code, self.terminal_id, durable=durable)
+            yield db
+        except BaseException:
+            db.rollback_quietly()
+            raise
+        db.execute("COMMIT")
 
     # ------------------------------------------------------------------ identity
 
@@ -285,10 +379,24 @@ class Journal:
         with self._tx() as db:
             return self._allocate_msgid(db, now)
 
-    def _allocate_msgid(self, db: sqlite3.Connection, now: dt.datetime | None) -> str:
+    def _allocate_msgid(self, db: _Db, now: dt.datetime | None) -> str:
         now = (now or now_shanghai()).astimezone(SHANGHAI)
         stamp = now.strftime("%Y%m%d%H%M%S")
-        row = db.execute("SELECT stamp, seq FROM msgid_clock WHERE id = 1").fetchone()
+        clock = (self.pharmacy_code, self.till_index)
+        if self._pg is not None:
+            # Keyed by the msgid's own namespace and row-locked (journal_pg.py).
+            db.execute(
+                "INSERT INTO msgid_clock(pharmacy_code, till_index, stamp, seq) "
+                "VALUES (?, ?, '', -1) ON CONFLICT DO NOTHING",
+                clock,
+            )
+            row = db.execute(
+                "SELECT stamp, seq FROM msgid_clock WHERE pharmacy_code = ? AND till_index = ? "
+                "FOR UPDATE",
+                clock,
+            ).fetchone()
+        else:
+            row = db.execute("SELECT stamp, seq FROM msgid_clock WHERE id = 1").fetchone()
         if row is None or stamp > row["stamp"]:
             seq = 0
         else:
@@ -296,11 +404,17 @@ class Journal:
             if seq > 999:  # 1,000 in one second on one till: borrow the next second
                 nxt = dt.datetime.strptime(stamp, "%Y%m%d%H%M%S") + dt.timedelta(seconds=1)
                 stamp, seq = nxt.strftime("%Y%m%d%H%M%S"), 0
-        db.execute(
-            "INSERT INTO msgid_clock(id, stamp, seq) VALUES (1, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET stamp = excluded.stamp, seq = excluded.seq",
-            (stamp, seq),
-        )
+        if self._pg is not None:
+            db.execute(
+                "UPDATE msgid_clock SET stamp = ?, seq = ? WHERE pharmacy_code = ? AND till_index = ?",
+                (stamp, seq, *clock),
+            )
+        else:
+            db.execute(
+                "INSERT INTO msgid_clock(id, stamp, seq) VALUES (1, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET stamp = excluded.stamp, seq = excluded.seq",
+                (stamp, seq),
+            )
         return f"{self.pharmacy_code}{stamp}{self.till_index}{seq:03d}"
 
     # ------------------------------------------------------------------ sales
@@ -316,18 +430,28 @@ class Journal:
         # Not fsynced on its own: a received sale lost in a power cut has charged
         # nothing, and the POS's retry with the same ref simply starts it again.
         with self._tx(durable=False) as db:
-            existing = db.execute("SELECT * FROM sales WHERE sale_ref = ?", (sale_ref,)).fetchone()
+            existing = db.execute(
+                "SELECT * FROM sales WHERE sale_ref = ?" + self._and, (sale_ref, *self._till)
+            ).fetchone()
             if existing is not None:
                 if existing["request_hash"] != request_hash:
                     raise SaleRefReused(sale_ref)
                 return self._decode(existing)
             stamp = now.isoformat()
-            db.execute(
-                "INSERT INTO sales(sale_ref, request_hash, state, business_date, created_at, "
-                "updated_at, terminal_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (sale_ref, request_hash, RECEIVED, now.date().isoformat(), stamp, stamp,
-                 self.terminal_id),
-            )  # fmt: skip
+            if self._pg is not None:
+                db.execute(
+                    "INSERT INTO sales(sale_ref, request_hash, state, business_date, created_at, "
+                    "updated_at, terminal_id, pharmacy_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (sale_ref, request_hash, RECEIVED, now.date().isoformat(), stamp, stamp,
+                     self.terminal_id, self.pharmacy_code),
+                )  # fmt: skip
+            else:
+                db.execute(
+                    "INSERT INTO sales(sale_ref, request_hash, state, business_date, created_at, "
+                    "updated_at, terminal_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (sale_ref, request_hash, RECEIVED, now.date().isoformat(), stamp, stamp,
+                     self.terminal_id),
+                )  # fmt: skip
             self._append_event(db, sale_ref, RECEIVED, {}, stamp)
         return None
 
@@ -365,40 +489,41 @@ class Journal:
                 values["updated_at"] = stamp
                 assignments = ", ".join(f"{k} = ?" for k in values)
                 cur = db.execute(
-                    f"UPDATE sales SET {assignments} WHERE sale_ref = ?",
-                    (*values.values(), sale_ref),
+                    f"UPDATE sales SET {assignments} WHERE sale_ref = ?" + self._and,
+                    (*values.values(), sale_ref, *self._till),
                 )
                 if cur.rowcount != 1:
                     raise KeyError(sale_ref)
                 detail = {k: v for k, v in cols.items() if k != "result"}
                 self._append_event(db, sale_ref, step_state, detail, stamp)
-            row = db.execute("SELECT * FROM sales WHERE sale_ref = ?", (sale_ref,)).fetchone()
+            row = db.execute(
+                "SELECT * FROM sales WHERE sale_ref = ?" + self._and, (sale_ref, *self._till)
+            ).fetchone()
         return self._decode(row)
 
     def get(self, sale_ref: str) -> SaleRow | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM sales WHERE sale_ref = ?", (sale_ref,)).fetchone()
-        return None if row is None else self._decode(row)
+        rows = self.query(
+            "SELECT * FROM sales WHERE sale_ref = ?" + self._and, (sale_ref, *self._till)
+        )
+        return self._decode(rows[0]) if rows else None
 
     def by_msgid(self, msgid: str) -> SaleRow | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM sales WHERE msgid = ?", (msgid,)).fetchone()
-        return None if row is None else self._decode(row)
+        rows = self.query("SELECT * FROM sales WHERE msgid = ?" + self._and, (msgid, *self._till))
+        return self._decode(rows[0]) if rows else None
 
     def in_state(self, *states: str) -> list[SaleRow]:
         marks = ",".join("?" for _ in states)
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT * FROM sales WHERE state IN ({marks}) ORDER BY created_at", states
-            ).fetchall()
+        rows = self.query(
+            f"SELECT * FROM sales WHERE state IN ({marks}){self._and} ORDER BY created_at",
+            (*states, *self._till),
+        )
         return [self._decode(r) for r in rows]
 
     def sales_on(self, business_date: dt.date) -> list[SaleRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM sales WHERE business_date = ? ORDER BY created_at",
-                (business_date.isoformat(),),
-            ).fetchall()
+        rows = self.query(
+            f"SELECT * FROM sales WHERE business_date = ?{self._and} ORDER BY created_at",
+            (business_date.isoformat(), *self._till),
+        )
         return [self._decode(r) for r in rows]
 
     # ------------------------------------------------------------------ reversals owed
@@ -406,6 +531,14 @@ class Journal:
     def queue_reversal(self, sale_ref: str, msgid: str, reversal_msgid: str) -> None:
         """Owe a reversal for a settlement whose outcome is unknown (the customer paid cash)."""
         with self._tx() as db:
+            if self._pg is not None:
+                db.execute(
+                    "INSERT INTO pending_reversals(msgid, sale_ref, reversal_msgid, "
+                    "next_attempt_at, pharmacy_code, terminal_id) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    (msgid, sale_ref, reversal_msgid, now_shanghai().isoformat(), *self._till),
+                )
+                return
             db.execute(
                 "INSERT OR IGNORE INTO pending_reversals(msgid, sale_ref, reversal_msgid, "
                 "next_attempt_at) VALUES (?, ?, ?, ?)",
@@ -413,13 +546,12 @@ class Journal:
             )
 
     def pending_reversals(self, *, due_at: dt.datetime | None = None) -> list[PendingReversal]:
-        sql = "SELECT * FROM pending_reversals WHERE done = 0"
-        args: tuple[str, ...] = ()
+        sql = "SELECT * FROM pending_reversals WHERE done = 0" + self._and
+        args: tuple[str, ...] = self._till
         if due_at is not None:
             sql += " AND next_attempt_at <= ?"
-            args = (due_at.astimezone(SHANGHAI).isoformat(),)
-        with self._lock:
-            rows = self._db.execute(sql + " ORDER BY next_attempt_at", args).fetchall()
+            args = (*args, due_at.astimezone(SHANGHAI).isoformat())
+        rows = self.query(sql + " ORDER BY next_attempt_at", args)
         return [
             PendingReversal(
                 msgid=r["msgid"],
@@ -436,43 +568,64 @@ class Journal:
     def reversal_attempt_failed(
         self, msgid: str, error: str, next_at: dt.datetime, *, escalate: bool
     ) -> None:
+        greatest = "GREATEST" if self._pg is not None else "MAX"  # MAX(a, b) is SQLite's
         with self._tx() as db:
             db.execute(
                 "UPDATE pending_reversals SET attempts = attempts + 1, last_error = ?, "
-                "next_attempt_at = ?, escalated = MAX(escalated, ?) WHERE msgid = ?",
-                (error, next_at.astimezone(SHANGHAI).isoformat(), int(escalate), msgid),
-            )
+                f"next_attempt_at = ?, escalated = {greatest}(escalated, ?) WHERE msgid = ?"
+                + self._and,
+                (error, next_at.astimezone(SHANGHAI).isoformat(), int(escalate), msgid,
+                 *self._till),
+            )  # fmt: skip
 
     def reversal_done(self, msgid: str) -> None:
         with self._tx() as db:
-            db.execute("UPDATE pending_reversals SET done = 1 WHERE msgid = ?", (msgid,))
+            db.execute(
+                "UPDATE pending_reversals SET done = 1 WHERE msgid = ?" + self._and,
+                (msgid, *self._till),
+            )
 
     # ------------------------------------------------------------------ integrity
 
     def _append_event(
-        self, db: sqlite3.Connection, sale_ref: str, state: str, detail: dict[str, Any], at: str
+        self, db: _Db, sale_ref: str, state: str, detail: dict[str, Any], at: str
     ) -> None:
-        last = db.execute("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        """Chain an event to the till's last one (on PostgreSQL: this till's chain)."""
+        last = db.execute(
+            "SELECT hash FROM events" + self._where + " ORDER BY seq DESC LIMIT 1", self._till
+        ).fetchone()
         prev = last["hash"] if last else GENESIS
-        row = db.execute("SELECT * FROM sales WHERE sale_ref = ?", (sale_ref,)).fetchone()
+        row = db.execute(
+            "SELECT * FROM sales WHERE sale_ref = ?" + self._and, (sale_ref, *self._till)
+        ).fetchone()
         digest = _sha(_canonical(dict(row)))
         body = _canonical(
             {"sale_ref": sale_ref, "at": at, "state": state, "detail": detail, "row": digest}
         )
+        values = (sale_ref, at, state, _canonical(detail), digest, prev, _sha(prev + body))
+        if self._pg is not None:
+            db.execute(
+                "INSERT INTO events(sale_ref, at, state, detail, row_digest, prev_hash, hash, "
+                "pharmacy_code, terminal_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*values, *self._till),
+            )
+            return
         db.execute(
             "INSERT INTO events(sale_ref, at, state, detail, row_digest, prev_hash, hash) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (sale_ref, at, state, _canonical(detail), digest, prev, _sha(prev + body)),
+            values,
         )
 
     def verify(self) -> VerifyReport:
-        """Recompute the event chain and each sale's row digest; list what does not match."""
+        """Recompute the event chain and each sale's row digest; list what does not match.
+
+        On a shared journal: this till's chain and this till's rows."""
         problems: list[str] = []
         last_digest: dict[str, str] = {}
         prev = GENESIS
         with self._lock:
-            events = self._db.execute("SELECT * FROM events ORDER BY seq").fetchall()
-            sales = self._db.execute("SELECT * FROM sales").fetchall()
+            events = self.query("SELECT * FROM events" + self._where + " ORDER BY seq", self._till)
+            sales = self.query("SELECT * FROM sales" + self._where, self._till)
         for e in events:
             body = _canonical(
                 {
@@ -493,8 +646,9 @@ class Journal:
         return VerifyReport(not problems, len(events), len(sales), tuple(problems))
 
     @staticmethod
-    def _decode(row: sqlite3.Row) -> SaleRow:
+    def _decode(row: Any) -> SaleRow:
         d = dict(row)
+        d.pop("pharmacy_code", None)  # a shared journal's column; the till knows its pharmacy
         for k in ("evidence", "plan", "result"):
             if d[k] is not None:
                 d[k] = json.loads(d[k])

@@ -29,7 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from pos_plugin.money import yuan
 from pos_plugin.reconcile import KIND_LABEL, BreakKind, Match, Reconciliation, SideTotals
-from pos_plugin.reconcile_io import closed_state, reconcile_day, render_csv
+from pos_plugin.reconcile_io import JournalSource, closed_state, reconcile_day, render_csv
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 COOKIE = "pos_manager_token"
@@ -39,7 +39,7 @@ COOKIE = "pos_manager_token"
 class ReconcileSource:
     """Where the agent reconciles from: its journal file(s) and its ledger client."""
 
-    journal_paths: Sequence[str | os.PathLike[str]]
+    journal_paths: Sequence[JournalSource]
     ledger: Any
     pharmacy_code: str
     resolve: bool = True
@@ -53,11 +53,14 @@ class ReconcileSource:
 
 
 def source_for_service(
-    service: Any, journal_paths: Sequence[str | os.PathLike[str]] | None = None
+    service: Any, journal_paths: Sequence[JournalSource] | None = None
 ) -> ReconcileSource:
-    """The source of a running agent: its own journal (or the store's) and its ledger."""
+    """The source of a running agent: its own journal (or the store's) and its ledger.
+
+    On a shared journal the agent's own source is already the store's: every till
+    of its pharmacy (``Journal.source``)."""
     return ReconcileSource(
-        journal_paths=list(journal_paths or [service.journal.path]),
+        journal_paths=list(journal_paths or [service.journal.source]),
         ledger=service.ledger,
         pharmacy_code=service.settings.pharmacy_code,
     )

@@ -7,6 +7,11 @@ Where the two sides come from:
   store), ``--ledger-url URL`` and ``--token TOKEN`` (or the environment variable
   ``POS_PLUGIN_LEDGER_TOKEN``; a token on the command line is visible to other
   users of the machine). ``--pharmacy`` defaults to the code in the journals' msgids.
+- a shared PostgreSQL journal: ``--journal postgresql://...`` (or ``[journal] url``
+  in the config) holds every till of the store, reconciled as a whole and per
+  till; ``--terminal T01`` (repeatable) narrows it to some tills, like giving
+  only those tills' files. Its password: in the URL, libpq's PGPASSWORD or
+  ~/.pgpass, or (with ``--config``) the keyring's ``journal_db_password``.
 
 Exit codes: 0 balanced (or closed), 1 breaks found (or close refused), 2 a usage or
 configuration problem, 3 the ledger or a journal could not be read.
@@ -19,11 +24,14 @@ import datetime as dt
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pos_plugin.money import yuan
 from pos_plugin.reconcile import KIND_LABEL, Reconciliation
+
+if TYPE_CHECKING:
+    from pos_plugin.reconcile_io import JournalSource
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 TOKEN_ENV = "POS_PLUGIN_LEDGER_TOKEN"
@@ -49,7 +57,15 @@ def _common(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="a till's journal file; repeat for every till of the store",
+        help="a till's journal file (repeat for every till of the store), or a shared "
+        "journal's postgresql:// URL",
+    )
+    p.add_argument(
+        "--terminal",
+        action="append",
+        default=[],
+        metavar="TILL",
+        help="shared journal: only this till (repeat; default every till of the pharmacy)",
     )
     p.add_argument("--ledger-url", help="the ledger's base URL (sandbox / simulate)")
     p.add_argument("--token", help=f"the ledger token (sandbox); or set {TOKEN_ENV}")
@@ -84,28 +100,40 @@ def build_close_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _sources(args: argparse.Namespace) -> tuple[list[str], Any, str | None]:
-    """(journal paths, ledger client, pharmacy code) from the arguments."""
-    from pos_plugin.config import ConfigError, get_secret, load_config
+def _sources(args: argparse.Namespace) -> tuple[list[JournalSource], Any, str | None]:
+    """(journal sources, ledger client, pharmacy code) from the arguments."""
+    from pos_plugin.config import ConfigError, get_secret, journal_password, load_config
+    from pos_plugin.journal_pg import SharedJournal, is_postgres_url
     from pos_plugin.ledger import HttpLedgerClient
 
-    journals = list(dict.fromkeys(os.path.abspath(j) for j in args.journal))
     pharmacy = args.pharmacy
     url = args.ledger_url
     token = args.token or os.environ.get(TOKEN_ENV)
     kw: dict[str, Any] = {}
-    if args.config:
-        cfg = load_config(args.config)
+    cfg = load_config(args.config) if args.config else None
+    if cfg is not None:
         pharmacy = pharmacy or cfg.pharmacy.code
+    terminals = tuple(args.terminal)
+    given = list(args.journal) or ([cfg.journal.target] if cfg is not None else [])
+    journals: list[JournalSource] = []
+    for j in given:
+        if is_postgres_url(j):
+            own = cfg is not None and j == cfg.journal.url  # its password from the keyring
+            password = journal_password(cfg.journal) if cfg is not None and own else None
+            journals.append(SharedJournal(j, pharmacy, terminals, password))
+        else:
+            journals.append(os.path.abspath(j))
+    if cfg is not None:
         url = url or cfg.ledger.url
-        if not journals:
-            journals = [os.path.abspath(cfg.journal.path)]
         kw = {
             "connect_timeout": cfg.ledger.connect_timeout,
             "read_timeout": cfg.ledger.read_timeout,
             "ca_bundle": cfg.ledger.ca_bundle,
         }
         token = token or get_secret("ledger_token")
+    journals = list(dict.fromkeys(journals))
+    if terminals and not any(isinstance(j, SharedJournal) for j in journals):
+        raise ConfigError("--terminal narrows a shared postgresql:// journal; give files per till")
     if not journals:
         raise ConfigError("give --journal FILE (one per till) or --config config.toml")
     if not url:
@@ -115,7 +143,9 @@ def _sources(args: argparse.Namespace) -> tuple[list[str], Any, str | None]:
     return journals, HttpLedgerClient(url, token, **kw), pharmacy
 
 
-def _run(args: argparse.Namespace) -> tuple[Reconciliation, list[str], dict[str, Any] | None]:
+def _run(
+    args: argparse.Namespace,
+) -> tuple[Reconciliation, list[JournalSource], dict[str, Any] | None]:
     from pos_plugin.reconcile_io import closed_state, reconcile_day
 
     journals, ledger, pharmacy = _sources(args)
@@ -193,6 +223,7 @@ def summary(rec: Reconciliation, closed: dict[str, Any] | None = None) -> str:
 
 def _guard(fn: Any, argv: Sequence[str] | None) -> int:
     from pos_plugin.config import ConfigError
+    from pos_plugin.journal_pg import JournalUnavailable
     from pos_plugin.ledger.errors import LedgerError
     from pos_plugin.reconcile_io import ReconcileError
 
@@ -201,6 +232,9 @@ def _guard(fn: Any, argv: Sequence[str] | None) -> int:
     except ConfigError as e:
         print(f"configuration problem: {e}", file=sys.stderr)
         return 2
+    except JournalUnavailable as e:  # a shared journal's database down, or no journal in it
+        print(str(e), file=sys.stderr)
+        return 3
     except ReconcileError as e:
         print(str(e), file=sys.stderr)
         return 3 if "not found" in str(e) else 2

@@ -14,6 +14,11 @@
   ``close_day`` records the reconciled result (with the manager's reason when
   breaks remain), and ``is_day_closed`` is what the sale service asks before a
   sale so that a closed day cannot change silently.
+- A shared PostgreSQL journal (a ``postgresql://`` URL or a ``SharedJournal``
+  narrowed to a pharmacy and tills) is read through ``_open_source`` with the
+  same SQL as a file: its ``sales`` and ``pending_reversals`` show only the
+  source's rows. Its ``closed_days`` is keyed by pharmacy and date: one close
+  covers the store, and the record hashes every till's chain head.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
 from pos_plugin.gcpause import gc_paused
+from pos_plugin.journal import Journal
+from pos_plugin.journal_pg import PgDb, SharedJournal, ensure_schema, is_postgres_url
 from pos_plugin.ledger.schemas import CompactStatement, Statement, compact_row
 from pos_plugin.reconcile import (
     KIND_LABEL,
@@ -51,12 +58,13 @@ from pos_plugin.reconcile import (
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
-# A journal row as reconciliation reads it. The plan's legs are cut out by SQLite
-# (``json_extract`` runs in C with the GIL released, and the leg arrays are a third of
-# the plan's bytes); the whole plan only where an amount column is empty and the plan
-# must fill it in. A plan that is not JSON (edited by hand?) makes SQLite refuse the
-# query: ``_LEGS_SLOW`` then passes every plan whole, for Python to name the row.
+# A journal row as reconciliation reads it. The plan's legs are cut out by the database
+# (SQLite's ``json_extract`` runs in C with the GIL released, and the leg arrays are a
+# third of the plan's bytes); the whole plan only where an amount column is empty and
+# the plan must fill it in. A plan that is not JSON (edited by hand?) makes the query
+# fail: ``_LEGS_SLOW`` then passes every plan whole, for Python to name the row.
 _LEGS_FAST = "json_extract(s.plan, '$.legs')"
+_LEGS_FAST_PG = "(s.plan::json -> 'legs')::text"
 _LEGS_SLOW = "NULL"
 _AMOUNT_MISSING = (
     "s.total IS NULL OR s.personal_account IS NULL OR s.mutual_aid IS NULL OR s.cash IS NULL"
@@ -92,6 +100,28 @@ CREATE TABLE IF NOT EXISTS closed_days (
     hash TEXT NOT NULL
 );
 """
+# The shared journal: one close covers a pharmacy's day (every till); chain_head
+# holds every till's head as JSON {terminal_id: hash}.
+CLOSED_DAYS_SCHEMA_PG = """
+CREATE TABLE IF NOT EXISTS closed_days (
+    pharmacy_code TEXT NOT NULL,
+    business_date TEXT NOT NULL,
+    closed_at TEXT NOT NULL,
+    closed_by TEXT NOT NULL,
+    terminals TEXT NOT NULL,
+    balanced INTEGER NOT NULL,
+    break_count INTEGER NOT NULL,
+    reason TEXT,
+    digest TEXT NOT NULL,
+    result TEXT NOT NULL,
+    chain_head TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (pharmacy_code, business_date)
+);
+"""
+
+# A till's journal file, or a shared PostgreSQL journal (URL text or SharedJournal).
+JournalSource = str | os.PathLike[str] | SharedJournal
 
 
 class ReconcileError(Exception):
@@ -129,7 +159,7 @@ def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     return db
 
 
-def _pharmacy_codes(db: sqlite3.Connection) -> set[str]:
+def _pharmacy_codes(db: Any) -> set[str]:
     """The pharmacy codes (a msgid's first 12 characters) in a journal. msgids sort by
     that code first, so when the least and the greatest share it, every msgid between
     does: two seeks on the msgid index instead of a scan of the whole file."""
@@ -142,6 +172,53 @@ def _pharmacy_codes(db: sqlite3.Connection) -> set[str]:
         return {low[:12]}
     found = db.execute("SELECT DISTINCT substr(msgid, 1, 12) FROM sales WHERE msgid IS NOT NULL")
     return {c for (c,) in found}
+
+
+def _shared(source: object) -> SharedJournal | None:
+    """The source as a shared PostgreSQL journal, or None for a file."""
+    if isinstance(source, SharedJournal):
+        return source
+    return SharedJournal(source) if isinstance(source, str) and is_postgres_url(source) else None
+
+
+def _open_source(source: JournalSource) -> tuple[Any, str]:
+    """(connection, label) for reading one journal source; the caller closes it.
+
+    The connection's ``execute(sql, params)`` takes this module's SQL (``?``
+    placeholders, ``substr``) and returns tuple rows. A file: its own sqlite3
+    connection, labelled by the file's name. A shared journal: a PostgreSQL
+    connection on which ``sales`` and ``pending_reversals`` show only the
+    source's pharmacy and tills (``SharedJournal.open_reader``), labelled by its
+    URL without password. The reading SQL is therefore one text for both.
+    Raises ``JournalUnavailable`` when the database cannot be reached.
+    """
+    shared = _shared(source)
+    if shared is not None:
+        return shared.open_reader(), shared.label
+    return _connect(_file(source)), Path(_file(source)).name
+
+
+def _file(source: JournalSource) -> str | os.PathLike[str]:
+    """A source that ``_shared`` found not to be a shared journal: a file's path."""
+    assert not isinstance(source, SharedJournal)
+    return source
+
+
+def _of_pharmacy(source: JournalSource, code: str) -> JournalSource:
+    """A shared journal narrowed to the pharmacy being reconciled (it may hold other
+    stores' rows, which must be neither read nor resolved with this store's ledger
+    client); a file as it is."""
+    shared = _shared(source)
+    if shared is None:
+        return source
+    if shared.pharmacy_code not in (None, code):
+        raise ReconcileError(f"the journal source {shared.label} is not pharmacy {code}'s")
+    return shared.scoped(code, shared.terminals)
+
+
+def _label(source: JournalSource) -> str:
+    shared = _shared(source)
+    return shared.label if shared is not None else Path(_file(source)).name
 
 
 def _stamp(msgid: str) -> tuple[str, str]:
@@ -222,7 +299,7 @@ _LEGS_LIST = TypeAdapter(list[list[_PlanLeg] | None])
 
 
 def _decode_legs(rows: Sequence[Sequence[Any]], source: str) -> list[Legs]:
-    """The legs of ``_COMMON_SQL`` rows as sorted (kind, account_id, amount) tuples, in one
+    """The legs of ``_common_sql`` rows as sorted (kind, account_id, amount) tuples, in one
     pass of pydantic-core over one document (a third of the time of ``json.loads`` row by
     row). Legs that do not read that way go row by row, so that the bad row is named."""
     doc = "[" + ",".join([r[7] or "null" for r in rows]) + "]"
@@ -255,17 +332,31 @@ def _row_legs(r: Sequence[Any], source: str) -> Legs:
 
 # The common row: settled on the day, no reversal started, every amount column set.
 # It has its own query (no join, ten columns, on the day index) and is built without
-# the general path's questions; every other row of the day comes from ``_REST``.
-# (``+s.reversal_msgid``: not that column's index, which would visit every NULL.)
-_COMMON = (
-    "s.business_date = ? AND s.state = 'settled' AND +s.reversal_msgid IS NULL "
-    "AND s.msgid IS NOT NULL AND s.total IS NOT NULL AND s.personal_account IS NOT NULL "
-    "AND s.mutual_aid IS NOT NULL AND s.cash IS NOT NULL"
-)
-_COMMON_SQL = (
-    "SELECT s.msgid, s.created_at, s.terminal_id, s.total, s.personal_account, s.mutual_aid, "
-    f"s.cash, {_LEGS_FAST}, s.sale_ref, s.patient_id_masked FROM sales s WHERE {_COMMON}"
-)
+# the general path's questions; every other row of the day comes from the general one.
+# (SQLite: ``+s.reversal_msgid`` keeps it off that column's index, which would visit
+# every NULL.)
+def _common(pg: bool) -> str:
+    return (
+        f"s.business_date = ? AND s.state = 'settled' AND {'' if pg else '+'}s.reversal_msgid "
+        "IS NULL AND s.msgid IS NOT NULL AND s.total IS NOT NULL AND s.personal_account IS "
+        "NOT NULL AND s.mutual_aid IS NOT NULL AND s.cash IS NOT NULL"
+    )
+
+
+def _common_sql(pg: bool) -> str:
+    return (
+        "SELECT s.msgid, s.created_at, s.terminal_id, s.total, s.personal_account, "
+        f"s.mutual_aid, s.cash, {_LEGS_FAST_PG if pg else _LEGS_FAST}, s.sale_ref, "
+        f"s.patient_id_masked FROM sales s WHERE {_common(pg)}"
+    )
+
+
+def _bad_json(exc: Exception) -> bool:
+    """The database refused a plan that is not JSON (SQLite: 'malformed JSON'; PostgreSQL:
+    'invalid input syntax for type json')."""
+    return "json" in str(exc).lower()
+
+
 _OF_DAY = (
     "(s.business_date = ? OR substr(s.reversal_msgid, 13, 8) = ? "
     "OR substr(p.reversal_msgid, 13, 8) = ?)"
@@ -281,37 +372,41 @@ class JournalSide:
     unknown: list[tuple[str, Any]] = field(default_factory=list)  # (source, row) to resolve
 
 
-def read_journal(
-    path: str | os.PathLike[str], day: dt.date, side: JournalSide | None = None
-) -> JournalSide:
+def read_journal(path: JournalSource, day: dt.date, side: JournalSide | None = None) -> JournalSide:
     """One till's journal for a business day: sales of the day and reversals made on it."""
     with gc_paused():
         return _read_journal(path, day, side or JournalSide())
 
 
-def _read_journal(path: str | os.PathLike[str], day: dt.date, side: JournalSide) -> JournalSide:
-    source = Path(path).name
+def _read_journal(path: JournalSource, day: dt.date, side: JournalSide) -> JournalSide:
     iso_day, ymd = day.isoformat(), day.strftime("%Y%m%d")
-    db = _connect(path)
+    db, source = _open_source(path)
+    pg = isinstance(db, PgDb)
     try:
         try:
-            common = db.execute(_COMMON_SQL, (iso_day,)).fetchall()
+            common = db.execute(_common_sql(pg), (iso_day,)).fetchall()
+            cols = _journal_cols(_LEGS_FAST_PG if pg else _LEGS_FAST)
             rest = db.execute(
-                f"SELECT {_JOURNAL_COLS} {_FROM} WHERE {_OF_DAY} AND NOT ({_COMMON})",
+                f"SELECT {cols} {_FROM} WHERE {_OF_DAY} AND NOT ({_common(pg)})",
                 (iso_day, ymd, ymd, iso_day),
             ).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "JSON" not in str(exc):
+        except Exception as exc:  # sqlite3.OperationalError, psycopg.DataError
+            if not _bad_json(exc):
                 raise
             # A plan that is not JSON: every row down the general path, which names it.
             common = []
             rest = db.execute(
                 f"SELECT {_journal_cols(_LEGS_SLOW)} {_FROM} WHERE {_OF_DAY}", (iso_day, ymd, ymd)
             ).fetchall()
-        # The tills this journal speaks for: those of the day's rows and of its latest
-        # row (a till with no sale today is still "given"); no scan of the whole file.
-        latest = db.execute("SELECT terminal_id FROM sales ORDER BY rowid DESC LIMIT 1")
-        side.terminals.update(t for (t,) in latest)
+        # The tills this journal speaks for: those of the day's rows, and those of the
+        # file's latest row (a till with no sale today is still "given") or of every row
+        # the shared journal shows this reader.
+        tills = (
+            "SELECT DISTINCT terminal_id FROM sales"
+            if pg
+            else "SELECT terminal_id FROM sales ORDER BY rowid DESC LIMIT 1"
+        )
+        side.terminals.update(t for (t,) in db.execute(tills).fetchall())
         side.terminals.update({r[2] for r in common} | {r[5] for r in rest})
         side.pharmacy_codes |= _pharmacy_codes(db)
     finally:
@@ -341,7 +436,7 @@ def _read_journal(path: str | os.PathLike[str], day: dt.date, side: JournalSide)
 
 
 def journal_lookup(
-    paths: Sequence[str | os.PathLike[str]], msgids: Iterable[str]
+    paths: Sequence[JournalSource], msgids: Iterable[str]
 ) -> tuple[list[Entry], dict[str, str]]:
     """Entries for these msgids (sales or reversals) on any date, from every journal."""
     wanted = sorted(set(msgids))
@@ -350,8 +445,7 @@ def journal_lookup(
     if not wanted:
         return found, states
     for path in paths:
-        source = Path(path).name
-        db = _connect(path)
+        db, source = _open_source(path)
         try:
             for i in range(0, len(wanted), 400):
                 chunk = wanted[i : i + 400]
@@ -371,39 +465,59 @@ def journal_lookup(
     return found, states
 
 
-def resolve_settling(
-    paths: Sequence[str | os.PathLike[str]], ledger: Any, pharmacy_code: str
-) -> list[str]:
-    """Resolve every ``settling`` row by msgid, as the agent does on start-up; returns msgids."""
-    from pos_plugin.journal import Journal
-    from pos_plugin.sale import SaleService, SaleSettings
+def resolve_settling(paths: Sequence[JournalSource], ledger: Any, pharmacy_code: str) -> list[str]:
+    """Resolve every ``settling`` row by msgid, as the agent does on start-up; returns msgids.
 
+    A shared journal is resolved till by till (a ``Journal`` per till with such
+    rows), so each outcome is chained into that till's own chain.
+    """
     resolved: list[str] = []
-    for path in paths:
-        db = _connect(path)
+    for path in (_of_pharmacy(p, pharmacy_code) for p in paths):
+        shared = _shared(path)
+        db, _ = _open_source(path)
         try:
-            pending = [
-                m
-                for (m,) in db.execute(
-                    "SELECT msgid FROM sales WHERE state = 'settling' AND msgid IS NOT NULL"
-                )
-            ]
+            if shared is not None:
+                rows = db.execute(
+                    "SELECT pharmacy_code, terminal_id, msgid FROM sales "
+                    "WHERE state = 'settling' AND msgid IS NOT NULL ORDER BY 1, 2"
+                ).fetchall()
+            else:
+                rows = [
+                    (pharmacy_code, "reconcile", m)
+                    for (m,) in db.execute(
+                        "SELECT msgid FROM sales WHERE state = 'settling' AND msgid IS NOT NULL"
+                    )
+                ]
         finally:
             db.close()
-        if not pending:
-            continue
-        journal = Journal(
-            str(path), hmac_key=b"reconcile", pharmacy_code=pharmacy_code, terminal_id="reconcile"
-        )
-        try:
-            service = SaleService(SaleSettings(pharmacy_code, "reconcile"), journal, ledger, None)  # type: ignore[arg-type]
-            service.resolve_unsettled()
-            for m in pending:
-                row = journal.by_msgid(m)
-                if row is not None and row.state != "settling":
-                    resolved.append(m)
-        finally:
-            journal.close()
+        tills: dict[tuple[str, str], list[str]] = {}
+        for code, terminal, m in rows:
+            tills.setdefault((code, terminal), []).append(m)
+        for (code, terminal), pending in tills.items():
+            journal = Journal(
+                shared.url if shared is not None else str(path),
+                hmac_key=b"reconcile",
+                pharmacy_code=code,
+                terminal_id=terminal,
+                password=shared.password if shared is not None else None,
+            )
+            try:
+                resolved += _resolve_rows(journal, ledger, code, pending)
+            finally:
+                journal.close()
+    return resolved
+
+
+def _resolve_rows(journal: Journal, ledger: Any, code: str, pending: list[str]) -> list[str]:
+    from pos_plugin.sale import SaleService, SaleSettings
+
+    service = SaleService(SaleSettings(code, "reconcile"), journal, ledger, None)  # type: ignore[arg-type]
+    service.resolve_unsettled()
+    resolved = []
+    for m in pending:
+        row = journal.by_msgid(m)
+        if row is not None and row.state != "settling":
+            resolved.append(m)
     return resolved
 
 
@@ -573,7 +687,7 @@ def ledger_lookup(ledger: Any, entries: Iterable[Entry], day: str) -> tuple[list
 
 def reconcile_day(
     day: dt.date,
-    journal_paths: Sequence[str | os.PathLike[str]],
+    journal_paths: Sequence[JournalSource],
     ledger: Any,
     pharmacy_code: str | None = None,
     *,
@@ -602,7 +716,7 @@ def _read_statement(ledger: Any, code: str, day: dt.date) -> Statement | Compact
 
 def _reconcile_day(
     day: dt.date,
-    journal_paths: Sequence[str | os.PathLike[str]],
+    journal_paths: Sequence[JournalSource],
     ledger: Any,
     pharmacy_code: str | None,
     resolve: bool,
@@ -612,7 +726,7 @@ def _reconcile_day(
         raise ReconcileError("give at least one journal file")
     codes: set[str] = set()
     for p in journal_paths if pharmacy_code is None else ():
-        db = _connect(p)
+        db, _ = _open_source(p)
         try:
             codes |= _pharmacy_codes(db)
         finally:
@@ -622,6 +736,7 @@ def _reconcile_day(
         raise ReconcileError(
             "cannot tell the pharmacy code from the journals: give --pharmacy CODE or --config"
         )
+    journal_paths = [_of_pharmacy(p, code) for p in journal_paths]
     resolved: list[str] = []
     if resolve:
         resolved += resolve_settling(journal_paths, ledger, code)
@@ -857,14 +972,36 @@ def _day(business_date: dt.date | str) -> str:
 
 
 def is_day_closed(
-    journal: str | os.PathLike[str] | sqlite3.Connection, business_date: dt.date | str
+    journal: JournalSource | sqlite3.Connection | Journal,
+    business_date: dt.date | str,
+    *,
+    pharmacy_code: str | None = None,
 ) -> bool:
     """True when ``close-day`` has recorded this business date in this journal.
 
-    ``journal``: the journal file's path, or an open sqlite3 connection to it.
+    ``journal``: the journal file's path, an open sqlite3 connection to it, a
+    ``Journal`` (the sale service's own: on a shared journal the check runs on its
+    connection, for its pharmacy), or a shared journal (URL or ``SharedJournal``;
+    ``pharmacy_code`` says whose day when the source does not).
     Never creates anything; a journal without the table has no closed day.
     """
     day = _day(business_date)
+    if isinstance(journal, Journal):
+        if not journal.is_shared:
+            return is_day_closed(journal.path, day)
+        if not journal.query(_HAS_CLOSED_DAYS):
+            return False
+        return bool(journal.query(_CLOSED_PG, (journal.pharmacy_code, day)))
+    shared = _shared(journal)
+    if shared is not None:
+        code = _shared_code(shared, pharmacy_code)
+        pg = PgDb(shared, dict_rows=False)
+        try:
+            if pg.execute(_HAS_CLOSED_DAYS).fetchone() is None:
+                return False
+            return pg.execute(_CLOSED_PG, (code, day)).fetchone() is not None
+        finally:
+            pg.close()
     if isinstance(journal, sqlite3.Connection):
         try:
             row = journal.execute(
@@ -873,7 +1010,7 @@ def is_day_closed(
         except sqlite3.OperationalError:
             return False
         return row is not None
-    if not Path(journal).is_file():
+    if not Path(_file(journal)).is_file():
         return False
     db = sqlite3.connect(str(journal))
     try:
@@ -882,20 +1019,50 @@ def is_day_closed(
         db.close()
 
 
+_HAS_CLOSED_DAYS = "SELECT 1 FROM pg_class WHERE oid = to_regclass('closed_days')"
+_CLOSED_PG = "SELECT 1 FROM closed_days WHERE pharmacy_code = ? AND business_date = ?"
+
+
+def _shared_code(shared: SharedJournal, pharmacy_code: str | None) -> str:
+    code = pharmacy_code or shared.pharmacy_code
+    if code is None:
+        raise ReconcileError(
+            f"the shared journal {shared.label} keeps each pharmacy's closed days: "
+            "give the pharmacy code (--pharmacy CODE or --config)"
+        )
+    return code
+
+
 def closed_record(
-    path: str | os.PathLike[str], business_date: dt.date | str
+    path: JournalSource, business_date: dt.date | str, *, pharmacy_code: str | None = None
 ) -> dict[str, Any] | None:
-    db = _connect(path)
-    db.row_factory = sqlite3.Row
-    try:
+    """The closed-day record, decoded; None when the day is not closed.
+
+    ``pharmacy_code``: whose day, on a shared journal that is not narrowed to one."""
+    shared = _shared(path)
+    if shared is not None:
+        pg = PgDb(shared, dict_rows=True)
         try:
-            row = db.execute(
-                "SELECT * FROM closed_days WHERE business_date = ?", (_day(business_date),)
-            ).fetchone()
-        except sqlite3.OperationalError:
-            return None
-    finally:
-        db.close()
+            row = None
+            if pg.execute(_HAS_CLOSED_DAYS).fetchone() is not None:
+                row = pg.execute(
+                    "SELECT * FROM closed_days WHERE pharmacy_code = ? AND business_date = ?",
+                    (_shared_code(shared, pharmacy_code), _day(business_date)),
+                ).fetchone()
+        finally:
+            pg.close()
+    else:
+        db = _connect(_file(path))
+        db.row_factory = sqlite3.Row
+        try:
+            try:
+                row = db.execute(
+                    "SELECT * FROM closed_days WHERE business_date = ?", (_day(business_date),)
+                ).fetchone()
+            except sqlite3.OperationalError:
+                return None
+        finally:
+            db.close()
     if row is None:
         return None
     rec = dict(row)
@@ -924,7 +1091,7 @@ def verify_closed_record(rec: dict[str, Any]) -> bool:
 
 
 def close_day(
-    journal_paths: Sequence[str | os.PathLike[str]],
+    journal_paths: Sequence[JournalSource],
     rec: Reconciliation,
     *,
     reason: str | None = None,
@@ -934,7 +1101,8 @@ def close_day(
     """Record the reconciled day in every given journal; refuse breaks without a reason.
 
     Each record keeps the result (totals and breaks), its digest, the manager's
-    reason, and the journal's event-chain head at closing, hashed together.
+    reason, and the journal's event-chain head at closing, hashed together. A
+    shared journal gets one record for the pharmacy's day, with every till's head.
     """
     reason = (reason or "").strip() or None
     if not rec.balanced and reason is None:
@@ -943,10 +1111,16 @@ def close_day(
             "with --reason saying why (the reason is kept with the closed day)"
         )
     for p in journal_paths:
-        if is_day_closed(p, rec.date):
-            prev = closed_record(p, rec.date) or {}
+        shared = _shared(p)
+        if shared is not None and shared.terminals:
+            raise ReconcileError(
+                "on a shared journal a closed day covers the whole store: close it without "
+                "--terminal, reconciling every till"
+            )
+        if is_day_closed(p, rec.date, pharmacy_code=rec.pharmacy_code):
+            prev = closed_record(p, rec.date, pharmacy_code=rec.pharmacy_code) or {}
             raise DayAlreadyClosed(
-                f"{rec.date} was already closed in {Path(p).name} at {prev.get('closed_at')} "
+                f"{rec.date} was already closed in {_label(p)} at {prev.get('closed_at')} "
                 f"by {prev.get('closed_by')}"
             )
     at = (now or dt.datetime.now(SHANGHAI)).astimezone(SHANGHAI).isoformat()
@@ -954,7 +1128,12 @@ def close_day(
     terminals = json.dumps([t.terminal_id for t in rec.terminals], ensure_ascii=False)
     written = []
     for p in journal_paths:
-        db = _connect(p)
+        shared = _shared(p)
+        if shared is not None:
+            _close_shared(shared, rec, at, closed_by, terminals, reason, result)
+            written.append(closed_record(p, rec.date, pharmacy_code=rec.pharmacy_code) or {})
+            continue
+        db = _connect(_file(p))
         try:
             db.executescript(CLOSED_DAYS_SCHEMA)
             db.execute("BEGIN IMMEDIATE")
@@ -989,13 +1168,64 @@ def close_day(
     return written
 
 
+def _close_shared(
+    shared: SharedJournal,
+    rec: Reconciliation,
+    at: str,
+    closed_by: str,
+    terminals: str,
+    reason: str | None,
+    result: str,
+) -> None:
+    """One closed-day row for the pharmacy's day in a shared journal. Its chain_head is
+    every till's head ({terminal_id: hash}), read in the closing transaction."""
+    db = PgDb(shared, dict_rows=False)
+    try:
+        ensure_schema(db, CLOSED_DAYS_SCHEMA_PG)
+        db.execute("BEGIN")
+        try:
+            heads = db.execute(
+                "SELECT DISTINCT ON (terminal_id) terminal_id, hash FROM events "
+                "WHERE pharmacy_code = ? ORDER BY terminal_id, seq DESC",
+                (rec.pharmacy_code,),
+            ).fetchall()
+            raw: dict[str, Any] = {
+                "business_date": rec.date,
+                "closed_at": at,
+                "closed_by": closed_by,
+                "pharmacy_code": rec.pharmacy_code,
+                "terminals": terminals,
+                "balanced": int(rec.balanced),
+                "break_count": len(rec.breaks),
+                "reason": reason,
+                "digest": rec.digest(),
+                "result": result,
+                "chain_head": json.dumps(dict(heads), sort_keys=True, separators=(",", ":")),
+            }
+            raw["hash"] = _record_hash(raw)
+            cols = ", ".join(raw)
+            cur = db.execute(
+                f"INSERT INTO closed_days ({cols}) VALUES ({', '.join('?' * len(raw))}) "
+                "ON CONFLICT DO NOTHING",
+                tuple(raw.values()),
+            )
+            if cur.rowcount != 1:  # closed by someone else since the check above
+                raise DayAlreadyClosed(f"{rec.date} was already closed in {shared.label}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.rollback_quietly()
+            raise
+    finally:
+        db.close()
+
+
 def closed_state(
-    journal_paths: Sequence[str | os.PathLike[str]], rec: Reconciliation
+    journal_paths: Sequence[JournalSource], rec: Reconciliation
 ) -> dict[str, Any] | None:
     """The closed-day record (from the first journal that has one), and whether the day
     reconciles differently now than when it was closed."""
     for p in journal_paths:
-        got = closed_record(p, rec.date)
+        got = closed_record(p, rec.date, pharmacy_code=rec.pharmacy_code)
         if got is not None:
             return {
                 "closed_at": got["closed_at"],

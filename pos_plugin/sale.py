@@ -128,7 +128,7 @@ class SaleService:
     def sell(self, req: SaleRequest) -> SaleResult:
         """Run one sale to a result; raises SaleError for a refusal or a failure."""
         existing = self.journal.get(req.sale_ref)
-        if existing is None and is_day_closed(self.journal.path, self.settings.today()):
+        if existing is None and is_day_closed(self.journal, self.settings.today()):
             # A closed day cannot change silently: the manager reopens it or the sale
             # waits for tomorrow; nothing is journaled under the closed date.
             raise SaleError(

@@ -83,3 +83,60 @@ def test_no_keyring_backend_says_how_to_configure_one(monkeypatch: pytest.Monkey
             get_secret("nope")
     finally:
         keyring.core._keyring_backend = None
+
+
+# --------------------------------------------------------------------------- shared journal
+
+
+def _journal_config(tmp_path: Path, journal: str) -> Path:
+    p = tmp_path / "c.toml"
+    p.write_text(
+        f'[pharmacy]\ncode = "H11010500001"\nterminal_id = "T1"\n[journal]\n{journal}\n', "utf-8"
+    )
+    return p
+
+
+def test_journal_url_is_the_target_and_must_be_postgresql(tmp_path: Path) -> None:
+    url = "postgresql://pos@db.example:5432/journal"
+    cfg = load_config(_journal_config(tmp_path, f'url = "{url}"'))
+    assert (cfg.journal.url, cfg.journal.target) == (url, url)
+    assert load_config(_journal_config(tmp_path, 'path = "t.db"')).journal.target == "t.db"
+    with pytest.raises(ConfigError, match=r"journal\.url: .*postgresql://"):
+        load_config(_journal_config(tmp_path, 'url = "mysql://db/journal"'))
+    with pytest.raises(ConfigError, match=r"journal: .*journal\.path .* or journal\.url"):
+        load_config(_journal_config(tmp_path, f'path = "t.db"\nurl = "{url}"'))
+
+
+class _MemoryKeyring:
+    """Just enough of a keyring backend for get_password."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self.asked: list[str] = []
+
+    def get_password(self, service: str, name: str) -> str | None:
+        self.asked.append(name)
+        return self.values.get(name)
+
+
+def test_journal_password_comes_from_the_url_or_the_keyring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keyring
+
+    from pos_plugin.config import JournalConfig, journal_password
+
+    ring = _MemoryKeyring({"journal_db_password": "from-keyring"})
+    monkeypatch.setattr(keyring, "get_password", ring.get_password)
+    monkeypatch.setattr(keyring, "get_keyring", lambda: ring)
+
+    def journal_of(line: str) -> JournalConfig:
+        return load_config(_journal_config(tmp_path, line)).journal
+
+    assert journal_password(journal_of('path = "t.db"')) is None  # SQLite: nothing to ask
+    in_url = journal_of('url = "postgresql://pos:secret@db/journal"')
+    assert journal_password(in_url) is None and ring.asked == []
+    plain = journal_of('url = "postgresql://pos@db/journal"')
+    assert journal_password(plain) == "from-keyring"
+    ring.values.clear()
+    assert journal_password(plain) is None  # unset: libpq's PGPASSWORD / ~/.pgpass

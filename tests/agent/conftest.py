@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +104,26 @@ def balances(agent: Agent, card_no: str, client: HttpLedgerClient | None = None)
 
 
 @pytest.fixture
-def agent(tmp_path: Path) -> Iterator[Agent]:
-    a = start_simulated(workdir=tmp_path, card_timeout=5.0, pin_timeout=5.0, recovery_interval=0.5)
-    try:
-        yield a
-    finally:
-        a.stop()
+def agent(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Agent]:
+    """The agent on a SQLite journal; ``parametrize("agent", ["postgres"], indirect=True)``
+    runs it on a shared PostgreSQL journal (a fresh schema) instead."""
+    with ExitStack() as stack:
+        journal = None
+        if getattr(request, "param", "sqlite") == "postgres":
+            from tests.pgschema import fresh_schema
+
+            journal = stack.enter_context(fresh_schema("agent"))
+        a = start_simulated(
+            workdir=tmp_path,
+            journal_path=journal,
+            card_timeout=5.0,
+            pin_timeout=5.0,
+            recovery_interval=0.5,
+        )
+        try:
+            yield a
+        finally:
+            a.stop()
 
 
 @pytest.fixture
