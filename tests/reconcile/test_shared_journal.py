@@ -24,6 +24,7 @@ from pos_plugin.journal_pg import SharedJournal
 from pos_plugin.reconcile import Reconciliation
 from pos_plugin.reconcile_cli import close_day_main, reconcile_main
 from pos_plugin.reconcile_io import (
+    ReconcileError,
     closed_record,
     closed_state,
     is_day_closed,
@@ -288,3 +289,17 @@ def test_an_unreachable_shared_journal_is_said_plainly(capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert "postgresql://pos@127.0.0.1:1/journal cannot be reached" in err
     assert "s3cret" not in err
+
+
+def test_a_plan_that_is_not_json_in_the_shared_journal_is_named(pair: Pair) -> None:
+    s = pair.shared
+    (ref,) = sql(
+        pair.url,
+        "SELECT sale_ref FROM sales WHERE pharmacy_code = %s AND state = 'settled' "
+        "ORDER BY sale_ref LIMIT 1",
+        s.pharmacy.code,
+    )[0]
+    sql(pair.url, "UPDATE sales SET plan = '{\"legs\": [' WHERE sale_ref = %s", ref)
+    with pytest.raises(ReconcileError) as err:
+        reconcile_day(DAY, [pair.url], s.client, s.pharmacy.code, resolve=False)
+    assert f"sale {ref}" in str(err.value) and "journal verify" in str(err.value)
