@@ -485,4 +485,3 @@ class HttpLedgerClient:
             find,
             parse,
         )
-
