@@ -20,15 +20,14 @@ import datetime as dt
 import json
 import os
 import random
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
-import requests
+from sandbox_proc import sandbox_process
 
 from pos_plugin.journal import SHANGHAI, Journal
 from pos_plugin.ledger import HttpLedgerClient
@@ -121,44 +120,19 @@ def generate(work: Path, n: int, tills: int) -> tuple[str, list[str], str, str]:
     return db, paths, ph.code, ph.api_token
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_up(url: str) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url + "/openapi.json", timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise RuntimeError("the sandbox ledger did not start")
-
-
 def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     tills = int(sys.argv[2]) if len(sys.argv) > 2 else 10
     rounds = 3
-    with tempfile.TemporaryDirectory(prefix="bench-reconcile-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-reconcile-") as tmp, ExitStack() as stack:
         work = Path(tmp)
         t0 = time.perf_counter()
         db, paths, code, token = generate(work, n, tills)
         print(
             f"generated {n:,} settlements across {tills} tills in {time.perf_counter() - t0:.1f} s"
         )
-        # The ledger is central, not on the manager's machine: the sandbox runs in its
-        # own process, so its CPU neither counts against nor contends with ours.
-        port = _free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "pos_plugin.cli", "sandbox-ledger", "--db", db,
-             "--port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        _wait_up(url)
+        # The ledger is central, not on the manager's machine: it runs in its own process.
+        url = stack.enter_context(sandbox_process(db))
         client = HttpLedgerClient(url, token)
         try:
             reads, stmts, recs, matches = [], [], [], []
@@ -202,8 +176,6 @@ def main() -> int:
             print(f"target (< 2 s and <= 2x read-only): {'met' if ok else 'NOT met'}")
         finally:
             client.close()
-            server.terminate()
-            server.wait(10)
     return 0
 
 

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import requests
+from sandbox_proc import sandbox_process
 
 from pos_plugin.agent import start_simulated
 from pos_plugin.world import World, load_world
@@ -59,37 +58,12 @@ def rich_world() -> World:
     return world.model_copy(update={"persons": persons})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_up(url: str) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url + "/openapi.json", timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise RuntimeError("the sandbox ledger did not start")
-
-
 def main(n: int = 200) -> None:
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as work, ExitStack() as stack:
         world_file = Path(work) / "world.json"
         world_file.write_text(rich_world().model_dump_json(), "utf-8")
-        # The ledger is central, not on the till: run the sandbox in its own process
-        # so its CPU does not count against (or contend with) the agent's.
-        port = _free_port()
-        sandbox = subprocess.Popen(
-            [sys.executable, "-m", "pos_plugin.cli", "sandbox-ledger", "--db", f"{work}/ledger.db",
-             "--world", str(world_file), "--port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        ledger_url = f"http://127.0.0.1:{port}"
-        _wait_up(ledger_url)
+        # The ledger is central, not on the till: the sandbox runs in its own process.
+        ledger_url = stack.enter_context(sandbox_process(f"{work}/ledger.db", str(world_file)))
         agent = start_simulated(
             world_path=world_file, workdir=work, recovery_interval=3600, ledger_url=ledger_url
         )
@@ -166,8 +140,6 @@ def main(n: int = 200) -> None:
                 )
         finally:
             agent.stop()
-            sandbox.terminate()
-            sandbox.wait(10)
 
 
 if __name__ == "__main__":

@@ -1139,20 +1139,9 @@ def close_day(
             db.execute("BEGIN IMMEDIATE")
             try:
                 head = db.execute("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-                raw: dict[str, Any] = {
-                    "business_date": rec.date,
-                    "closed_at": at,
-                    "closed_by": closed_by,
-                    "pharmacy_code": rec.pharmacy_code,
-                    "terminals": terminals,
-                    "balanced": int(rec.balanced),
-                    "break_count": len(rec.breaks),
-                    "reason": reason,
-                    "digest": rec.digest(),
-                    "result": result,
-                    "chain_head": head[0] if head else "0" * 64,
-                }
-                raw["hash"] = _record_hash(raw)
+                raw = _closed_row(
+                    rec, at, closed_by, terminals, reason, result, head[0] if head else "0" * 64
+                )
                 cols = ", ".join(raw)
                 db.execute(
                     f"INSERT INTO closed_days ({cols}) VALUES ({', '.join('?' * len(raw))})",
@@ -1166,6 +1155,33 @@ def close_day(
             db.close()
         written.append(closed_record(p, rec.date) or {})
     return written
+
+
+def _closed_row(
+    rec: Reconciliation,
+    at: str,
+    closed_by: str,
+    terminals: str,
+    reason: str | None,
+    result: str,
+    chain_head: str,
+) -> dict[str, Any]:
+    """A closed_days row (a file's or a shared journal's), hashed over all its columns."""
+    raw: dict[str, Any] = {
+        "business_date": rec.date,
+        "closed_at": at,
+        "closed_by": closed_by,
+        "pharmacy_code": rec.pharmacy_code,
+        "terminals": terminals,
+        "balanced": int(rec.balanced),
+        "break_count": len(rec.breaks),
+        "reason": reason,
+        "digest": rec.digest(),
+        "result": result,
+        "chain_head": chain_head,
+    }
+    raw["hash"] = _record_hash(raw)
+    return raw
 
 
 def _close_shared(
@@ -1189,20 +1205,8 @@ def _close_shared(
                 "WHERE pharmacy_code = ? ORDER BY terminal_id, seq DESC",
                 (rec.pharmacy_code,),
             ).fetchall()
-            raw: dict[str, Any] = {
-                "business_date": rec.date,
-                "closed_at": at,
-                "closed_by": closed_by,
-                "pharmacy_code": rec.pharmacy_code,
-                "terminals": terminals,
-                "balanced": int(rec.balanced),
-                "break_count": len(rec.breaks),
-                "reason": reason,
-                "digest": rec.digest(),
-                "result": result,
-                "chain_head": json.dumps(dict(heads), sort_keys=True, separators=(",", ":")),
-            }
-            raw["hash"] = _record_hash(raw)
+            chain_heads = json.dumps(dict(heads), sort_keys=True, separators=(",", ":"))
+            raw = _closed_row(rec, at, closed_by, terminals, reason, result, chain_heads)
             cols = ", ".join(raw)
             cur = db.execute(
                 f"INSERT INTO closed_days ({cols}) VALUES ({', '.join('?' * len(raw))}) "
