@@ -1,7 +1,8 @@
-"""Daily reconciliation, the imperative shell: read both sides, resolve, match, render, close.
+"""Daily reconciliation, the imperative shell: read both sides, resolve, match.
 
-- Journals are read with their own sqlite3 connections (one file per till; the
-  same store's tills are reconciled together and per till).
+- Journals are read per source (``reconcile_source``: a till's SQLite file, or a
+  shared PostgreSQL journal narrowed to the store's tills); the same store's tills
+  are reconciled together and per till.
 - A journal row still ``settling`` is resolved by msgid before matching, exactly
   as the agent does on start-up (``SaleService.resolve_unsettled``: the row
   becomes ``settled`` or ``failed`` in the journal). A row in ``unknown`` (the
@@ -10,30 +11,18 @@
 - A msgid found on only one side of the day is looked up beyond the day (in the
   journals by msgid, at the ledger with ``get_settlement``/``get_reversal``), so a
   sale booked on another date shows as a business-day mismatch, not as missing.
-- ``closed_days`` is a table this module adds to each till's journal file:
-  ``close_day`` records the reconciled result (with the manager's reason when
-  breaks remain), and ``is_day_closed`` is what the sale service asks before a
-  sale so that a closed day cannot change silently.
-- A shared PostgreSQL journal (a ``postgresql://`` URL or a ``SharedJournal``
-  narrowed to a pharmacy and tills) is read through ``_open_source`` with the
-  same SQL as a file: its ``sales`` and ``pending_reversals`` show only the
-  source's rows. Its ``closed_days`` is keyed by pharmacy and date: one close
-  covers the store, and the record hashes every till's chain head.
+- Closing a day is ``reconcile_close``; the CSV is ``reconcile_csv``. Both are
+  re-exported here, the shell's one door.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import hashlib
-import io
 import json
-import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -42,19 +31,62 @@ from typing_extensions import TypedDict
 
 from pos_plugin.gcpause import gc_paused
 from pos_plugin.journal import Journal
-from pos_plugin.journal_pg import PgDb, SharedJournal, ensure_schema, is_postgres_url
+from pos_plugin.journal_pg import PgDb
 from pos_plugin.ledger.schemas import CompactStatement, Statement, compact_row
 from pos_plugin.reconcile import (
-    KIND_LABEL,
     Entry,
     Legs,
-    Match,
     Note,
     Reconciliation,
-    SideTotals,
     norm_legs,
     reconcile,
 )
+from pos_plugin.reconcile_close import (
+    CLOSED_DAYS_SCHEMA,
+    CLOSED_DAYS_SCHEMA_PG,
+    close_day,
+    closed_record,
+    closed_state,
+    is_day_closed,
+    verify_closed_record,
+)
+from pos_plugin.reconcile_csv import CSV_HEADER, render_csv, write_csv
+from pos_plugin.reconcile_source import (
+    DayAlreadyClosed,
+    DayNotBalanced,
+    JournalSource,
+    ReconcileError,
+    of_pharmacy,
+    open_source,
+    pharmacy_codes,
+    shared_of,
+)
+
+# This module reads and matches; it also answers for the whole reconciliation shell,
+# so callers import closing, CSV and sources from here as well.
+__all__ = [
+    "CLOSED_DAYS_SCHEMA",
+    "CLOSED_DAYS_SCHEMA_PG",
+    "CSV_HEADER",
+    "DayAlreadyClosed",
+    "DayNotBalanced",
+    "JournalSide",
+    "JournalSource",
+    "ReconcileError",
+    "close_day",
+    "closed_record",
+    "closed_state",
+    "is_day_closed",
+    "journal_lookup",
+    "ledger_lookup",
+    "read_journal",
+    "reconcile_day",
+    "render_csv",
+    "resolve_settling",
+    "statement_entries",
+    "verify_closed_record",
+    "write_csv",
+]
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -84,58 +116,6 @@ _JOURNAL_COLS = _journal_cols()
 _FROM = "FROM sales s LEFT JOIN pending_reversals p ON p.msgid = s.msgid"
 _CLAIMS = frozenset({"settled", "reversed", "unknown", "settling"})
 
-CLOSED_DAYS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS closed_days (
-    business_date TEXT PRIMARY KEY,
-    closed_at TEXT NOT NULL,
-    closed_by TEXT NOT NULL,
-    pharmacy_code TEXT NOT NULL,
-    terminals TEXT NOT NULL,
-    balanced INTEGER NOT NULL,
-    break_count INTEGER NOT NULL,
-    reason TEXT,
-    digest TEXT NOT NULL,
-    result TEXT NOT NULL,
-    chain_head TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-"""
-# The shared journal: one close covers a pharmacy's day (every till); chain_head
-# holds every till's head as JSON {terminal_id: hash}.
-CLOSED_DAYS_SCHEMA_PG = """
-CREATE TABLE IF NOT EXISTS closed_days (
-    pharmacy_code TEXT NOT NULL,
-    business_date TEXT NOT NULL,
-    closed_at TEXT NOT NULL,
-    closed_by TEXT NOT NULL,
-    terminals TEXT NOT NULL,
-    balanced INTEGER NOT NULL,
-    break_count INTEGER NOT NULL,
-    reason TEXT,
-    digest TEXT NOT NULL,
-    result TEXT NOT NULL,
-    chain_head TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    PRIMARY KEY (pharmacy_code, business_date)
-);
-"""
-
-# A till's journal file, or a shared PostgreSQL journal (URL text or SharedJournal).
-JournalSource = str | os.PathLike[str] | SharedJournal
-
-
-class ReconcileError(Exception):
-    """A problem stated in words the manager (or installer) can act on."""
-
-
-class DayNotBalanced(ReconcileError):
-    """close-day refused: breaks remain and no reason was given."""
-
-
-class DayAlreadyClosed(ReconcileError):
-    pass
-
-
 # --------------------------------------------------------------------------- journal side
 
 
@@ -148,77 +128,6 @@ def _legs(raw: Any) -> tuple[tuple[str, str, int], ...]:
     if len(out) > 1:
         out.sort()
     return tuple(out)
-
-
-def _connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    p = Path(path)
-    if not p.is_file():
-        raise ReconcileError(f"journal file {p} not found")
-    db = sqlite3.connect(str(p), isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA busy_timeout=5000")
-    return db
-
-
-def _pharmacy_codes(db: Any) -> set[str]:
-    """The pharmacy codes (a msgid's first 12 characters) in a journal. msgids sort by
-    that code first, so when the least and the greatest share it, every msgid between
-    does: two seeks on the msgid index instead of a scan of the whole file."""
-    # Two statements: SQLite seeks the index for a lone min() or max(), not for both.
-    (low,) = db.execute("SELECT min(msgid) FROM sales").fetchone()
-    (high,) = db.execute("SELECT max(msgid) FROM sales").fetchone()
-    if low is None:
-        return set()
-    if low[:12] == high[:12]:
-        return {low[:12]}
-    found = db.execute("SELECT DISTINCT substr(msgid, 1, 12) FROM sales WHERE msgid IS NOT NULL")
-    return {c for (c,) in found}
-
-
-def _shared(source: object) -> SharedJournal | None:
-    """The source as a shared PostgreSQL journal, or None for a file."""
-    if isinstance(source, SharedJournal):
-        return source
-    return SharedJournal(source) if isinstance(source, str) and is_postgres_url(source) else None
-
-
-def _open_source(source: JournalSource) -> tuple[Any, str]:
-    """(connection, label) for reading one journal source; the caller closes it.
-
-    The connection's ``execute(sql, params)`` takes this module's SQL (``?``
-    placeholders, ``substr``) and returns tuple rows. A file: its own sqlite3
-    connection, labelled by the file's name. A shared journal: a PostgreSQL
-    connection on which ``sales`` and ``pending_reversals`` show only the
-    source's pharmacy and tills (``SharedJournal.open_reader``), labelled by its
-    URL without password. The reading SQL is therefore one text for both.
-    Raises ``JournalUnavailable`` when the database cannot be reached.
-    """
-    shared = _shared(source)
-    if shared is not None:
-        return shared.open_reader(), shared.label
-    return _connect(_file(source)), Path(_file(source)).name
-
-
-def _file(source: JournalSource) -> str | os.PathLike[str]:
-    """A source that ``_shared`` found not to be a shared journal: a file's path."""
-    assert not isinstance(source, SharedJournal)
-    return source
-
-
-def _of_pharmacy(source: JournalSource, code: str) -> JournalSource:
-    """A shared journal narrowed to the pharmacy being reconciled (it may hold other
-    stores' rows, which must be neither read nor resolved with this store's ledger
-    client); a file as it is."""
-    shared = _shared(source)
-    if shared is None:
-        return source
-    if shared.pharmacy_code not in (None, code):
-        raise ReconcileError(f"the journal source {shared.label} is not pharmacy {code}'s")
-    return shared.scoped(code, shared.terminals)
-
-
-def _label(source: JournalSource) -> str:
-    shared = _shared(source)
-    return shared.label if shared is not None else Path(_file(source)).name
 
 
 def _stamp(msgid: str) -> tuple[str, str]:
@@ -380,7 +289,7 @@ def read_journal(path: JournalSource, day: dt.date, side: JournalSide | None = N
 
 def _read_journal(path: JournalSource, day: dt.date, side: JournalSide) -> JournalSide:
     iso_day, ymd = day.isoformat(), day.strftime("%Y%m%d")
-    db, source = _open_source(path)
+    db, source = open_source(path)
     pg = isinstance(db, PgDb)
     try:
         try:
@@ -408,7 +317,7 @@ def _read_journal(path: JournalSource, day: dt.date, side: JournalSide) -> Journ
         )
         side.terminals.update(t for (t,) in db.execute(tills).fetchall())
         side.terminals.update({r[2] for r in common} | {r[5] for r in rest})
-        side.pharmacy_codes |= _pharmacy_codes(db)
+        side.pharmacy_codes |= pharmacy_codes(db)
     finally:
         db.close()
     add = side.entries.append
@@ -445,7 +354,7 @@ def journal_lookup(
     if not wanted:
         return found, states
     for path in paths:
-        db, source = _open_source(path)
+        db, source = open_source(path)
         try:
             for i in range(0, len(wanted), 400):
                 chunk = wanted[i : i + 400]
@@ -472,9 +381,9 @@ def resolve_settling(paths: Sequence[JournalSource], ledger: Any, pharmacy_code:
     rows), so each outcome is chained into that till's own chain.
     """
     resolved: list[str] = []
-    for path in (_of_pharmacy(p, pharmacy_code) for p in paths):
-        shared = _shared(path)
-        db, _ = _open_source(path)
+    for path in (of_pharmacy(p, pharmacy_code) for p in paths):
+        shared = shared_of(path)
+        db, _ = open_source(path)
         try:
             if shared is not None:
                 rows = db.execute(
@@ -726,9 +635,9 @@ def _reconcile_day(
         raise ReconcileError("give at least one journal file")
     codes: set[str] = set()
     for p in journal_paths if pharmacy_code is None else ():
-        db, _ = _open_source(p)
+        db, _ = open_source(p)
         try:
-            codes |= _pharmacy_codes(db)
+            codes |= pharmacy_codes(db)
         finally:
             db.close()
     code = pharmacy_code or (codes.pop() if len(codes) == 1 else None)
@@ -736,7 +645,7 @@ def _reconcile_day(
         raise ReconcileError(
             "cannot tell the pharmacy code from the journals: give --pharmacy CODE or --config"
         )
-    journal_paths = [_of_pharmacy(p, code) for p in journal_paths]
+    journal_paths = [of_pharmacy(p, code) for p in journal_paths]
     resolved: list[str] = []
     if resolve:
         resolved += resolve_settling(journal_paths, ledger, code)
@@ -791,453 +700,3 @@ def _reconcile_day(
     )
 
 
-# --------------------------------------------------------------------------- CSV
-
-
-def _cell(value: Any) -> Any:
-    """Text cells that a spreadsheet would run as a formula get a leading apostrophe."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        try:
-            float(value)
-        except ValueError:
-            return "'" + value
-    return value
-
-
-def _y(fen: int) -> str:
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{sign}{whole}.{cents:02d}"
-
-
-def _status(entries: Sequence[Entry]) -> str:
-    return " / ".join(f"{e.kind}:{e.status or '-'}@{e.business_date}" for e in entries)
-
-
-CSV_HEADER = [
-    "类别",
-    "kind",
-    "流水号 msgid",
-    "相关流水号 related",
-    "收银机 till",
-    "时间 time",
-    "本店合计 journal total",
-    "本店个人账户 journal personal",
-    "本店共济 journal mutual aid",
-    "本店现金 journal cash",
-    "中心合计 ledger total",
-    "中心个人账户 ledger personal",
-    "中心共济 ledger mutual aid",
-    "中心现金 ledger cash",
-    "差额 difference (ledger-journal)",
-    "本店状态 journal status",
-    "中心状态 ledger status",
-    "说明",
-    "what happened",
-    "处理",
-    "what to do",
-]
-
-
-def render_csv(rec: Reconciliation, *, details: bool = True) -> str:
-    """UTF-8 text for a spreadsheet: breaks first, then (``details``) every balanced msgid,
-    then the totals side by side. Write it with ``write_csv`` (adds the BOM Excel needs)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow(CSV_HEADER)
-    rows: list[Match] = list(rec.breaks)
-    if details:
-        rows += [m for m in rec.matches if not m.is_break]
-    for m in rows:
-        j, led = m.amounts("journal", rec.date), m.amounts("ledger", rec.date)
-        ex = m.explanation
-        w.writerow(
-            [
-                _cell(v)
-                for v in (
-                    KIND_LABEL[m.kind][0],
-                    m.kind.value,
-                    m.msgid,
-                    " ".join(m.related),
-                    m.terminal_id,
-                    m.created_at[:19].replace("T", " "),
-                    _y(j.total),
-                    _y(j.personal_account),
-                    _y(j.mutual_aid),
-                    _y(j.cash),
-                    _y(led.total),
-                    _y(led.personal_account),
-                    _y(led.mutual_aid),
-                    _y(led.cash),
-                    _y(led.total - j.total),
-                    _status(m.journal),
-                    _status(m.ledger),
-                    ex.what_zh if ex else "",
-                    ex.what_en if ex else "",
-                    ex.todo_zh if ex else "",
-                    ex.todo_en if ex else "",
-                )
-            ]
-        )
-    w.writerow([])
-    w.writerow(
-        [
-            "汇总 totals",
-            rec.date,
-            rec.pharmacy_code,
-            "",
-            "",
-            "",
-            "本店 journal",
-            "中心 ledger",
-            "差额 difference",
-        ]
-    )
-    for who, jt, lt in [("全店 store", rec.journal, rec.ledger)] + [
-        (f"收银机 till {t.terminal_id}", t.journal, t.ledger) for t in rec.terminals
-    ]:
-        for label, jv, lv in _total_lines(jt, lt):
-            w.writerow([who, label, "", "", "", "", jv, lv, _diff(jv, lv)])
-    for n in rec.notes:
-        w.writerow(
-            [
-                "注意 note",
-                n.code,
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                n.zh,
-                n.en,
-            ]
-        )
-    return buf.getvalue()
-
-
-def _diff(jv: str, lv: str) -> str:
-    def fen(s: str) -> int:
-        neg = s.startswith("-")
-        whole, _, cents = s.lstrip("-").partition(".")
-        v = int(whole) * 100 + int(cents or 0) if "." in s else int(whole)
-        return -v if neg else v
-
-    if "." in jv:
-        return _y(fen(lv) - fen(jv))
-    return str(fen(lv) - fen(jv))
-
-
-def _total_lines(j: SideTotals, led: SideTotals) -> list[tuple[str, str, str]]:
-    out = [
-        ("笔数 sales count", str(j.sales_count), str(led.sales_count)),
-        ("冲正笔数 reversals count", str(j.reversals_count), str(led.reversals_count)),
-    ]
-    for part, ja, la in (
-        ("销售 sales", j.sales, led.sales),
-        ("冲正 reversals", j.reversals, led.reversals),
-        ("净额 net", j.net, led.net),
-    ):
-        for fund, label in (
-            ("total", "合计 total"),
-            ("personal_account", "个人账户 personal"),
-            ("mutual_aid", "共济 mutual aid"),
-            ("cash", "现金 cash"),
-        ):
-            out.append((f"{part} {label}", _y(getattr(ja, fund)), _y(getattr(la, fund))))
-    return out
-
-
-def write_csv(rec: Reconciliation, path: str | os.PathLike[str], *, details: bool = True) -> Path:
-    """UTF-8 with BOM, so Excel and WPS open it with the Chinese text intact."""
-    p = Path(path)
-    p.write_text(render_csv(rec, details=details), encoding="utf-8-sig", newline="")
-    return p
-
-
-# --------------------------------------------------------------------------- closing a day
-
-
-def _day(business_date: dt.date | str) -> str:
-    return business_date.isoformat() if isinstance(business_date, dt.date) else business_date
-
-
-def is_day_closed(
-    journal: JournalSource | sqlite3.Connection | Journal,
-    business_date: dt.date | str,
-    *,
-    pharmacy_code: str | None = None,
-) -> bool:
-    """True when ``close-day`` has recorded this business date in this journal.
-
-    ``journal``: the journal file's path, an open sqlite3 connection to it, a
-    ``Journal`` (the sale service's own: on a shared journal the check runs on its
-    connection, for its pharmacy), or a shared journal (URL or ``SharedJournal``;
-    ``pharmacy_code`` says whose day when the source does not).
-    Never creates anything; a journal without the table has no closed day.
-    """
-    day = _day(business_date)
-    if isinstance(journal, Journal):
-        if not journal.is_shared:
-            return is_day_closed(journal.path, day)
-        if not journal.query(_HAS_CLOSED_DAYS):
-            return False
-        return bool(journal.query(_CLOSED_PG, (journal.pharmacy_code, day)))
-    shared = _shared(journal)
-    if shared is not None:
-        code = _shared_code(shared, pharmacy_code)
-        pg = PgDb(shared, dict_rows=False)
-        try:
-            if pg.execute(_HAS_CLOSED_DAYS).fetchone() is None:
-                return False
-            return pg.execute(_CLOSED_PG, (code, day)).fetchone() is not None
-        finally:
-            pg.close()
-    if isinstance(journal, sqlite3.Connection):
-        try:
-            row = journal.execute(
-                "SELECT 1 FROM closed_days WHERE business_date = ?", (day,)
-            ).fetchone()
-        except sqlite3.OperationalError:
-            return False
-        return row is not None
-    if not Path(_file(journal)).is_file():
-        return False
-    db = sqlite3.connect(str(journal))
-    try:
-        return is_day_closed(db, day)
-    finally:
-        db.close()
-
-
-_HAS_CLOSED_DAYS = "SELECT 1 FROM pg_class WHERE oid = to_regclass('closed_days')"
-_CLOSED_PG = "SELECT 1 FROM closed_days WHERE pharmacy_code = ? AND business_date = ?"
-
-
-def _shared_code(shared: SharedJournal, pharmacy_code: str | None) -> str:
-    code = pharmacy_code or shared.pharmacy_code
-    if code is None:
-        raise ReconcileError(
-            f"the shared journal {shared.label} keeps each pharmacy's closed days: "
-            "give the pharmacy code (--pharmacy CODE or --config)"
-        )
-    return code
-
-
-def closed_record(
-    path: JournalSource, business_date: dt.date | str, *, pharmacy_code: str | None = None
-) -> dict[str, Any] | None:
-    """The closed-day record, decoded; None when the day is not closed.
-
-    ``pharmacy_code``: whose day, on a shared journal that is not narrowed to one."""
-    shared = _shared(path)
-    if shared is not None:
-        pg = PgDb(shared, dict_rows=True)
-        try:
-            row = None
-            if pg.execute(_HAS_CLOSED_DAYS).fetchone() is not None:
-                row = pg.execute(
-                    "SELECT * FROM closed_days WHERE pharmacy_code = ? AND business_date = ?",
-                    (_shared_code(shared, pharmacy_code), _day(business_date)),
-                ).fetchone()
-        finally:
-            pg.close()
-    else:
-        db = _connect(_file(path))
-        db.row_factory = sqlite3.Row
-        try:
-            try:
-                row = db.execute(
-                    "SELECT * FROM closed_days WHERE business_date = ?", (_day(business_date),)
-                ).fetchone()
-            except sqlite3.OperationalError:
-                return None
-        finally:
-            db.close()
-    if row is None:
-        return None
-    rec = dict(row)
-    rec["terminals"] = json.loads(rec["terminals"])
-    rec["result"] = json.loads(rec["result"])
-    rec["balanced"] = bool(rec["balanced"])
-    return rec
-
-
-def _record_hash(rec: dict[str, Any]) -> str:
-    body = json.dumps(
-        {k: v for k, v in rec.items() if k != "hash"},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256((rec["chain_head"] + body).encode("utf-8")).hexdigest()
-
-
-def verify_closed_record(rec: dict[str, Any]) -> bool:
-    raw = dict(rec)
-    raw["terminals"] = json.dumps(raw["terminals"], ensure_ascii=False)
-    raw["result"] = json.dumps(raw["result"], ensure_ascii=False, sort_keys=True)
-    raw["balanced"] = int(raw["balanced"])
-    return bool(_record_hash(raw) == rec["hash"])
-
-
-def close_day(
-    journal_paths: Sequence[JournalSource],
-    rec: Reconciliation,
-    *,
-    reason: str | None = None,
-    closed_by: str = "manager",
-    now: dt.datetime | None = None,
-) -> list[dict[str, Any]]:
-    """Record the reconciled day in every given journal; refuse breaks without a reason.
-
-    Each record keeps the result (totals and breaks), its digest, the manager's
-    reason, and the journal's event-chain head at closing, hashed together. A
-    shared journal gets one record for the pharmacy's day, with every till's head.
-    """
-    reason = (reason or "").strip() or None
-    if not rec.balanced and reason is None:
-        raise DayNotBalanced(
-            f"{rec.date} has {len(rec.breaks)} break(s) not explained: resolve them, or close "
-            "with --reason saying why (the reason is kept with the closed day)"
-        )
-    for p in journal_paths:
-        shared = _shared(p)
-        if shared is not None and shared.terminals:
-            raise ReconcileError(
-                "on a shared journal a closed day covers the whole store: close it without "
-                "--terminal, reconciling every till"
-            )
-        if is_day_closed(p, rec.date, pharmacy_code=rec.pharmacy_code):
-            prev = closed_record(p, rec.date, pharmacy_code=rec.pharmacy_code) or {}
-            raise DayAlreadyClosed(
-                f"{rec.date} was already closed in {_label(p)} at {prev.get('closed_at')} "
-                f"by {prev.get('closed_by')}"
-            )
-    at = (now or dt.datetime.now(SHANGHAI)).astimezone(SHANGHAI).isoformat()
-    result = json.dumps(rec.as_dict(), ensure_ascii=False, sort_keys=True)
-    terminals = json.dumps([t.terminal_id for t in rec.terminals], ensure_ascii=False)
-    written = []
-    for p in journal_paths:
-        shared = _shared(p)
-        if shared is not None:
-            _close_shared(shared, rec, at, closed_by, terminals, reason, result)
-            written.append(closed_record(p, rec.date, pharmacy_code=rec.pharmacy_code) or {})
-            continue
-        db = _connect(_file(p))
-        try:
-            db.executescript(CLOSED_DAYS_SCHEMA)
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                head = db.execute("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-                raw = _closed_row(
-                    rec, at, closed_by, terminals, reason, result, head[0] if head else "0" * 64
-                )
-                cols = ", ".join(raw)
-                db.execute(
-                    f"INSERT INTO closed_days ({cols}) VALUES ({', '.join('?' * len(raw))})",
-                    tuple(raw.values()),
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        finally:
-            db.close()
-        written.append(closed_record(p, rec.date) or {})
-    return written
-
-
-def _closed_row(
-    rec: Reconciliation,
-    at: str,
-    closed_by: str,
-    terminals: str,
-    reason: str | None,
-    result: str,
-    chain_head: str,
-) -> dict[str, Any]:
-    """A closed_days row (a file's or a shared journal's), hashed over all its columns."""
-    raw: dict[str, Any] = {
-        "business_date": rec.date,
-        "closed_at": at,
-        "closed_by": closed_by,
-        "pharmacy_code": rec.pharmacy_code,
-        "terminals": terminals,
-        "balanced": int(rec.balanced),
-        "break_count": len(rec.breaks),
-        "reason": reason,
-        "digest": rec.digest(),
-        "result": result,
-        "chain_head": chain_head,
-    }
-    raw["hash"] = _record_hash(raw)
-    return raw
-
-
-def _close_shared(
-    shared: SharedJournal,
-    rec: Reconciliation,
-    at: str,
-    closed_by: str,
-    terminals: str,
-    reason: str | None,
-    result: str,
-) -> None:
-    """One closed-day row for the pharmacy's day in a shared journal. Its chain_head is
-    every till's head ({terminal_id: hash}), read in the closing transaction."""
-    db = PgDb(shared, dict_rows=False)
-    try:
-        ensure_schema(db, CLOSED_DAYS_SCHEMA_PG)
-        db.execute("BEGIN")
-        try:
-            heads = db.execute(
-                "SELECT DISTINCT ON (terminal_id) terminal_id, hash FROM events "
-                "WHERE pharmacy_code = ? ORDER BY terminal_id, seq DESC",
-                (rec.pharmacy_code,),
-            ).fetchall()
-            chain_heads = json.dumps(dict(heads), sort_keys=True, separators=(",", ":"))
-            raw = _closed_row(rec, at, closed_by, terminals, reason, result, chain_heads)
-            cols = ", ".join(raw)
-            cur = db.execute(
-                f"INSERT INTO closed_days ({cols}) VALUES ({', '.join('?' * len(raw))}) "
-                "ON CONFLICT DO NOTHING",
-                tuple(raw.values()),
-            )
-            if cur.rowcount != 1:  # closed by someone else since the check above
-                raise DayAlreadyClosed(f"{rec.date} was already closed in {shared.label}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.rollback_quietly()
-            raise
-    finally:
-        db.close()
-
-
-def closed_state(
-    journal_paths: Sequence[JournalSource], rec: Reconciliation
-) -> dict[str, Any] | None:
-    """The closed-day record (from the first journal that has one), and whether the day
-    reconciles differently now than when it was closed."""
-    for p in journal_paths:
-        got = closed_record(p, rec.date, pharmacy_code=rec.pharmacy_code)
-        if got is not None:
-            return {
-                "closed_at": got["closed_at"],
-                "closed_by": got["closed_by"],
-                "reason": got["reason"],
-                "balanced_when_closed": got["balanced"],
-                "break_count_when_closed": got["break_count"],
-                "changed_since_close": got["digest"] != rec.digest(),
-                "record_intact": verify_closed_record(got),
-            }
-    return None

@@ -1,0 +1,105 @@
+"""Where reconciliation reads a till's journal, and how it says what went wrong.
+
+A source is a till's SQLite journal file, or a shared PostgreSQL journal (a
+``postgresql://`` URL, or a ``SharedJournal`` narrowed to a pharmacy and tills).
+``open_source`` gives one connection for both whose ``execute`` takes the same
+SQL (``?`` placeholders, ``substr``): on PostgreSQL, temporary views named
+``sales`` and ``pending_reversals`` show only the source's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from pos_plugin.journal_pg import SharedJournal, is_postgres_url
+
+# A till's journal file, or a shared PostgreSQL journal (URL text or SharedJournal).
+JournalSource = str | os.PathLike[str] | SharedJournal
+
+
+class ReconcileError(Exception):
+    """A problem stated in words the manager (or installer) can act on."""
+
+
+class DayNotBalanced(ReconcileError):
+    """close-day refused: breaks remain and no reason was given."""
+
+
+class DayAlreadyClosed(ReconcileError):
+    """close-day refused: the day is closed already (a closed day is never changed)."""
+
+
+def connect_file(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """A journal file opened for reconciling; a missing file is said, never created."""
+    p = Path(path)
+    if not p.is_file():
+        raise ReconcileError(f"journal file {p} not found")
+    db = sqlite3.connect(str(p), isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
+def pharmacy_codes(db: Any) -> set[str]:
+    """The pharmacy codes (a msgid's first 12 characters) in a journal. msgids sort by
+    that code first, so when the least and the greatest share it, every msgid between
+    does: two seeks on the msgid index instead of a scan of the whole file."""
+    # Two statements: SQLite seeks the index for a lone min() or max(), not for both.
+    (low,) = db.execute("SELECT min(msgid) FROM sales").fetchone()
+    (high,) = db.execute("SELECT max(msgid) FROM sales").fetchone()
+    if low is None:
+        return set()
+    if low[:12] == high[:12]:
+        return {low[:12]}
+    found = db.execute("SELECT DISTINCT substr(msgid, 1, 12) FROM sales WHERE msgid IS NOT NULL")
+    return {c for (c,) in found}
+
+
+def shared_of(source: object) -> SharedJournal | None:
+    """The source as a shared PostgreSQL journal, or None for a file."""
+    if isinstance(source, SharedJournal):
+        return source
+    return SharedJournal(source) if isinstance(source, str) and is_postgres_url(source) else None
+
+
+def open_source(source: JournalSource) -> tuple[Any, str]:
+    """(connection, label) for reading one journal source; the caller closes it.
+
+    The connection's ``execute(sql, params)`` takes reconciliation's SQL (``?``
+    placeholders, ``substr``) and returns tuple rows. A file: its own sqlite3
+    connection, labelled by the file's name. A shared journal: a PostgreSQL
+    connection on which ``sales`` and ``pending_reversals`` show only the
+    source's pharmacy and tills (``SharedJournal.open_reader``), labelled by its
+    URL without password. The reading SQL is therefore one text for both.
+    Raises ``JournalUnavailable`` when the database cannot be reached.
+    """
+    shared = shared_of(source)
+    if shared is not None:
+        return shared.open_reader(), shared.label
+    return connect_file(file_of(source)), Path(file_of(source)).name
+
+
+def file_of(source: JournalSource) -> str | os.PathLike[str]:
+    """A source that ``shared_of`` found not to be a shared journal: a file's path."""
+    assert not isinstance(source, SharedJournal)
+    return source
+
+
+def of_pharmacy(source: JournalSource, code: str) -> JournalSource:
+    """A shared journal narrowed to the pharmacy being reconciled (it may hold other
+    stores' rows, which must be neither read nor resolved with this store's ledger
+    client); a file as it is."""
+    shared = shared_of(source)
+    if shared is None:
+        return source
+    if shared.pharmacy_code not in (None, code):
+        raise ReconcileError(f"the journal source {shared.label} is not pharmacy {code}'s")
+    return shared.scoped(code, shared.terminals)
+
+
+def label_of(source: JournalSource) -> str:
+    """How a source is named to the manager: the file's name, or the URL without password."""
+    shared = shared_of(source)
+    return shared.label if shared is not None else Path(file_of(source)).name
