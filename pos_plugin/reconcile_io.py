@@ -291,7 +291,12 @@ def _read_journal(path: JournalSource, day: dt.date, side: JournalSide) -> Journ
     iso_day, ymd = day.isoformat(), day.strftime("%Y%m%d")
     db, source = open_source(path)
     pg = isinstance(db, PgDb)
+    # The common rows and the rest are two queries: one snapshot for both, or a sale
+    # the till moves from settling to settled in between would be in neither (and a
+    # settled one reversed in between, in both). The agent may be selling meanwhile.
+    begin = "BEGIN ISOLATION LEVEL REPEATABLE READ" if pg else "BEGIN"
     try:
+        db.execute(begin)
         try:
             common = db.execute(_common_sql(pg), (iso_day,)).fetchall()
             cols = _journal_cols(_LEGS_FAST_PG if pg else _LEGS_FAST)
@@ -300,9 +305,11 @@ def _read_journal(path: JournalSource, day: dt.date, side: JournalSide) -> Journ
                 (iso_day, ymd, ymd, iso_day),
             ).fetchall()
         except Exception as exc:  # sqlite3.OperationalError, psycopg.DataError
+            db.execute("ROLLBACK")
             if not _bad_json(exc):
                 raise
             # A plan that is not JSON: every row down the general path, which names it.
+            db.execute(begin)
             common = []
             rest = db.execute(
                 f"SELECT {_journal_cols(_LEGS_SLOW)} {_FROM} WHERE {_OF_DAY}", (iso_day, ymd, ymd)
@@ -318,6 +325,7 @@ def _read_journal(path: JournalSource, day: dt.date, side: JournalSide) -> Journ
         side.terminals.update(t for (t,) in db.execute(tills).fetchall())
         side.terminals.update({r[2] for r in common} | {r[5] for r in rest})
         side.pharmacy_codes |= pharmacy_codes(db)
+        db.execute("COMMIT")
     finally:
         db.close()
     add = side.entries.append
