@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 from pydantic import BaseModel, ValidationError
@@ -113,6 +114,31 @@ _ERRORS: dict[str, type[e.LedgerError]] = {
     "already_reversed": e.AlreadyReversed,
     "invalid_request": e.InvalidRequest,
 }
+
+
+def _step(query: dict[str, Any], next_page: int, next_after: int | None) -> None:
+    """Move ``query`` to the next page; a page or cursor that does not move forward is a
+    ledger fault (following it would read rows twice, or forever)."""
+    if next_page <= query["page"] or (
+        next_after is not None and "after" in query and next_after <= query["after"]
+    ):
+        raise e.LedgerError(
+            f"the ledger's statement does not move forward (page {query['page']} -> "
+            f"{next_page}, after {query.get('after')} -> {next_after}); ask the centre",
+            code="bad_response",
+        )
+    query["page"] = next_page
+    if next_after is not None:
+        query["after"] = next_after
+    else:  # a ledger without the cursor: page numbers only
+        query.pop("after", None)
+
+
+def _same_query(link: str, query: dict[str, Any]) -> bool:
+    """A ``Link`` target is used only when it asks for exactly the page we would ask for
+    (same page, cursor, size, till and format): else it is ignored, never trusted."""
+    got = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items() if len(v) == 1}
+    return got == {k: str(v) for k, v in query.items()}
 
 
 class HttpLedgerClient:
@@ -305,8 +331,10 @@ class HttpLedgerClient:
 
         A ledger that sends ``Link: <...>; rel="next"`` (RFC 8288) is read one page
         ahead: the next page is asked for before this one is parsed, so the ledger
-        builds it while we parse. Otherwise pages are followed one after the other by
-        the cursor (``next_after``), else by ``next_page``. A ledger that caps
+        builds it while we parse; the page's own ``next_page``/``next_after`` still
+        decide, and a Link that names another page is ignored. Otherwise pages are
+        followed one after the other by the cursor (``next_after``), else by
+        ``next_page``. A ledger that caps
         ``page_size`` lower answers the first page with 422 on ``page_size``: the size
         steps down (``STATEMENT_PAGE_FALLBACK``) and is remembered.
         """
@@ -321,30 +349,31 @@ class HttpLedgerClient:
                 continue
             break
         # A day is ~10^5 rows of small objects, all kept, none in cycles: pos_plugin.gcpause.
-        with gc_paused(), ThreadPoolExecutor(1, thread_name_prefix="statement-page") as ahead:
-            while True:
-                if resp.status_code != 200:
-                    raise self._error(resp)
-                link = self._next_link(resp, path)
-                pending = None
-                if link:
-                    pending = ahead.submit(self._safe, "GET", link)
-                    # pydantic-core holds the GIL for a whole page's parse (~30 ms):
-                    # yield it first, long enough for the request to go out (~0.3 ms
-                    # of Python in requests), or it would only leave after the parse.
-                    time.sleep(_HAND_OVER)
-                last = parse(resp.content, resp.status_code)
-                if pending is not None:
-                    resp = pending.result()
-                    continue
-                if last.next_page is None:
-                    return last
-                query["page"] = last.next_page
-                if last.next_after is not None:
-                    query["after"] = last.next_after
-                else:  # a ledger without the cursor: page numbers only
-                    query.pop("after", None)
-                resp = self._safe("GET", path, params=query)
+        ahead = ThreadPoolExecutor(1, thread_name_prefix="statement-page")
+        try:
+            with gc_paused():
+                while True:
+                    if resp.status_code != 200:
+                        raise self._error(resp)
+                    link = self._next_link(resp, path)
+                    pending = None
+                    if link:
+                        pending = ahead.submit(self._safe, "GET", link)
+                        # pydantic-core holds the GIL for a whole page's parse (~30 ms):
+                        # yield it first, long enough for the request to go out (~0.3 ms
+                        # of Python in requests), or it would only leave after the parse.
+                        time.sleep(_HAND_OVER)
+                    last = parse(resp.content, resp.status_code)
+                    if last.next_page is None:  # the page says it is the last: done,
+                        return last  # whatever a Link says (a look-ahead is dropped)
+                    _step(query, last.next_page, last.next_after)
+                    if pending is not None and link is not None and _same_query(link, query):
+                        resp = pending.result()
+                    else:  # no Link, or one not naming the page this one names: ask for it
+                        resp = self._safe("GET", path, params=query)
+        finally:
+            # On an error, do not wait for a look-ahead still on the wire.
+            ahead.shutdown(wait=False, cancel_futures=True)
 
     @staticmethod
     def _next_link(resp: requests.Response, path: str) -> str | None:

@@ -6,16 +6,18 @@ that changes between them must be read once, as it stood at one moment.
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from typing import Any
 
 import pytest
 
 import pos_plugin.reconcile_io as rio
-from pos_plugin.reconcile_io import JournalSide, read_journal
+from pos_plugin.journal import SHANGHAI
+from pos_plugin.reconcile_io import JournalSide, read_journal, reconcile_day
 
 from .conftest import seed_clean_day
-from .seed import DAY, Store
+from .seed import DAY, ZHANG_WEI, Store
 
 
 def test_a_sale_reversed_between_the_two_reads_is_read_once(
@@ -49,3 +51,20 @@ def test_a_sale_reversed_between_the_two_reads_is_read_once(
     # and a read after the change sees the change
     after = read_journal(path, DAY, JournalSide())
     assert [e.status for e in after.entries if e.msgid == victim.msgid] == ["reversed"]
+
+
+def test_a_sale_settled_while_reconciling_is_said_to_be_timing_not_a_lost_statement_row(
+    store: Store,
+) -> None:
+    now = dt.datetime.now(SHANGHAI).replace(microsecond=0)
+    today = now.date()
+    code = store.pharmacy.code
+    earlier = store.client.statement_compact(code, today)  # read before the sale below
+    sold = store.sale("T01", "LIVE1", ZHANG_WEI, 1200, 1200, now, ledger_at=now)
+    rec = reconcile_day(today, store.paths, store.client, code, statement=earlier)
+    assert [(b.msgid, b.kind.value) for b in rec.breaks] == [(sold.msgid, "journal_only")]
+    notes = {n.code: n for n in rec.notes}
+    assert "break_statement_missing" not in notes
+    assert sold.msgid in notes["settled_while_reconciling"].en
+    # read again with a fresh statement: nothing left
+    assert reconcile_day(today, store.paths, store.client, code).balanced

@@ -26,7 +26,13 @@ from pos_plugin.gcpause import gc_paused
 from pos_plugin.ledger import HttpLedgerClient
 from pos_plugin.ledger.errors import LedgerError
 from pos_plugin.reconcile import Entry
-from pos_plugin.reconcile_io import ReconcileError, reconcile_day, statement_entries
+from pos_plugin.reconcile_io import (
+    JournalSide,
+    ReconcileError,
+    read_journal,
+    reconcile_day,
+    statement_entries,
+)
 
 from .conftest import seed_clean_day
 from .seed import DAY, Store, at
@@ -222,3 +228,112 @@ def test_gc_pause_turns_the_collector_back_on_without_a_backlog() -> None:
     # what was built went to the oldest generation: no collection of it is pending
     assert gc.get_count()[0] < 100
     assert len(kept) == 50_000
+
+
+class Relay:
+    """A ledger in front of the sandbox that passes every request on as it is, then lets
+    ``tamper(query, body, link) -> (body, link)`` change the answer: a gateway or a ledger
+    that gets its paging wrong."""
+
+    def __init__(
+        self,
+        upstream: str,
+        tamper: Callable[[dict[str, str], dict[str, Any], str | None], tuple[Any, str | None]],
+    ) -> None:
+        self.count = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                owner.count += 1
+                if owner.count > 50:  # a client that never stops: fail, do not hang
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                up = requests.get(
+                    upstream + self.path,
+                    headers={"Authorization": self.headers["Authorization"]},
+                    timeout=10,
+                )
+                query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+                body, link = tamper(query, up.json(), up.headers.get("Link"))
+                data = json.dumps(body).encode()
+                self.send_response(up.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                if link:
+                    self.send_header("Link", link)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _through(day: Store, tamper: Any) -> tuple[Relay, HttpLedgerClient]:
+    relay = Relay(day.url, tamper)
+    client = _client(relay.url, day.pharmacy.api_token)
+    client.statement_page_size = 4
+    return relay, client
+
+
+def test_a_link_past_the_last_page_or_back_to_the_first_is_not_followed(day: Store) -> None:
+    first = f"/v1/statements/{day.pharmacy.code}/{DAY.isoformat()}?page=1&page_size=4&after=0"
+
+    def back_to_first(q: dict[str, str], body: dict[str, Any], link: str | None) -> Any:
+        return body, f'<{first}&format=compact>; rel="next"'  # on every page, the last too
+
+    relay, client = _through(day, back_to_first)
+    try:
+        got = client.statement_compact(day.pharmacy.code, DAY)
+    finally:
+        client.close()
+        relay.close()
+    full = day.client.statement(day.pharmacy.code, DAY)
+    assert [r[0] for r in got.rows] == [r.msgid for r in full.rows]  # each row once
+    # 11 rows in pages of 4: three pages used; each wrong look-ahead is asked once and dropped
+    assert 3 <= relay.count <= 6
+
+
+def test_a_statement_that_does_not_move_forward_is_refused(day: Store) -> None:
+    def stuck(q: dict[str, str], body: dict[str, Any], link: str | None) -> Any:
+        if body.get("next_page"):
+            body = {**body, "next_after": int(q["after"])}  # the cursor stays where it was
+        return body, None
+
+    relay, client = _through(day, stuck)
+    try:
+        with pytest.raises(LedgerError) as err:
+            client.statement_compact(day.pharmacy.code, DAY)
+    finally:
+        client.close()
+        relay.close()
+    assert err.value.code == "bad_response" and "move forward" in str(err.value)
+    assert relay.count == 1
+
+
+@pytest.mark.parametrize(
+    "legs",
+    [
+        "null,null",  # a string where the legs array should be
+        '[{"kind":"mutual_aid","account_id":"Y","amount":1}',  # half of an array
+    ],
+)
+def test_legs_that_are_a_string_are_named_never_shifted_to_another_sale(
+    day: Store, legs: str
+) -> None:
+    j = day.journals["T02"]
+    with sqlite3.connect(j.path) as db:
+        db.execute("UPDATE sales SET plan = json_set(plan, '$.legs', ?) WHERE sale_ref = 'B1'",
+                   (legs,))  # fmt: skip
+    with pytest.raises(ReconcileError) as err:
+        read_journal(j.path, DAY, JournalSide())
+    assert "sale B1" in str(err.value)
