@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,51 +120,21 @@ def render_csv(rec: Reconciliation, *, details: bool = True) -> str:
     for who, jt, lt in [("全店 store", rec.journal, rec.ledger)] + [
         (f"收银机 till {t.terminal_id}", t.journal, t.ledger) for t in rec.terminals
     ]:
-        for label, jv, lv in _total_lines(jt, lt):
-            w.writerow([who, label, "", "", "", "", jv, lv, _diff(jv, lv)])
+        for label, jv, lv, show in _total_lines(jt, lt):
+            w.writerow([who, label, "", "", "", "", show(jv), show(lv), show(lv - jv)])
     for n in rec.notes:
-        w.writerow(
-            [
-                "注意 note",
-                n.code,
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                n.zh,
-                n.en,
-            ]
-        )
+        # the note's words land in the 说明 / what happened columns (CSV_HEADER)
+        w.writerow(["注意 note", n.code, *[""] * 15, n.zh, n.en])
     return buf.getvalue()
 
 
-def _diff(jv: str, lv: str) -> str:
-    def fen(s: str) -> int:
-        neg = s.startswith("-")
-        whole, _, cents = s.lstrip("-").partition(".")
-        v = int(whole) * 100 + int(cents or 0) if "." in s else int(whole)
-        return -v if neg else v
-
-    if "." in jv:
-        return _y(fen(lv) - fen(jv))
-    return str(fen(lv) - fen(jv))
-
-
-def _total_lines(j: SideTotals, led: SideTotals) -> list[tuple[str, str, str]]:
-    out = [
-        ("笔数 sales count", str(j.sales_count), str(led.sales_count)),
-        ("冲正笔数 reversals count", str(j.reversals_count), str(led.reversals_count)),
+def _total_lines(
+    j: SideTotals, led: SideTotals
+) -> list[tuple[str, int, int, Callable[[int], str]]]:
+    """(label, journal, ledger, how to show it): counts as numbers, money in yuan."""
+    out: list[tuple[str, int, int, Callable[[int], str]]] = [
+        ("笔数 sales count", j.sales_count, led.sales_count, str),
+        ("冲正笔数 reversals count", j.reversals_count, led.reversals_count, str),
     ]
     for part, ja, la in (
         ("销售 sales", j.sales, led.sales),
@@ -177,7 +147,7 @@ def _total_lines(j: SideTotals, led: SideTotals) -> list[tuple[str, str, str]]:
             ("mutual_aid", "共济 mutual aid"),
             ("cash", "现金 cash"),
         ):
-            out.append((f"{part} {label}", _y(getattr(ja, fund)), _y(getattr(la, fund))))
+            out.append((f"{part} {label}", getattr(ja, fund), getattr(la, fund), _y))
     return out
 
 
