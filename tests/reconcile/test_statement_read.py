@@ -37,14 +37,23 @@ from pos_plugin.reconcile_io import (
 from .conftest import seed_clean_day
 from .seed import DAY, Store, at
 
+Query = dict[str, str]
 
-class OlderLedger:
-    """A ledger of an older version in front of the sandbox: it knows neither
-    ``format`` nor ``after``, sends no ``Link``, and refuses ``page_size`` over ``cap``.
-    ``rewrite`` may change each answer's body (to serve a malformed page)."""
+
+class Relay:
+    """A ledger in front of the sandbox, a real HTTP server on 127.0.0.1.
+
+    ``ask(query)`` gives the query to pass on, or ``(status, body)`` to answer itself;
+    ``tamper(query, body, link)`` may change a 200 answer's body and ``Link`` header.
+    Without hooks it passes everything on as it is. Every request's query is kept in
+    ``requests``; after 50 it answers 500, so a client that never stops fails."""
 
     def __init__(
-        self, upstream: str, cap: int = 200, rewrite: Callable[[dict[str, Any]], Any] | None = None
+        self,
+        upstream: str,
+        *,
+        ask: Callable[[Query], Query | tuple[int, Any]] | None = None,
+        tamper: Callable[[Query, Any, str | None], tuple[Any, str | None]] | None = None,
     ) -> None:
         self.requests: list[dict[str, list[str]]] = []
         owner = self
@@ -55,29 +64,32 @@ class OlderLedger:
 
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
-                query = parse_qs(url.query)
-                owner.requests.append(query)
-                size = int(query.get("page_size", ["200"])[0])
-                if size > cap:
-                    self._send(422, {"code": "invalid_request", "field": "page_size",
-                                     "message": f"page_size must be at most {cap}"})  # fmt: skip
+                owner.requests.append(parse_qs(url.query))
+                if len(owner.requests) > 50:
+                    self._send(500, {"code": "loop", "message": "too many requests"}, None)
                     return
-                kept = {k: v[0] for k, v in query.items() if k in ("page", "page_size")}
+                query = {k: v[0] for k, v in owner.requests[-1].items()}
+                forward = ask(query) if ask is not None else query
+                if isinstance(forward, tuple):
+                    self._send(*forward, None)
+                    return
                 up = requests.get(
-                    f"{upstream}{url.path}?{urlencode(kept)}",
+                    f"{upstream}{url.path}?{urlencode(forward)}",
                     headers={"Authorization": self.headers["Authorization"]},
                     timeout=10,
                 )
-                body = up.json()
-                if rewrite is not None and up.status_code == 200:
-                    body = rewrite(body)
-                self._send(up.status_code, body)
+                body, link = up.json(), up.headers.get("Link")
+                if tamper is not None and up.status_code == 200:
+                    body, link = tamper(query, body, link)
+                self._send(up.status_code, body, link)
 
-            def _send(self, status: int, body: Any) -> None:
+            def _send(self, status: int, body: Any, link: str | None) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                if link:
+                    self.send_header("Link", link)
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -90,6 +102,25 @@ class OlderLedger:
         self.server.server_close()
 
 
+def older_ledger(
+    upstream: str, cap: int = 200, rewrite: Callable[[Any], Any] | None = None
+) -> Relay:
+    """A ledger of an older version: it knows neither ``format`` nor ``after``, sends
+    no ``Link``, and refuses ``page_size`` over ``cap``. ``rewrite`` may change each
+    answer's body (to serve a malformed page)."""
+
+    def ask(query: Query) -> Query | tuple[int, Any]:
+        if int(query.get("page_size", "200")) > cap:
+            return 422, {"code": "invalid_request", "field": "page_size",
+                         "message": f"page_size must be at most {cap}"}  # fmt: skip
+        return {k: v for k, v in query.items() if k in ("page", "page_size")}
+
+    def tamper(query: Query, body: Any, link: str | None) -> tuple[Any, str | None]:
+        return (rewrite(body) if rewrite is not None else body), None
+
+    return Relay(upstream, ask=ask, tamper=tamper)
+
+
 @pytest.fixture
 def day(store: Store) -> Store:
     seed_clean_day(store)
@@ -100,11 +131,11 @@ def day(store: Store) -> Store:
 
 
 @pytest.fixture
-def older(day: Store) -> Iterator[Callable[..., OlderLedger]]:
-    made: list[OlderLedger] = []
+def older(day: Store) -> Iterator[Callable[..., Relay]]:
+    made: list[Relay] = []
 
-    def make(**kw: Any) -> OlderLedger:
-        made.append(OlderLedger(day.url, **kw))
+    def make(**kw: Any) -> Relay:
+        made.append(older_ledger(day.url, **kw))
         return made[-1]
 
     yield make
@@ -154,7 +185,7 @@ def test_small_pages_are_read_one_ahead_and_none_is_lost_or_repeated(day: Store)
 
 
 def test_an_older_ledger_is_read_in_the_full_format_with_smaller_pages(
-    day: Store, older: Callable[..., OlderLedger]
+    day: Store, older: Callable[..., Relay]
 ) -> None:
     code = day.pharmacy.code
     old = older(cap=200)
@@ -171,7 +202,7 @@ def test_an_older_ledger_is_read_in_the_full_format_with_smaller_pages(
 
 
 def test_an_older_ledger_is_followed_by_page_numbers(
-    day: Store, older: Callable[..., OlderLedger]
+    day: Store, older: Callable[..., Relay]
 ) -> None:
     code = day.pharmacy.code
     old = older(cap=200)
@@ -186,7 +217,7 @@ def test_an_older_ledger_is_followed_by_page_numbers(
 
 
 def test_a_compact_page_with_other_columns_is_refused_not_misread(
-    day: Store, older: Callable[..., OlderLedger]
+    day: Store, older: Callable[..., Relay]
 ) -> None:
     def swap(body: dict[str, Any]) -> dict[str, Any]:
         # total and cash swapped: read by position, the money would land in the wrong fund
@@ -230,56 +261,8 @@ def test_gc_pause_turns_the_collector_back_on_without_a_backlog() -> None:
     assert len(kept) == 50_000
 
 
-class Relay:
-    """A ledger in front of the sandbox that passes every request on as it is, then lets
-    ``tamper(query, body, link) -> (body, link)`` change the answer: a gateway or a ledger
-    that gets its paging wrong."""
-
-    def __init__(
-        self,
-        upstream: str,
-        tamper: Callable[[dict[str, str], dict[str, Any], str | None], tuple[Any, str | None]],
-    ) -> None:
-        self.count = 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                owner.count += 1
-                if owner.count > 50:  # a client that never stops: fail, do not hang
-                    self.send_response(500)
-                    self.end_headers()
-                    return
-                up = requests.get(
-                    upstream + self.path,
-                    headers={"Authorization": self.headers["Authorization"]},
-                    timeout=10,
-                )
-                query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
-                body, link = tamper(query, up.json(), up.headers.get("Link"))
-                data = json.dumps(body).encode()
-                self.send_response(up.status_code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if link:
-                    self.send_header("Link", link)
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def _through(day: Store, tamper: Any) -> tuple[Relay, HttpLedgerClient]:
-    relay = Relay(day.url, tamper)
+    relay = Relay(day.url, tamper=tamper)
     client = _client(relay.url, day.pharmacy.api_token)
     client.statement_page_size = 4
     return relay, client
@@ -300,7 +283,7 @@ def test_a_link_past_the_last_page_or_back_to_the_first_is_not_followed(day: Sto
     full = day.client.statement(day.pharmacy.code, DAY)
     assert [r[0] for r in got.rows] == [r.msgid for r in full.rows]  # each row once
     # 11 rows in pages of 4: three pages used; each wrong look-ahead is asked once and dropped
-    assert 3 <= relay.count <= 6
+    assert 3 <= len(relay.requests) <= 6
 
 
 def test_a_statement_that_does_not_move_forward_is_refused(day: Store) -> None:
@@ -317,7 +300,7 @@ def test_a_statement_that_does_not_move_forward_is_refused(day: Store) -> None:
         client.close()
         relay.close()
     assert err.value.code == "bad_response" and "move forward" in str(err.value)
-    assert relay.count == 1
+    assert len(relay.requests) == 1
 
 
 @pytest.mark.parametrize(
