@@ -282,7 +282,6 @@ class JournalSide:
     entries: list[Entry] = field(default_factory=list)
     states: dict[str, str] = field(default_factory=dict)  # msgid -> state, rows claiming no money
     terminals: set[str] = field(default_factory=set)
-    pharmacy_codes: set[str] = field(default_factory=set)
     unknown: list[tuple[str, Any]] = field(default_factory=list)  # (source, row) to resolve
 
 
@@ -329,7 +328,6 @@ def _read_journal(path: JournalSource, day: dt.date, side: JournalSide) -> Journ
         )
         side.terminals.update(t for (t,) in db.execute(tills).fetchall())
         side.terminals.update({r[2] for r in common} | {r[5] for r in rest})
-        side.pharmacy_codes |= pharmacy_codes(db)
         db.execute("COMMIT")
     finally:
         db.close()
