@@ -55,6 +55,71 @@ def seed_clean_day(s: Store) -> tuple[list[Sold], str]:
     return out, rev
 
 
+def seed_faults(s: Store, breaks: dict[str, str], resolved: list[str], extra: dict[str, str]) -> None:
+    """Every fault a till journal can hold, made the way real faults make them: lost
+    outcomes, a ghost, amount and split differences, one-sided reversals, an unknown
+    outcome and a booking after midnight. Each break's expected kind goes to ``breaks``
+    (msgid -> kind), lost outcomes that resolution will settle to ``resolved``, and the
+    msgids tests look at again to ``extra``."""
+    # Lost outcome, resolved: the agent died after the ledger committed (row left settling).
+    lost = s.sale("T02", "B3", WANG_FANG, 1800, 1800, at(12, 0), record_outcome=False)
+    resolved.append(lost.msgid)
+
+    # Lost outcome, not resolved: the till marked it failed, but the centre committed it.
+    gone = s.sale("T02", "B4", WANG_JIANGUO, 2300, 2300, at(12, 30), record_outcome=False)
+    s.journals["T02"].update("B4", J.FAILED, refusal_code="ledger_unavailable")
+    breaks[gone.msgid] = "ledger_only"
+
+    # The till believes it settled; the request never reached the centre.
+    ghost = s.sale("T01", "A4", WANG_JIANGUO, 1500, 1500, at(13, 0), send=False)
+    s.journals["T01"].update(
+        "A4", J.SETTLED, settlement_id="STL-NEVER", personal_account=1500, mutual_aid=0, cash=0
+    )
+    breaks[ghost.msgid] = "journal_only"
+
+    # Amount: the POS changed the basket after settling and the till journaled the new total.
+    amt = s.sale("T02", "B5", WANG_JIANGUO, 3000, 2000, at(13, 20))
+    s.journals["T02"].update("B5", J.SETTLED, total=3500, cash=1500)
+    breaks[amt.msgid] = "amount_mismatch"
+
+    # Split: same total, the till recorded more cash and less personal account.
+    split = s.sale("T01", "A5", WANG_JIANGUO, 2000, 2000, at(13, 40))
+    s.journals["T01"].update("A5", J.SETTLED, personal_account=1500, cash=500)
+    breaks[split.msgid] = "split_mismatch"
+
+    # Reversal seen by the ledger only: the answer to the reversal was lost.
+    rl = s.sale("T01", "A6", ZHANG_WEI, 1000, 1000, at(16, 0))
+    rl_rev = s.reverse(rl, at(16, 10), record_outcome=False)
+    breaks[rl.msgid] = "status_mismatch"
+    extra["ledger_reversal"] = rl_rev
+
+    # Reversal seen by the journal only: recorded as reversed, never reached the centre.
+    rj = s.sale("T02", "B6", WANG_JIANGUO, 900, 900, at(16, 30))
+    rj_rev = s.reverse(rj, at(16, 40), send=False)
+    breaks[rj.msgid] = "status_mismatch"
+    extra["journal_reversal"] = rj_rev
+
+    # The till gave up waiting, took cash and owes a reversal; the centre had committed.
+    unk = s.sale("T02", "B7", LI_NA, 800, 800, at(17, 0), record_outcome=False)
+    rmsg = s.journals["T02"].next_msgid(at(17, 1))
+    s.journals["T02"].update("B7", J.UNKNOWN, reversal_msgid=rmsg)
+    s.journals["T02"].queue_reversal("B7", unk.msgid, rmsg)
+    breaks[unk.msgid] = "status_mismatch"
+    extra["unknown"] = unk.msgid
+
+    # Around midnight: the till's clock says 23:59:58, the centre books it after midnight.
+    late = s.sale(
+        "T01",
+        "A7",
+        SUN_LI,
+        1100,
+        1100,
+        at(23, 59, 58),
+        ledger_at=at(0, 0, 3, DAY + dt.timedelta(days=1)),
+    )
+    breaks[late.msgid] = "business_day_mismatch"
+
+
 @pytest.fixture
 def seeded(store: Store) -> Seeded:
     """Every break kind on one day of a two-till store (plus one resolved lost outcome)."""
@@ -70,63 +135,7 @@ def seeded(store: Store) -> Seeded:
         if m in sd.balanced:
             sd.balanced.remove(m)
 
-    # Lost outcome, resolved: the agent died after the ledger committed (row left settling).
-    lost = s.sale("T02", "B3", WANG_FANG, 1800, 1800, at(12, 0), record_outcome=False)
-    sd.resolved.append(lost.msgid)
-
-    # Lost outcome, not resolved: the till marked it failed, but the centre committed it.
-    gone = s.sale("T02", "B4", WANG_JIANGUO, 2300, 2300, at(12, 30), record_outcome=False)
-    s.journals["T02"].update("B4", J.FAILED, refusal_code="ledger_unavailable")
-    sd.breaks[gone.msgid] = "ledger_only"
-
-    # The till believes it settled; the request never reached the centre.
-    ghost = s.sale("T01", "A4", WANG_JIANGUO, 1500, 1500, at(13, 0), send=False)
-    s.journals["T01"].update(
-        "A4", J.SETTLED, settlement_id="STL-NEVER", personal_account=1500, mutual_aid=0, cash=0
-    )
-    sd.breaks[ghost.msgid] = "journal_only"
-
-    # Amount: the POS changed the basket after settling and the till journaled the new total.
-    amt = s.sale("T02", "B5", WANG_JIANGUO, 3000, 2000, at(13, 20))
-    s.journals["T02"].update("B5", J.SETTLED, total=3500, cash=1500)
-    sd.breaks[amt.msgid] = "amount_mismatch"
-
-    # Split: same total, the till recorded more cash and less personal account.
-    split = s.sale("T01", "A5", WANG_JIANGUO, 2000, 2000, at(13, 40))
-    s.journals["T01"].update("A5", J.SETTLED, personal_account=1500, cash=500)
-    sd.breaks[split.msgid] = "split_mismatch"
-
-    # Reversal seen by the ledger only: the answer to the reversal was lost.
-    rl = s.sale("T01", "A6", ZHANG_WEI, 1000, 1000, at(16, 0))
-    rl_rev = s.reverse(rl, at(16, 10), record_outcome=False)
-    sd.breaks[rl.msgid] = "status_mismatch"
-    sd.extra["ledger_reversal"] = rl_rev
-
-    # Reversal seen by the journal only: recorded as reversed, never reached the centre.
-    rj = s.sale("T02", "B6", WANG_JIANGUO, 900, 900, at(16, 30))
-    rj_rev = s.reverse(rj, at(16, 40), send=False)
-    sd.breaks[rj.msgid] = "status_mismatch"
-    sd.extra["journal_reversal"] = rj_rev
-
-    # The till gave up waiting, took cash and owes a reversal; the centre had committed.
-    unk = s.sale("T02", "B7", LI_NA, 800, 800, at(17, 0), record_outcome=False)
-    rmsg = s.journals["T02"].next_msgid(at(17, 1))
-    s.journals["T02"].update("B7", J.UNKNOWN, reversal_msgid=rmsg)
-    s.journals["T02"].queue_reversal("B7", unk.msgid, rmsg)
-    sd.breaks[unk.msgid] = "status_mismatch"
-    sd.extra["unknown"] = unk.msgid
-
-    # Around midnight: the till's clock says 23:59:58, the centre books it after midnight.
-    late = s.sale(
-        "T01",
-        "A7",
-        SUN_LI,
-        1100,
-        1100,
-        at(23, 59, 58),
-        ledger_at=at(0, 0, 3, DAY + dt.timedelta(days=1)),
-    )
-    sd.breaks[late.msgid] = "business_day_mismatch"
+    seed_faults(s, sd.breaks, sd.resolved, sd.extra)
 
     # A balanced sale on the cloned till itself.
     own = s.sale("T03", "C1", ZHANG_WEI, 600, 600, at(18, 0, 30))

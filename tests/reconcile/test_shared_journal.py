@@ -33,8 +33,8 @@ from pos_plugin.reconcile_io import (
 )
 from tests.pgschema import fresh_schema, sql
 
-from .conftest import seed_clean_day
-from .seed import DAY, LI_NA, SUN_LI, WANG_FANG, WANG_JIANGUO, ZHANG_WEI, Store, at
+from .conftest import seed_clean_day, seed_faults
+from .seed import DAY, Store, at
 
 pytestmark = pytest.mark.postgres
 
@@ -90,43 +90,7 @@ def seed_day(s: Store) -> Day:
     """seeded (conftest.py) without the cloned till: a shared journal cannot hold a msgid twice."""
     d = Day()
     seed_clean_day(s)
-    lost = s.sale("T02", "B3", WANG_FANG, 1800, 1800, at(12, 0), record_outcome=False)
-    d.resolved.append(lost.msgid)
-    gone = s.sale("T02", "B4", WANG_JIANGUO, 2300, 2300, at(12, 30), record_outcome=False)
-    s.journals["T02"].update("B4", J.FAILED, refusal_code="ledger_unavailable")
-    d.breaks[gone.msgid] = "ledger_only"
-    ghost = s.sale("T01", "A4", WANG_JIANGUO, 1500, 1500, at(13, 0), send=False)
-    s.journals["T01"].update(
-        "A4", J.SETTLED, settlement_id="STL-NEVER", personal_account=1500, mutual_aid=0, cash=0
-    )
-    d.breaks[ghost.msgid] = "journal_only"
-    amt = s.sale("T02", "B5", WANG_JIANGUO, 3000, 2000, at(13, 20))
-    s.journals["T02"].update("B5", J.SETTLED, total=3500, cash=1500)
-    d.breaks[amt.msgid] = "amount_mismatch"
-    split = s.sale("T01", "A5", WANG_JIANGUO, 2000, 2000, at(13, 40))
-    s.journals["T01"].update("A5", J.SETTLED, personal_account=1500, cash=500)
-    d.breaks[split.msgid] = "split_mismatch"
-    rl = s.sale("T01", "A6", ZHANG_WEI, 1000, 1000, at(16, 0))
-    s.reverse(rl, at(16, 10), record_outcome=False)
-    d.breaks[rl.msgid] = "status_mismatch"
-    rj = s.sale("T02", "B6", WANG_JIANGUO, 900, 900, at(16, 30))
-    s.reverse(rj, at(16, 40), send=False)
-    d.breaks[rj.msgid] = "status_mismatch"
-    unk = s.sale("T02", "B7", LI_NA, 800, 800, at(17, 0), record_outcome=False)
-    rmsg = s.journals["T02"].next_msgid(at(17, 1))
-    s.journals["T02"].update("B7", J.UNKNOWN, reversal_msgid=rmsg)
-    s.journals["T02"].queue_reversal("B7", unk.msgid, rmsg)
-    d.breaks[unk.msgid] = "status_mismatch"
-    late = s.sale(
-        "T01",
-        "A7",
-        SUN_LI,
-        1100,
-        1100,
-        at(23, 59, 58),
-        ledger_at=at(0, 0, 3, DAY + dt.timedelta(1)),
-    )
-    d.breaks[late.msgid] = "business_day_mismatch"
+    seed_faults(s, d.breaks, d.resolved, {})
     return d
 
 
