@@ -71,13 +71,22 @@ class Store:
 
     def open_till(self, till: str, path: Path | None = None) -> Journal:
         j = Journal(
-            path or self.tmp / f"journal-{till}.sqlite3",
+            path or self.journal_of(till),
             hmac_key=b"k" * 32,
             pharmacy_code=self.pharmacy.code,
             terminal_id=till,
+            till_index=self.index_of(till),
         )
         self.journals[till] = j
         return j
+
+    def journal_of(self, till: str) -> str | Path:
+        """Where a till's journal is: its own file here."""
+        return self.tmp / f"journal-{till}.sqlite3"
+
+    def index_of(self, till: str) -> int:
+        """The till's msgid digit: 0 for every till here (each has its own file)."""
+        return 0
 
     def copy_journal(self, src_till: str, new_till: str) -> Journal:
         """A new till set up from another till's disk image: its journal starts as a copy."""

@@ -45,35 +45,19 @@ OTHER_PHARMACY = "H11010800002"
 class FileStore(Store):
     """One SQLite journal file per till."""
 
-    def open_till(self, till: str, path: Path | None = None) -> Journal:
-        j = Journal(
-            path or self.tmp / f"journal-{till}.sqlite3",
-            hmac_key=b"k" * 32,
-            pharmacy_code=self.pharmacy.code,
-            terminal_id=till,
-            till_index=INDEX[till],
-        )
-        self.journals[till] = j
-        return j
+    def index_of(self, till: str) -> int:
+        return INDEX[till]
 
 
-class SharedStore(Store):
+class SharedStore(FileStore):
     """Both tills in one PostgreSQL journal."""
 
     def __init__(self, tmp: Path, pg_url: str) -> None:
         self.pg_url = pg_url
         super().__init__(tmp)
 
-    def open_till(self, till: str, path: Path | None = None) -> Journal:
-        j = Journal(
-            self.pg_url,
-            hmac_key=b"k" * 32,
-            pharmacy_code=self.pharmacy.code,
-            terminal_id=till,
-            till_index=INDEX[till],
-        )
-        self.journals[till] = j
-        return j
+    def journal_of(self, till: str) -> str | Path:
+        return self.pg_url
 
     @property
     def paths(self) -> list[Any]:
