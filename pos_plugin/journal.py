@@ -438,20 +438,17 @@ class Journal:
                     raise SaleRefReused(sale_ref)
                 return self._decode(existing)
             stamp = now.isoformat()
-            if self._pg is not None:
-                db.execute(
-                    "INSERT INTO sales(sale_ref, request_hash, state, business_date, created_at, "
-                    "updated_at, terminal_id, pharmacy_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (sale_ref, request_hash, RECEIVED, now.date().isoformat(), stamp, stamp,
-                     self.terminal_id, self.pharmacy_code),
-                )  # fmt: skip
-            else:
-                db.execute(
-                    "INSERT INTO sales(sale_ref, request_hash, state, business_date, created_at, "
-                    "updated_at, terminal_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (sale_ref, request_hash, RECEIVED, now.date().isoformat(), stamp, stamp,
-                     self.terminal_id),
-                )  # fmt: skip
+            row: dict[str, Any] = {
+                "sale_ref": sale_ref, "request_hash": request_hash, "state": RECEIVED,
+                "business_date": now.date().isoformat(), "created_at": stamp,
+                "updated_at": stamp, "terminal_id": self.terminal_id,
+            }  # fmt: skip
+            if self._pg is not None:  # one table for every pharmacy's tills
+                row["pharmacy_code"] = self.pharmacy_code
+            db.execute(
+                f"INSERT INTO sales({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()),
+            )
             self._append_event(db, sale_ref, RECEIVED, {}, stamp)
         return None
 
