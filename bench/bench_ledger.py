@@ -166,7 +166,7 @@ def bare_commits(db: str, seconds: float) -> float:
 
 def verify(db: str, world: dict[str, Any], committed: list[str]) -> list[str]:
     """After the run: every 201 is a committed 3-leg entry, and the books are sound."""
-    from pos_plugin.ledger.sandbox.store import Store
+    from pos_plugin.ledger.own.sandbox.store import Store
 
     problems: list[str] = []
     store = Store(db)
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys; from pos_plugin.ledger.sandbox.server import main; "
+         "import sys; from pos_plugin.ledger.own.sandbox.server import main; "
          "sys.exit(main(sys.argv[1:]))",
          "--db", db, "--world", str(world), "--port", str(port), "--workers",
          str(args.workers), "--log-level", "warning"],

@@ -29,11 +29,11 @@ from pathlib import Path
 
 from sandbox_proc import sandbox_process
 
-from pos_plugin.journal import SHANGHAI, Journal
-from pos_plugin.ledger import HttpLedgerClient
-from pos_plugin.ledger.sandbox.store import Store
-from pos_plugin.reconcile import reconcile
-from pos_plugin.reconcile_io import JournalSide, read_journal, reconcile_day, statement_entries
+from pos_plugin.journal.journal import SHANGHAI, Journal
+from pos_plugin.ledger.own.client import HttpLedgerClient
+from pos_plugin.ledger.own.sandbox.store import Store
+from pos_plugin.reconcile.day import JournalSide, read_journal, reconcile_day, statement_entries
+from pos_plugin.reconcile.matching import reconcile
 from pos_plugin.world import load_world
 
 DAY = dt.date(2024, 5, 20)

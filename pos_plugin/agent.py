@@ -23,9 +23,9 @@ from fastapi import FastAPI
 
 from pos_plugin.api import create_app
 from pos_plugin.config import Config, get_secret, journal_password
-from pos_plugin.journal import Journal
-from pos_plugin.manager_page import reconciliation_extra, source_for_service
-from pos_plugin.sale import SaleService, SaleSettings
+from pos_plugin.journal.journal import Journal
+from pos_plugin.reconcile.manager_page import reconciliation_extra, source_for_service
+from pos_plugin.sale.service import SaleService, SaleSettings
 from pos_plugin.world import World, load_world
 
 log = logging.getLogger("pos_plugin.agent")
@@ -133,8 +133,8 @@ def start_simulated(
     """The agent on the device simulator and an embedded sandbox ledger (the example world)."""
     from drivers import Terminal
     from drivers.simulator import Simulator
-    from pos_plugin.ledger import HttpLedgerClient
-    from pos_plugin.ledger.sandbox.server import SandboxServer
+    from pos_plugin.ledger.own.client import HttpLedgerClient
+    from pos_plugin.ledger.own.sandbox.server import SandboxServer
 
     world = load_world(world_path)
     work = Path(workdir or tempfile.mkdtemp(prefix="pos-plugin-"))
@@ -193,7 +193,7 @@ def start_simulated(
 def start_from_config(cfg: Config) -> Agent:
     """The agent for a real till: devices on the configured port, the real ledger."""
     from drivers import Terminal
-    from pos_plugin.ledger import HttpLedgerClient
+    from pos_plugin.ledger.own.client import HttpLedgerClient
 
     terminal = Terminal(cfg.serial.url, baudrate=cfg.serial.baudrate)
     terminal.open()

@@ -16,15 +16,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from pos_plugin.journal import SaleRefReused
-from pos_plugin.sale import SaleService
-from pos_plugin.sale_models import (
+from pos_plugin.journal.journal import SaleRefReused
+from pos_plugin.sale.models import (
     BalanceRequest,
     BalanceResult,
     SaleError,
     SaleRequest,
     SaleResult,
 )
+from pos_plugin.sale.service import SaleService
 
 
 class ApiError(Exception):

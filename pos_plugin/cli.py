@@ -21,10 +21,10 @@ from pos_plugin.config import (
     get_secret,
     set_secret,
 )
-from pos_plugin.journal_pg import JournalUnavailable
+from pos_plugin.journal.postgres import JournalUnavailable
 
 if TYPE_CHECKING:
-    from pos_plugin.journal import VerifyReport
+    from pos_plugin.journal.journal import VerifyReport
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -72,7 +72,7 @@ def _cmd_secrets(args: argparse.Namespace) -> int:
 
 
 def _cmd_sandbox_ledger(args: argparse.Namespace) -> int:
-    from pos_plugin.ledger.sandbox.server import main as sandbox_main
+    from pos_plugin.ledger.own.sandbox.server import main as sandbox_main
 
     return int(sandbox_main(args.rest))
 
@@ -122,20 +122,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_reconcile(args: argparse.Namespace) -> int:
-    from pos_plugin.reconcile_cli import reconcile_main
+    from pos_plugin.reconcile.cli import reconcile_main
 
     return reconcile_main(args.rest)
 
 
 def _cmd_close_day(args: argparse.Namespace) -> int:
-    from pos_plugin.reconcile_cli import close_day_main
+    from pos_plugin.reconcile.cli import close_day_main
 
     return close_day_main(args.rest)
 
 
 def _cmd_journal(args: argparse.Namespace) -> int:
-    from pos_plugin.journal import Journal
-    from pos_plugin.journal_pg import is_postgres_url
+    from pos_plugin.journal.journal import Journal
+    from pos_plugin.journal.postgres import is_postgres_url
 
     target, password = args.path, None
     if args.config:
@@ -176,7 +176,7 @@ def _shared_tills(
     url: str, password: str | None, pharmacy: str | None, terminals: Sequence[str]
 ) -> list[tuple[str, str]]:
     """(pharmacy, terminal) of every till with rows in a shared journal, narrowed as asked."""
-    from pos_plugin.journal_pg import SharedJournal
+    from pos_plugin.journal.postgres import SharedJournal
 
     db = SharedJournal(url, password=password).open_reader()
     try:

@@ -165,7 +165,7 @@ def journal_password(journal: JournalConfig) -> str | None:
     ~/.pgpass, or no password at all)."""
     if journal.url is None:
         return None
-    from pos_plugin.journal_pg import url_has_password
+    from pos_plugin.journal.postgres import url_has_password
 
     if url_has_password(journal.url):
         return None

@@ -13,7 +13,7 @@ or an event by hand shows up in ``pos-plugin journal verify``.
 Given a ``postgresql://`` URL instead of a file, the journal is one till's share
 of a PostgreSQL database that several tills (and stores) write together: the
 same statements, narrowed to this till's rows, each till with its own hash
-chain (journal_pg.py says what differs and why). The SQLite statements are
+chain (postgres.py says what differs and why). The SQLite statements are
 unchanged, so existing journal files verify as before.
 
 Personal data: ID numbers are stored masked plus a keyed hash (HMAC-SHA256 with
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from pos_plugin.journal_pg import (
+from pos_plugin.journal.postgres import (
     PG_SCHEMA,
     PgDb,
     SharedJournal,
@@ -232,7 +232,7 @@ class Journal:
 
     A till handles one sale at a time, so a lock costs nothing and keeps every
     multi-statement change atomic and the hash chain linear. On PostgreSQL the
-    till's advisory lock does the same between processes (journal_pg.py).
+    till's advisory lock does the same between processes (postgres.py).
 
     ``path``: the till's SQLite file, or a ``postgresql://`` URL of a shared
     journal; ``password`` is used for the URL when it holds none (the keyring's
@@ -339,7 +339,7 @@ class Journal:
     @contextmanager
     def _pg_tx(self, db: PgDb, durable: bool) -> Iterator[_Db]:
         """The PostgreSQL transaction: this till's advisory lock, READ COMMITTED, and
-        ``synchronous_commit = off`` for a step that may be lost (journal_pg.py)."""
+        ``synchronous_commit = off`` for a step that may be lost (postgres.py)."""
         db.reopen_if_broken()
         try:
             begin_till_tx(db, self.pharmacy_code, self.terminal_id, durable=durable)
@@ -384,7 +384,7 @@ class Journal:
         stamp = now.strftime("%Y%m%d%H%M%S")
         clock = (self.pharmacy_code, self.till_index)
         if self._pg is not None:
-            # Keyed by the msgid's own namespace and row-locked (journal_pg.py).
+            # Keyed by the msgid's own namespace and row-locked (postgres.py).
             db.execute(
                 "INSERT INTO msgid_clock(pharmacy_code, till_index, stamp, seq) "
                 "VALUES (?, ?, '', -1) ON CONFLICT DO NOTHING",

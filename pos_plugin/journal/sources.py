@@ -1,4 +1,4 @@
-"""Where reconciliation reads a till's journal, and how it says what went wrong.
+"""Where a till's journal is read from, and how it says what went wrong.
 
 A source is a till's SQLite journal file, or a shared PostgreSQL journal (a
 ``postgresql://`` URL, or a ``SharedJournal`` narrowed to a pharmacy and tills).
@@ -14,29 +14,21 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from pos_plugin.journal_pg import SharedJournal, is_postgres_url
+from pos_plugin.journal.postgres import SharedJournal, is_postgres_url
 
 # A till's journal file, or a shared PostgreSQL journal (URL text or SharedJournal).
 JournalSource = str | os.PathLike[str] | SharedJournal
 
 
-class ReconcileError(Exception):
-    """A problem stated in words the manager (or installer) can act on."""
-
-
-class DayNotBalanced(ReconcileError):
-    """close-day refused: breaks remain and no reason was given."""
-
-
-class DayAlreadyClosed(ReconcileError):
-    """close-day refused: the day is closed already (a closed day is never changed)."""
+class JournalSourceError(Exception):
+    """A journal source that cannot be read, said in words the manager can act on."""
 
 
 def connect_file(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """A journal file opened for reconciling; a missing file is said, never created."""
     p = Path(path)
     if not p.is_file():
-        raise ReconcileError(f"journal file {p} not found")
+        raise JournalSourceError(f"journal file {p} not found")
     db = sqlite3.connect(str(p), isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA busy_timeout=5000")
     return db
@@ -95,7 +87,7 @@ def of_pharmacy(source: JournalSource, code: str) -> JournalSource:
     if shared is None:
         return source
     if shared.pharmacy_code not in (None, code):
-        raise ReconcileError(f"the journal source {shared.label} is not pharmacy {code}'s")
+        raise JournalSourceError(f"the journal source {shared.label} is not pharmacy {code}'s")
     return shared.scoped(code, shared.terminals)
 
 

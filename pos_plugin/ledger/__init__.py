@@ -1,33 +1,8 @@
-"""Client for the central insurance ledger, and (in ``sandbox``) a reference ledger.
+"""The central ledger, as the sale flow sees it, and its backends.
 
-The sale service talks to the ledger only through ``LedgerClient`` so that an
-adapter to the national platform's numbered transactions can replace the HTTP
-client later without touching the rules or the journal.
+- ``errors``: the typed ledger errors every backend raises (the sale flow catches
+  only these); ``backend``: the interface the sale flow calls (``LedgerClient``).
+- ``own/``: our own ledger API (docs/ledger-api.md): its HTTP client, its schemas,
+  and ``own/sandbox/``, its reference server. Room for ``nhsa/`` beside it.
+May import ``pos_plugin.models`` and ``money``; never the sale flow, the journal or drivers.
 """
-
-from pos_plugin.ledger.client import HttpLedgerClient, LedgerClient
-from pos_plugin.ledger.schemas import (
-    Credential,
-    LineSummary,
-    ReversalResult,
-    Settlement,
-    SettlementRequest,
-    Statement,
-    StatementRow,
-    StatementTotals,
-    Totals,
-)
-
-__all__ = [
-    "Credential",
-    "HttpLedgerClient",
-    "LedgerClient",
-    "LineSummary",
-    "ReversalResult",
-    "Settlement",
-    "SettlementRequest",
-    "Statement",
-    "StatementRow",
-    "StatementTotals",
-    "Totals",
-]

@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pos_plugin.money import yuan
-from pos_plugin.reconcile import KIND_LABEL, Reconciliation
+from pos_plugin.reconcile.matching import KIND_LABEL, Reconciliation
 
 if TYPE_CHECKING:
-    from pos_plugin.reconcile_io import JournalSource
+    from pos_plugin.journal.sources import JournalSource
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 TOKEN_ENV = "POS_PLUGIN_LEDGER_TOKEN"
@@ -103,8 +103,8 @@ def build_close_parser() -> argparse.ArgumentParser:
 def _sources(args: argparse.Namespace) -> tuple[list[JournalSource], Any, str | None]:
     """(journal sources, ledger client, pharmacy code) from the arguments."""
     from pos_plugin.config import ConfigError, get_secret, journal_password, load_config
-    from pos_plugin.journal_pg import SharedJournal, is_postgres_url
-    from pos_plugin.ledger import HttpLedgerClient
+    from pos_plugin.journal.postgres import SharedJournal, is_postgres_url
+    from pos_plugin.ledger.own.client import HttpLedgerClient
 
     pharmacy = args.pharmacy
     url = args.ledger_url
@@ -146,7 +146,8 @@ def _sources(args: argparse.Namespace) -> tuple[list[JournalSource], Any, str | 
 def _run(
     args: argparse.Namespace,
 ) -> tuple[Reconciliation, list[JournalSource], dict[str, Any] | None]:
-    from pos_plugin.reconcile_io import closed_state, reconcile_day
+    from pos_plugin.reconcile.close import closed_state
+    from pos_plugin.reconcile.day import reconcile_day
 
     journals, ledger, pharmacy = _sources(args)
     day = args.date or dt.datetime.now(SHANGHAI).date()
@@ -223,9 +224,10 @@ def summary(rec: Reconciliation, closed: dict[str, Any] | None = None) -> str:
 
 def _guard(fn: Any, argv: Sequence[str] | None) -> int:
     from pos_plugin.config import ConfigError
-    from pos_plugin.journal_pg import JournalUnavailable
+    from pos_plugin.journal.postgres import JournalUnavailable
+    from pos_plugin.journal.sources import JournalSourceError
     from pos_plugin.ledger.errors import LedgerError
-    from pos_plugin.reconcile_io import ReconcileError
+    from pos_plugin.reconcile.errors import ReconcileError
 
     try:
         return int(fn(argv))
@@ -235,7 +237,7 @@ def _guard(fn: Any, argv: Sequence[str] | None) -> int:
     except JournalUnavailable as e:  # a shared journal's database down, or no journal in it
         print(str(e), file=sys.stderr)
         return 3
-    except ReconcileError as e:
+    except (ReconcileError, JournalSourceError) as e:
         print(str(e), file=sys.stderr)
         return 3 if "not found" in str(e) else 2
     except LedgerError as e:
@@ -248,11 +250,11 @@ def _reconcile(argv: Sequence[str] | None) -> int:
     rec, _journals, closed = _run(args)
     print(summary(rec, closed))
     if args.csv:
-        from pos_plugin.reconcile_io import write_csv
+        from pos_plugin.reconcile.csv_report import write_csv
 
         print(f"CSV: {write_csv(rec, args.csv).resolve()}")
     if args.html:
-        from pos_plugin.manager_page import write_html
+        from pos_plugin.reconcile.manager_page import write_html
 
         print(f"HTML: {write_html(rec, args.html, closed).resolve()}")
     if args.json:
@@ -267,7 +269,8 @@ def _reconcile(argv: Sequence[str] | None) -> int:
 
 
 def _close(argv: Sequence[str] | None) -> int:
-    from pos_plugin.reconcile_io import DayAlreadyClosed, DayNotBalanced, close_day
+    from pos_plugin.reconcile.close import close_day
+    from pos_plugin.reconcile.errors import DayAlreadyClosed, DayNotBalanced
 
     args = build_close_parser().parse_args(argv)
     if args.date is None:
@@ -303,7 +306,7 @@ def close_day_main(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pos_plugin.reconcile_cli reconcile|close-day ...``"""
+    """``python -m pos_plugin.reconcile.cli reconcile|close-day ...``"""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "close-day":
         return close_day_main(argv[1:])

@@ -3,8 +3,8 @@
 ``close_day`` writes a row in table ``closed_days`` of every given journal file
 (or one row for the store in a shared journal): the result, its digest, the
 manager's reason when breaks remain, and the journal's event-chain head(s), hashed
-together. ``is_day_closed`` is what the sale service asks before a sale, so that a
-later sale dated a closed day is refused with a cashier-visible error.
+together. The table and the check a sale asks first (``is_day_closed``) live with
+the journal, in ``pos_plugin.journal.closed_days``.
 """
 
 from __future__ import annotations
@@ -14,127 +14,23 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pos_plugin.journal import Journal
-from pos_plugin.journal_pg import PgDb, SharedJournal, ensure_schema
-from pos_plugin.reconcile import Reconciliation
-from pos_plugin.reconcile_source import (
-    DayAlreadyClosed,
-    DayNotBalanced,
-    JournalSource,
-    ReconcileError,
-    connect_file,
-    file_of,
-    label_of,
-    shared_of,
+from pos_plugin.journal.closed_days import (
+    CLOSED_DAYS_SCHEMA,
+    CLOSED_DAYS_SCHEMA_PG,
+    HAS_CLOSED_DAYS_PG,
+    business_day,
+    is_day_closed,
+    shared_pharmacy_code,
 )
+from pos_plugin.journal.postgres import PgDb, SharedJournal, ensure_schema
+from pos_plugin.journal.sources import JournalSource, connect_file, file_of, label_of, shared_of
+from pos_plugin.reconcile.errors import DayAlreadyClosed, DayNotBalanced, ReconcileError
+from pos_plugin.reconcile.matching import Reconciliation
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-CLOSED_DAYS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS closed_days (
-    business_date TEXT PRIMARY KEY,
-    closed_at TEXT NOT NULL,
-    closed_by TEXT NOT NULL,
-    pharmacy_code TEXT NOT NULL,
-    terminals TEXT NOT NULL,
-    balanced INTEGER NOT NULL,
-    break_count INTEGER NOT NULL,
-    reason TEXT,
-    digest TEXT NOT NULL,
-    result TEXT NOT NULL,
-    chain_head TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-"""
-# The shared journal: one close covers a pharmacy's day (every till); chain_head
-# holds every till's head as JSON {terminal_id: hash}.
-CLOSED_DAYS_SCHEMA_PG = """
-CREATE TABLE IF NOT EXISTS closed_days (
-    pharmacy_code TEXT NOT NULL,
-    business_date TEXT NOT NULL,
-    closed_at TEXT NOT NULL,
-    closed_by TEXT NOT NULL,
-    terminals TEXT NOT NULL,
-    balanced INTEGER NOT NULL,
-    break_count INTEGER NOT NULL,
-    reason TEXT,
-    digest TEXT NOT NULL,
-    result TEXT NOT NULL,
-    chain_head TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    PRIMARY KEY (pharmacy_code, business_date)
-);
-"""
-
-def _day(business_date: dt.date | str) -> str:
-    return business_date.isoformat() if isinstance(business_date, dt.date) else business_date
-
-
-def is_day_closed(
-    journal: JournalSource | sqlite3.Connection | Journal,
-    business_date: dt.date | str,
-    *,
-    pharmacy_code: str | None = None,
-) -> bool:
-    """True when ``close-day`` has recorded this business date in this journal.
-
-    ``journal``: the journal file's path, an open sqlite3 connection to it, a
-    ``Journal`` (the sale service's own: on a shared journal the check runs on its
-    connection, for its pharmacy), or a shared journal (URL or ``SharedJournal``;
-    ``pharmacy_code`` says whose day when the source does not).
-    Never creates anything; a journal without the table has no closed day.
-    """
-    day = _day(business_date)
-    if isinstance(journal, Journal):
-        if not journal.is_shared:
-            return is_day_closed(journal.path, day)
-        if not journal.query(_HAS_CLOSED_DAYS):
-            return False
-        return bool(journal.query(_CLOSED_PG, (journal.pharmacy_code, day)))
-    shared = shared_of(journal)
-    if shared is not None:
-        code = _shared_code(shared, pharmacy_code)
-        pg = PgDb(shared, dict_rows=False)
-        try:
-            if pg.execute(_HAS_CLOSED_DAYS).fetchone() is None:
-                return False
-            return pg.execute(_CLOSED_PG, (code, day)).fetchone() is not None
-        finally:
-            pg.close()
-    if isinstance(journal, sqlite3.Connection):
-        try:
-            row = journal.execute(
-                "SELECT 1 FROM closed_days WHERE business_date = ?", (day,)
-            ).fetchone()
-        except sqlite3.OperationalError:
-            return False
-        return row is not None
-    if not Path(file_of(journal)).is_file():
-        return False
-    db = sqlite3.connect(str(journal))
-    try:
-        return is_day_closed(db, day)
-    finally:
-        db.close()
-
-
-_HAS_CLOSED_DAYS = "SELECT 1 FROM pg_class WHERE oid = to_regclass('closed_days')"
-_CLOSED_PG = "SELECT 1 FROM closed_days WHERE pharmacy_code = ? AND business_date = ?"
-
-
-def _shared_code(shared: SharedJournal, pharmacy_code: str | None) -> str:
-    code = pharmacy_code or shared.pharmacy_code
-    if code is None:
-        raise ReconcileError(
-            f"the shared journal {shared.label} keeps each pharmacy's closed days: "
-            "give the pharmacy code (--pharmacy CODE or --config)"
-        )
-    return code
-
 
 def closed_record(
     path: JournalSource, business_date: dt.date | str, *, pharmacy_code: str | None = None
@@ -147,10 +43,10 @@ def closed_record(
         pg = PgDb(shared, dict_rows=True)
         try:
             row = None
-            if pg.execute(_HAS_CLOSED_DAYS).fetchone() is not None:
+            if pg.execute(HAS_CLOSED_DAYS_PG).fetchone() is not None:
                 row = pg.execute(
                     "SELECT * FROM closed_days WHERE pharmacy_code = ? AND business_date = ?",
-                    (_shared_code(shared, pharmacy_code), _day(business_date)),
+                    (shared_pharmacy_code(shared, pharmacy_code), business_day(business_date)),
                 ).fetchone()
         finally:
             pg.close()
@@ -160,7 +56,7 @@ def closed_record(
         try:
             try:
                 row = db.execute(
-                    "SELECT * FROM closed_days WHERE business_date = ?", (_day(business_date),)
+                    "SELECT * FROM closed_days WHERE business_date = ?", (business_day(business_date),)
                 ).fetchone()
             except sqlite3.OperationalError:
                 return None

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pos_plugin.reconcile import KIND_LABEL, Entry, Match, Reconciliation, SideTotals
+from pos_plugin.reconcile.matching import KIND_LABEL, Entry, Match, Reconciliation, SideTotals
 
 
 def _cell(value: Any) -> Any:

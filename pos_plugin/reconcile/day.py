@@ -1,6 +1,6 @@
 """Daily reconciliation, the imperative shell: read both sides, resolve, match.
 
-- Journals are read per source (``reconcile_source``: a till's SQLite file, or a
+- Journals are read per source (``pos_plugin.journal.sources``: a till's SQLite file, or a
   shared PostgreSQL journal narrowed to the store's tills); the same store's tills
   are reconciled together and per till.
 - A journal row still ``settling`` is resolved by msgid before matching, exactly
@@ -11,8 +11,7 @@
 - A msgid found on only one side of the day is looked up beyond the day (in the
   journals by msgid, at the ledger with ``get_settlement``/``get_reversal``), so a
   sale booked on another date shows as a business-day mismatch, not as missing.
-- Closing a day is ``reconcile_close``; the CSV is ``reconcile_csv``. Both are
-  re-exported here, the shell's one door.
+- Closing a day is ``pos_plugin.reconcile.close``; the CSV is ``csv_report``.
 """
 
 from __future__ import annotations
@@ -30,10 +29,18 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
 from pos_plugin.gcpause import gc_paused
-from pos_plugin.journal import Journal
-from pos_plugin.journal_pg import PgDb
-from pos_plugin.ledger.schemas import CompactStatement, Statement, compact_row
-from pos_plugin.reconcile import (
+from pos_plugin.journal.journal import Journal
+from pos_plugin.journal.postgres import PgDb
+from pos_plugin.journal.sources import (
+    JournalSource,
+    of_pharmacy,
+    open_source,
+    pharmacy_codes,
+    shared_of,
+)
+from pos_plugin.ledger.own.schemas import CompactStatement, Statement, compact_row
+from pos_plugin.reconcile.errors import ReconcileError
+from pos_plugin.reconcile.matching import (
     Entry,
     Legs,
     Note,
@@ -41,52 +48,7 @@ from pos_plugin.reconcile import (
     norm_legs,
     reconcile,
 )
-from pos_plugin.reconcile_close import (
-    CLOSED_DAYS_SCHEMA,
-    CLOSED_DAYS_SCHEMA_PG,
-    close_day,
-    closed_record,
-    closed_state,
-    is_day_closed,
-    verify_closed_record,
-)
-from pos_plugin.reconcile_csv import CSV_HEADER, render_csv, write_csv
-from pos_plugin.reconcile_source import (
-    DayAlreadyClosed,
-    DayNotBalanced,
-    JournalSource,
-    ReconcileError,
-    of_pharmacy,
-    open_source,
-    pharmacy_codes,
-    shared_of,
-)
-
-# This module reads and matches; it also answers for the whole reconciliation shell,
-# so callers import closing, CSV and sources from here as well.
-__all__ = [
-    "CLOSED_DAYS_SCHEMA",
-    "CLOSED_DAYS_SCHEMA_PG",
-    "CSV_HEADER",
-    "DayAlreadyClosed",
-    "DayNotBalanced",
-    "JournalSide",
-    "JournalSource",
-    "ReconcileError",
-    "close_day",
-    "closed_record",
-    "closed_state",
-    "is_day_closed",
-    "journal_lookup",
-    "ledger_lookup",
-    "read_journal",
-    "reconcile_day",
-    "render_csv",
-    "resolve_settling",
-    "statement_entries",
-    "verify_closed_record",
-    "write_csv",
-]
+from pos_plugin.sale.service import SaleService, SaleSettings
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -429,8 +391,6 @@ def resolve_settling(paths: Sequence[JournalSource], ledger: Any, pharmacy_code:
 
 
 def _resolve_rows(journal: Journal, ledger: Any, code: str, pending: list[str]) -> list[str]:
-    from pos_plugin.sale import SaleService, SaleSettings
-
     service = SaleService(SaleSettings(code, "reconcile"), journal, ledger, None)  # type: ignore[arg-type]
     service.resolve_unsettled()
     resolved = []

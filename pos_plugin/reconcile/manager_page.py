@@ -27,9 +27,12 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from pos_plugin.journal.sources import JournalSource
 from pos_plugin.money import yuan
-from pos_plugin.reconcile import KIND_LABEL, BreakKind, Match, Reconciliation, SideTotals
-from pos_plugin.reconcile_io import JournalSource, closed_state, reconcile_day, render_csv
+from pos_plugin.reconcile.close import closed_state
+from pos_plugin.reconcile.csv_report import render_csv
+from pos_plugin.reconcile.day import reconcile_day
+from pos_plugin.reconcile.matching import KIND_LABEL, BreakKind, Match, Reconciliation, SideTotals
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 COOKIE = "pos_manager_token"

@@ -1,7 +1,7 @@
 """Daily reconciliation, the pure part: match the till's journal against the ledger's statement.
 
 No I/O here (reading journals and statements, resolving ``settling`` rows,
-rendering and closing a day live in ``reconcile_io``), so this module is fast
+rendering and closing a day live in ``reconcile.day``, ``close`` and ``csv_report``), so this module is fast
 and property-testable.
 
 Both sides are first turned into ``Entry`` values: one per sale and one per

@@ -1,6 +1,6 @@
 """The local API's sale shapes (a contract: docs/pos-api.md), its error, and the receipt.
 
-Kept apart from the orchestration in sale.py so that the contract can be read
+Kept apart from the orchestration in ``sale.service`` so that the contract can be read
 (and versioned) on its own.
 """
 

@@ -30,9 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pos_plugin import journal as J
-from pos_plugin.journal import Journal, SaleRow, now_shanghai
-from pos_plugin.ledger.client import LedgerClient
+from pos_plugin.journal import journal as J
+from pos_plugin.journal.closed_days import is_day_closed
+from pos_plugin.journal.journal import Journal, SaleRow, now_shanghai
+from pos_plugin.ledger.backend import LedgerClient
 from pos_plugin.ledger.errors import (
     InsufficientFunds,
     LedgerError,
@@ -40,7 +41,7 @@ from pos_plugin.ledger.errors import (
     NotFound,
     OutcomeUnknown,
 )
-from pos_plugin.ledger.schemas import Credential, LineSummary, Settlement, SettlementRequest
+from pos_plugin.ledger.own.schemas import Credential, LineSummary, Settlement, SettlementRequest
 from pos_plugin.models import (
     RELATION_ZH,
     Allocation,
@@ -51,13 +52,12 @@ from pos_plugin.models import (
     Relation,
 )
 from pos_plugin.money import yuan
-from pos_plugin.reconcile_io import is_day_closed
 from pos_plugin.rules.basket import check_basket
 from pos_plugin.rules.cascade import allocate
 from pos_plugin.rules.evidence import check_card_status, check_whose_card
 from pos_plugin.rules.family import ProvincePair, eligible_payers
 from pos_plugin.rules.identity import check_document, mask_id_number, mask_name
-from pos_plugin.sale_models import (
+from pos_plugin.sale.models import (
     BalanceRequest,
     BalanceResult,
     NoticeLine,
@@ -69,7 +69,7 @@ from pos_plugin.sale_models import (
     receipt_lines,
 )
 
-log = logging.getLogger("pos_plugin.sale")
+log = logging.getLogger("pos_plugin.sale.service")
 
 MAX_REPLANS = 3
 PIN_ATTEMPTS_PER_SALE = 2  # never lets one sale use up the chip's 3 tries

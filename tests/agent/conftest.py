@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from pos_plugin.agent import Agent, start_simulated
-from pos_plugin.ledger import Credential, HttpLedgerClient
+from pos_plugin.ledger.own.client import HttpLedgerClient
+from pos_plugin.ledger.own.schemas import Credential
 
 ZHANG_WEI = "11000000000000000001"
 WANG_FANG = "11000000000000000002"

@@ -15,7 +15,7 @@ import requests
 
 from pos_plugin.agent import start_from_config
 from pos_plugin.config import load_config
-from pos_plugin.ledger.sandbox.server import SandboxServer
+from pos_plugin.ledger.own.sandbox.server import SandboxServer
 from pos_plugin.world import load_world
 from tests.pgschema import fresh_schema, sql
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pos_plugin.journal import (
+from pos_plugin.journal.journal import (
     SETTLED,
     SETTLING,
     SHANGHAI,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from pos_plugin.cli import main as cli_main
-from pos_plugin.journal import GENESIS, RECEIVED, SETTLED, SETTLING, SHANGHAI, Journal
+from pos_plugin.journal.journal import GENESIS, RECEIVED, SETTLED, SETTLING, SHANGHAI, Journal
 from tests.pgschema import fresh_schema, sql
 
 pytestmark = pytest.mark.postgres
@@ -226,7 +226,7 @@ def test_received_rows_and_a_sale_ref_reused_on_the_shared_journal(url: str) -> 
     assert j.begin_sale("R1", "h1") is None
     again = j.begin_sale("R1", "h1")
     assert again is not None and again.state == RECEIVED
-    from pos_plugin.journal import SaleRefReused
+    from pos_plugin.journal.journal import SaleRefReused
 
     with pytest.raises(SaleRefReused):
         j.begin_sale("R1", "h2")

@@ -17,8 +17,9 @@ import pytest
 import requests
 
 from pos_plugin.agent import Agent
-from pos_plugin.ledger import Credential, HttpLedgerClient, SettlementRequest
-from pos_plugin.ledger.sandbox.server import SandboxServer
+from pos_plugin.ledger.own.client import HttpLedgerClient
+from pos_plugin.ledger.own.sandbox.server import SandboxServer
+from pos_plugin.ledger.own.schemas import Credential, SettlementRequest
 from pos_plugin.models import Leg, LegKind
 from pos_plugin.world import load_world
 

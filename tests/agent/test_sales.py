@@ -286,7 +286,7 @@ def test_reader_unplugged_gives_device_unavailable_and_charges_nothing(
 
 
 def test_a_closed_day_refuses_new_sales_but_answers_old_ones(pos: Pos, agent: Agent) -> None:
-    from pos_plugin.reconcile_cli import close_day_main
+    from pos_plugin.reconcile.cli import close_day_main
 
     status, first = pos.sale("BEFORE-CLOSE", "B11000001", ZHANG_WEI, COLD)
     assert status == 200

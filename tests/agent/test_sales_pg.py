@@ -12,8 +12,8 @@ import time
 import pytest
 
 from pos_plugin.agent import Agent
-from pos_plugin.journal import FAILED, GENESIS, SETTLING, Journal
-from pos_plugin.reconcile_io import is_day_closed
+from pos_plugin.journal.closed_days import is_day_closed
+from pos_plugin.journal.journal import FAILED, GENESIS, SETTLING, Journal
 from tests.pgschema import sql
 
 from .conftest import ZHANG_WEI, Pos, balances, item
@@ -74,7 +74,7 @@ def test_sale_and_reversal_are_journaled_in_postgres(pos: Pos, agent: Agent) -> 
 
 
 def test_a_closed_day_refuses_later_sales_on_a_shared_journal(pos: Pos, agent: Agent) -> None:
-    from pos_plugin.reconcile_cli import close_day_main
+    from pos_plugin.reconcile.cli import close_day_main
 
     url = _url(agent)
     status, first = pos.sale("BEFORE-CLOSE", "B11000001", ZHANG_WEI, COLD)

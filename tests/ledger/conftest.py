@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from pos_plugin.ledger import Credential, HttpLedgerClient, SettlementRequest
-from pos_plugin.ledger.sandbox import SandboxServer
+from pos_plugin.ledger.own.client import HttpLedgerClient
+from pos_plugin.ledger.own.sandbox.server import SandboxServer
+from pos_plugin.ledger.own.schemas import Credential, SettlementRequest
 from pos_plugin.models import Leg, LegKind
 from pos_plugin.world import World, load_world
 

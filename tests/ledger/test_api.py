@@ -7,7 +7,6 @@ import datetime as dt
 import pytest
 import requests
 
-from pos_plugin.ledger import Credential, HttpLedgerClient
 from pos_plugin.ledger.errors import (
     AlreadyReversed,
     BindingNotAllowed,
@@ -18,7 +17,9 @@ from pos_plugin.ledger.errors import (
     NotFound,
     Unauthorised,
 )
-from pos_plugin.ledger.sandbox import SandboxServer
+from pos_plugin.ledger.own.client import HttpLedgerClient
+from pos_plugin.ledger.own.sandbox.server import SandboxServer
+from pos_plugin.ledger.own.schemas import Credential
 from pos_plugin.models import CardStatus, PersonLookup
 
 from .conftest import (

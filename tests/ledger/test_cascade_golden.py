@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pos_plugin.ledger.sandbox import SandboxServer
+from pos_plugin.ledger.own.sandbox.server import SandboxServer
 from pos_plugin.models import Leg
 from pos_plugin.rules.cascade import allocate
 from pos_plugin.rules.family import eligible_payers, parse_province_pair

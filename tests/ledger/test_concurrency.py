@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 
 from pos_plugin.ledger.errors import InsufficientFunds
-from pos_plugin.ledger.sandbox import SandboxServer
+from pos_plugin.ledger.own.sandbox.server import SandboxServer
 from pos_plugin.models import Leg
 
 from .conftest import CARDS, P1, P2, P3, PA, aid, make_client, sale

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pos_plugin.ledger.errors import LedgerUnavailable, OutcomeUnknown
-from pos_plugin.ledger.sandbox import SandboxServer
+from pos_plugin.ledger.own.sandbox.server import SandboxServer
 
 from .conftest import P1, P2, PA, aid, count_entries, make_client, own, sale
 from .faultproxy import FaultProxy

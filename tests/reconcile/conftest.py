@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pos_plugin import journal as J
+from pos_plugin.journal import journal as J
 
 from .seed import (
     DAY,
@@ -156,7 +156,7 @@ def served(seeded: Seeded) -> Iterator[Served]:
 
     from pos_plugin.agent import ApiServer
     from pos_plugin.api import create_app
-    from pos_plugin.manager_page import ReconcileSource, reconciliation_extra
+    from pos_plugin.reconcile.manager_page import ReconcileSource, reconciliation_extra
 
     s = seeded.store
     source = ReconcileSource(s.paths, s.client, s.pharmacy.code, today=lambda: DAY)

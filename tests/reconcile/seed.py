@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pos_plugin import journal as J
-from pos_plugin.journal import SHANGHAI, Journal
-from pos_plugin.ledger import Credential, HttpLedgerClient, SettlementRequest
-from pos_plugin.ledger.sandbox.server import SandboxServer
+from pos_plugin.journal import journal as J
+from pos_plugin.journal.journal import SHANGHAI, Journal
+from pos_plugin.ledger.own.client import HttpLedgerClient
+from pos_plugin.ledger.own.sandbox.server import SandboxServer
+from pos_plugin.ledger.own.schemas import Credential, SettlementRequest
 from pos_plugin.models import Leg, LegKind
 from pos_plugin.rules.identity import mask_name
 from pos_plugin.world import World, load_world

@@ -6,14 +6,11 @@ import datetime as dt
 
 import pytest
 
-from pos_plugin.reconcile import BreakKind
-from pos_plugin.reconcile_io import (
-    DayNotBalanced,
-    close_day,
-    closed_state,
-    is_day_closed,
-    reconcile_day,
-)
+from pos_plugin.journal.closed_days import is_day_closed
+from pos_plugin.reconcile.close import close_day, closed_state
+from pos_plugin.reconcile.day import reconcile_day
+from pos_plugin.reconcile.errors import DayNotBalanced
+from pos_plugin.reconcile.matching import BreakKind
 
 from .conftest import Seeded, seed_clean_day
 from .seed import DAY, Store
@@ -133,7 +130,7 @@ def test_an_unbalanced_day_refuses_to_close_without_a_reason(seeded: Seeded) -> 
 
 def test_a_reversal_booked_after_midnight_keeps_the_statement_sign(store: Store) -> None:
     """A reversal found by lookup (not on the day's statement) is negative, as everywhere else."""
-    from pos_plugin import journal as J
+    from pos_plugin.journal import journal as J
 
     from .seed import ZHANG_WEI, at
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import requests
 
-from pos_plugin.reconcile_cli import close_day_main, reconcile_main
-from pos_plugin.reconcile_io import is_day_closed
+from pos_plugin.journal.closed_days import is_day_closed
+from pos_plugin.reconcile.cli import close_day_main, reconcile_main
 
 from .conftest import Seeded, Served, seed_clean_day
 from .seed import DAY, Store

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-import pos_plugin.reconcile_io as rio
-from pos_plugin.journal import SHANGHAI
-from pos_plugin.reconcile_io import JournalSide, read_journal, reconcile_day
+import pos_plugin.reconcile.day as rio
+from pos_plugin.journal.journal import SHANGHAI
+from pos_plugin.reconcile.day import JournalSide, read_journal, reconcile_day
 
 from .conftest import seed_clean_day
 from .seed import DAY, ZHANG_WEI, Store

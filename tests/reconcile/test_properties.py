@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pos_plugin.reconcile import BreakKind, Entry, reconcile
+from pos_plugin.reconcile.matching import BreakKind, Entry, reconcile
 
 DAY = "2024-05-20"
 fen = st.integers(min_value=0, max_value=500_000)

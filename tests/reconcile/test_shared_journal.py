@@ -18,19 +18,15 @@ from typing import Any
 
 import pytest
 
-from pos_plugin import journal as J
-from pos_plugin.journal import Journal
-from pos_plugin.journal_pg import SharedJournal
-from pos_plugin.reconcile import Reconciliation
-from pos_plugin.reconcile_cli import close_day_main, reconcile_main
-from pos_plugin.reconcile_io import (
-    ReconcileError,
-    closed_record,
-    closed_state,
-    is_day_closed,
-    reconcile_day,
-    verify_closed_record,
-)
+from pos_plugin.journal import journal as J
+from pos_plugin.journal.closed_days import is_day_closed
+from pos_plugin.journal.journal import Journal
+from pos_plugin.journal.postgres import SharedJournal
+from pos_plugin.reconcile.cli import close_day_main, reconcile_main
+from pos_plugin.reconcile.close import closed_record, closed_state, verify_closed_record
+from pos_plugin.reconcile.day import reconcile_day
+from pos_plugin.reconcile.errors import ReconcileError
+from pos_plugin.reconcile.matching import Reconciliation
 from tests.pgschema import fresh_schema, sql
 
 from .conftest import seed_clean_day, seed_faults

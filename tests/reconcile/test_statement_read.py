@@ -23,16 +23,11 @@ import pytest
 import requests
 
 from pos_plugin.gcpause import gc_paused
-from pos_plugin.ledger import HttpLedgerClient
 from pos_plugin.ledger.errors import LedgerError
-from pos_plugin.reconcile import Entry
-from pos_plugin.reconcile_io import (
-    JournalSide,
-    ReconcileError,
-    read_journal,
-    reconcile_day,
-    statement_entries,
-)
+from pos_plugin.ledger.own.client import HttpLedgerClient
+from pos_plugin.reconcile.day import JournalSide, read_journal, reconcile_day, statement_entries
+from pos_plugin.reconcile.errors import ReconcileError
+from pos_plugin.reconcile.matching import Entry
 
 from .conftest import seed_clean_day
 from .seed import DAY, Store, at

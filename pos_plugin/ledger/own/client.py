@@ -1,4 +1,4 @@
-"""The ledger client: one interface, and its HTTP implementation that settles exactly once.
+"""Our own ledger API's HTTP client (``pos_plugin.ledger.backend.LedgerClient``), settling exactly once.
 
 Exactly once = at-least-once delivery + the ledger's idempotency on msgid.
 Retries are only made where they are safe:
@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import requests
@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from pos_plugin.gcpause import gc_paused
 from pos_plugin.ledger import errors as e
-from pos_plugin.ledger.schemas import (
+from pos_plugin.ledger.own.schemas import (
     COMPACT_COLUMNS,
     CompactRow,
     CompactStatement,
@@ -52,28 +52,6 @@ STATEMENT_PAGE_SIZE = 10_000  # the sandbox's maximum (docs/ledger-api.md)
 STATEMENT_PAGE_FALLBACK = (1_000, 200)  # for a ledger that caps page_size lower
 _HAND_OVER = 0.002  # s: lets the look-ahead request leave before a page is parsed
 _UNKNOWN_STATUS = frozenset({502, 503, 504})
-
-
-class LedgerClient(Protocol):
-    """What the sale service needs from a central ledger (HTTP today, national platform later)."""
-
-    def lookup(self, credential: Credential) -> PersonLookup: ...
-
-    def settle(self, request: SettlementRequest) -> Settlement: ...
-
-    def get_settlement(self, msgid: str) -> Settlement | None: ...
-
-    def reverse(self, settlement_id: str, msgid: str, reason: str = "") -> ReversalResult: ...
-
-    def get_reversal(self, msgid: str) -> ReversalResult | None: ...
-
-    def statement(
-        self, pharmacy_code: str, date: dt.date, terminal_id: str | None = None
-    ) -> Statement: ...
-
-    def statement_compact(
-        self, pharmacy_code: str, date: dt.date, terminal_id: str | None = None
-    ) -> CompactStatement: ...
 
 
 class _Unknown(Exception):

@@ -43,8 +43,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
-from pos_plugin.ledger.sandbox.service import Ledger, Rejection
-from pos_plugin.ledger.schemas import (
+from pos_plugin.ledger.own.sandbox.service import Ledger, Rejection
+from pos_plugin.ledger.own.schemas import (
     ErrorBody,
     LookupRequest,
     ReversalRequest,

@@ -19,12 +19,12 @@ from collections.abc import Callable
 import uvicorn
 from fastapi import FastAPI
 
-from pos_plugin.ledger.sandbox.app import create_app
-from pos_plugin.ledger.sandbox.service import Ledger, shanghai_now
-from pos_plugin.ledger.sandbox.store import Store
+from pos_plugin.ledger.own.sandbox.app import create_app
+from pos_plugin.ledger.own.sandbox.service import Ledger, shanghai_now
+from pos_plugin.ledger.own.sandbox.store import Store
 from pos_plugin.world import World, load_world
 
-log = logging.getLogger("pos_plugin.ledger.sandbox")
+log = logging.getLogger("pos_plugin.ledger.own.sandbox")
 
 _ENV_DB = "POS_PLUGIN_LEDGER_DB"
 
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     os.environ[_ENV_DB] = args.db
     uvicorn.run(
-        "pos_plugin.ledger.sandbox.server:app_from_env", factory=True, host=args.host,
+        "pos_plugin.ledger.own.sandbox.server:app_from_env", factory=True, host=args.host,
         port=args.port, workers=args.workers, log_level=args.log_level, access_log=False,
     )
     return 0

@@ -2,7 +2,7 @@
 
 Each operation is one transaction on the store. Answers are built as plain
 dicts/JSON text (no response-model round trip on the hot path); the shapes are
-the ones declared in ``pos_plugin.ledger.schemas`` and checked by the tests.
+the ones declared in ``pos_plugin.ledger.own.schemas`` and checked by the tests.
 
 Idempotency (TigerBeetle/Stripe style): the key is the msgid; a committed
 answer is stored with the SHA-256 of the canonical request, and replayed
@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pos_plugin.ledger.sandbox import rules
-from pos_plugin.ledger.sandbox.store import Row, Store, Tx, receivable_id
-from pos_plugin.ledger.schemas import (
+from pos_plugin.ledger.own.sandbox import rules
+from pos_plugin.ledger.own.sandbox.store import Row, Store, Tx, receivable_id
+from pos_plugin.ledger.own.schemas import (
     COMPACT_COLUMNS,
     Credential,
     ReversalRequest,

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from pos_plugin.ledger.sandbox.group_commit import GroupCommitter
+from pos_plugin.ledger.own.sandbox.group_commit import GroupCommitter
 from pos_plugin.world import World
 
 Row = tuple[Any, ...]

@@ -1,0 +1,44 @@
+"""The ledger interface the sale flow calls, whichever backend is behind it.
+
+The sale service, recovery and reconciliation hold a ``LedgerClient`` and nothing
+more specific, so a second backend (the national platform, ``ledger/nhsa/``) plugs
+in without touching them. Today's shapes are our own API's (``ledger.own.schemas``);
+every backend raises only the typed errors of ``pos_plugin.ledger.errors``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Protocol
+
+from pos_plugin.ledger.own.schemas import (
+    CompactStatement,
+    Credential,
+    ReversalResult,
+    Settlement,
+    SettlementRequest,
+    Statement,
+)
+from pos_plugin.models import PersonLookup
+
+
+class LedgerClient(Protocol):
+    """What the sale service needs from a central ledger (HTTP today, national platform later)."""
+
+    def lookup(self, credential: Credential) -> PersonLookup: ...
+
+    def settle(self, request: SettlementRequest) -> Settlement: ...
+
+    def get_settlement(self, msgid: str) -> Settlement | None: ...
+
+    def reverse(self, settlement_id: str, msgid: str, reason: str = "") -> ReversalResult: ...
+
+    def get_reversal(self, msgid: str) -> ReversalResult | None: ...
+
+    def statement(
+        self, pharmacy_code: str, date: dt.date, terminal_id: str | None = None
+    ) -> Statement: ...
+
+    def statement_compact(
+        self, pharmacy_code: str, date: dt.date, terminal_id: str | None = None
+    ) -> CompactStatement: ...
