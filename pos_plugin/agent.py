@@ -95,6 +95,10 @@ class Agent:
                     log.exception("background recovery round failed")
                 self._stop_event.wait(interval)
 
+        # Start-up: nothing is being sent by this process yet, so every open row is a
+        # previous run's: one that never reached settling sent nothing; a settling one
+        # is settled or voided at the ledger (never concluded on a 404 alone).
+        self.service.recover_interrupted()
         self.service.resolve_unsettled()
         threading.Thread(target=loop, name="recovery", daemon=True).start()
 

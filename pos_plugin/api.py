@@ -116,10 +116,16 @@ def create_app(
             status_code=500,
         )
 
-    @app.post("/v1/sales", response_model=SaleResult, responses=errors)
+    @app.post(
+        "/v1/sales",
+        response_model=SaleResult,
+        responses={**errors, 202: {"model": SaleResult}, 409: {"model": SaleResult},
+                   503: {"model": SaleResult}, 504: {"model": SaleResult}},
+    )
     def create_sale(req: SaleRequest, _: str = pos) -> JSONResponse:
+        """Run a sale; a repeated ``sale_ref`` answers the journaled answer, status and all."""
         try:
-            result = service.sell(req)
+            http_status, result = service.sell(req)
         except SaleRefReused:
             raise ApiError(
                 409,
@@ -127,28 +133,19 @@ def create_app(
                 f"sale_ref {req.sale_ref} was already used for a different sale",
             ) from None
         except SaleError as e:
-            status = "refused" if e.http_status == 422 else "failed"
-            if (
-                e.code == "ledger_unavailable"
-                and (row := service.journal.get(req.sale_ref))
-                and row.state == "unknown"
-            ):
-                status = "unknown"
-            body = SaleResult(sale_ref=req.sale_ref, status=status, code=e.code, message=e.message)
-            return JSONResponse(body.model_dump(mode="json"), status_code=e.http_status)
-        code = (
-            200
-            if result.status in ("settled", "reversed")
-            else 202
-            if result.status == "in_progress"
-            else 422
-        )
-        if result.status in ("refused", "failed", "unknown") and result.code:
-            code = 422 if result.status == "refused" else 503
-        return JSONResponse(result.model_dump(mode="json"), status_code=code)
+            row = service.journal.get(req.sale_ref)
+            if row is None or row.result is None:  # nothing journaled (a closed day)
+                status = "refused" if e.http_status == 422 else "failed"
+                body = SaleResult(
+                    sale_ref=req.sale_ref, status=status, code=e.code, message=e.message
+                )
+                return JSONResponse(body.model_dump(mode="json"), status_code=e.http_status)
+            http_status, result = service.answer(row)
+        return JSONResponse(result.model_dump(mode="json"), status_code=http_status)
 
     @app.get("/v1/sales/{sale_ref}", response_model=SaleResult, responses=errors)
     def get_sale(sale_ref: str, _: str = pos) -> SaleResult:
+        """The same body a replayed POST answers, in every state (always HTTP 200)."""
         result = service.status_of(sale_ref)
         if result is None:
             raise ApiError(404, "not_found", f"no sale {sale_ref}")

@@ -115,3 +115,15 @@ class InvalidRequest(LedgerError):
     def __init__(self, message: str, *, field: str | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.field = field
+
+
+class MsgidVoided(LedgerError):
+    """The msgid was voided (``void_settlement``): it can never commit; nothing was charged."""
+
+    code = "msgid_voided"
+
+
+class VoidUnsupported(LedgerError):
+    """The ledger cannot void a msgid (an older ledger): an unknown outcome stays unknown."""
+
+    code = "void_unsupported"

@@ -51,6 +51,7 @@ from pos_plugin.reconcile.matching import (
 from pos_plugin.sale.service import SaleService, SaleSettings
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+RESOLVE_MIN_AGE = 120.0  # s: well past a till's settle (3 attempts x 10 s read timeout + backoff)
 
 # A journal row as reconciliation reads it. The plan's legs are cut out by the database
 # (SQLite's ``json_extract`` runs in C with the GIL released, and the leg arrays are a
@@ -392,7 +393,9 @@ def resolve_settling(paths: Sequence[JournalSource], ledger: Any, pharmacy_code:
 
 def _resolve_rows(journal: Journal, ledger: Any, code: str, pending: list[str]) -> list[str]:
     service = SaleService(SaleSettings(code, "reconcile"), journal, ledger, None)  # type: ignore[arg-type]
-    service.resolve_unsettled()
+    # A till may be sending one of these right now: leave rows younger than the
+    # till's longest settlement attempt to the till itself.
+    service.resolve_unsettled(min_age=RESOLVE_MIN_AGE)
     resolved = []
     for m in pending:
         row = journal.by_msgid(m)

@@ -125,8 +125,10 @@ class SaleService:
 
     # ------------------------------------------------------------------ sale
 
-    def sell(self, req: SaleRequest) -> SaleResult:
-        """Run one sale to a result; raises SaleError for a refusal or a failure."""
+    def sell(self, req: SaleRequest) -> tuple[int, SaleResult]:
+        """Run one sale to (HTTP status, result); raises SaleError for a refusal or a failure.
+
+        A repeated ``sale_ref`` answers what ``answer`` says of its journaled row."""
         existing = self.journal.get(req.sale_ref)
         if existing is None and is_day_closed(self.journal, self.settings.today()):
             # A closed day cannot change silently: the manager reopens it or the sale
@@ -140,21 +142,27 @@ class SaleService:
             )
         existing = self.journal.begin_sale(req.sale_ref, request_hash(req))  # may raise
         if existing is not None:
-            return self._replay(existing)
+            return self.answer(existing)
         if not self._busy.acquire(blocking=False):
-            self.journal.update(req.sale_ref, J.FAILED, refusal_code="device_unavailable")
-            raise SaleError(
+            busy = SaleError(
                 "device_unavailable",
                 "另一笔交易正在进行，请稍候",
                 "another sale is in progress on this till; wait for it to finish",
                 http_status=409,
             )
+            self.journal.update(
+                req.sale_ref,
+                J.FAILED,
+                refusal_code="device_unavailable",
+                result=self._error_result(req, busy),
+            )
+            raise busy
         cancel = self._cancels.setdefault(req.sale_ref, threading.Event())
         try:
-            return self._sell(req, cancel)
+            return 200, self._sell(req, cancel)
         except SaleError as e:
             row = self.journal.get(req.sale_ref)
-            if row is not None and row.state not in (J.SETTLED, J.UNKNOWN):
+            if row is not None and row.state not in (J.SETTLED, J.UNKNOWN, J.SETTLING):
                 state = J.REFUSED if e.http_status == 422 else J.FAILED
                 self.journal.update(
                     req.sale_ref,
@@ -162,6 +170,12 @@ class SaleService:
                     via=self._passed.get(req.sale_ref, ()),
                     refusal_code=e.code,
                     result=self._error_result(req, e),
+                )
+            elif row is not None and row.state == J.SETTLING:
+                # The ledger answered "no" (a refusal, or a msgid voided by recovery):
+                # nothing was charged under this msgid, and it can no longer commit.
+                self.journal.update(
+                    req.sale_ref, J.FAILED, refusal_code=e.code, result=self._error_result(req, e)
                 )
             raise
         finally:
@@ -290,6 +304,8 @@ class SaleService:
                     http_status=503,
                 ) from None
             except LedgerError as e:
+                if e.code == "bad_response":  # it answered "committed" in words we cannot read
+                    return self._outcome_unknown(req.sale_ref, msgid)
                 raise SaleError(
                     e.code,
                     "医保中心拒绝了本笔结算，未扣款",
@@ -413,15 +429,19 @@ class SaleService:
     def _outcome_unknown(self, sale_ref: str, msgid: str) -> SaleResult:
         """The customer cannot wait: they pay cash, and we owe a reversal for this msgid."""
         reversal_msgid = self.journal.next_msgid()
-        self.journal.update(sale_ref, J.UNKNOWN, reversal_msgid=reversal_msgid)
-        self.journal.queue_reversal(sale_ref, msgid, reversal_msgid)
-        raise SaleError(
-            "ledger_unavailable",
-            "医保中心无应答，结果未知：请收取现金；如已扣款，系统将自动冲正退回",
-            "the insurance ledger did not answer, so the outcome is unknown: take the sale "
-            "in cash; if the accounts were charged, the agent reverses it automatically",
-            http_status=503,
+        answer = SaleResult(
+            sale_ref=sale_ref,
+            status="unknown",
+            code="ledger_unavailable",
+            msgid=msgid,
+            message=OUTCOME_UNKNOWN_MESSAGE,
         )
+        self.journal.update(
+            sale_ref, J.UNKNOWN, reversal_msgid=reversal_msgid, result=stored(answer, 503)
+        )
+        self.journal.queue_reversal(sale_ref, msgid, reversal_msgid)
+        zh, en = OUTCOME_UNKNOWN_MESSAGE.split(" / ", 1)
+        raise SaleError("ledger_unavailable", zh, en, http_status=503)
 
     # ------------------------------------------------------------------ results
 
@@ -505,32 +525,73 @@ class SaleService:
             personal_account=settlement.personal_account,
             mutual_aid=settlement.mutual_aid,
             cash=settlement.cash,
-            result=result.model_dump(mode="json"),
+            result=stored(result, 200),
         )
         return result
 
     def _error_result(self, req: SaleRequest, e: SaleError) -> dict[str, Any]:
         status = "refused" if e.http_status == 422 else "failed"
-        return SaleResult(
-            sale_ref=req.sale_ref, status=status, code=e.code, message=e.message
-        ).model_dump(mode="json")
+        row = self.journal.get(req.sale_ref)
+        result = SaleResult(
+            sale_ref=req.sale_ref,
+            status=status,
+            code=e.code,
+            message=e.message,
+            msgid=row.msgid if row is not None else None,
+        )
+        return stored(result, e.http_status)
 
     def _replay(self, row: SaleRow) -> SaleResult:
-        """The answer for a repeated sale_ref: the stored result, or the state so far."""
+        return self.answer(row)[1]
+
+    def answer(self, row: SaleRow) -> tuple[int, SaleResult]:
+        """The one true answer for a sale in any state: (HTTP status, body).
+
+        A replayed POST and GET give the same body, and the POST the same status as
+        the first answer, for as long as the sale stays in that state. A row that
+        moved on (an owed reversal concluded, an open outcome resolved) answers what
+        is true now.
+        """
+        running = row.sale_ref in self._cancels
         if row.result is not None:
-            result = SaleResult.model_validate(row.result)
-            if row.state == J.REVERSED:
+            status, result = loaded(row.result)
+            if row.state == J.REVERSED and result.status != "reversed":
                 result.status = "reversed"
-            return result
+            return status, result
         if row.state == J.UNKNOWN:
-            return SaleResult(
+            return 503, SaleResult(
                 sale_ref=row.sale_ref,
                 status="unknown",
                 code="ledger_unavailable",
                 msgid=row.msgid,
-                message="结果未知，已安排自动冲正 / outcome unknown; a reversal is queued",
+                message=OUTCOME_UNKNOWN_MESSAGE,
             )
-        return SaleResult(sale_ref=row.sale_ref, status="in_progress", msgid=row.msgid)
+        if row.state == J.REVERSED:  # an older journal's cash fallback: no result kept
+            return 409, SaleResult(
+                sale_ref=row.sale_ref,
+                status="reversed",
+                code=row.refusal_code or "reversed",
+                msgid=row.msgid,
+                message=CASH_FALLBACK_REVERSED,
+            )
+        if row.state in (J.FAILED, J.REFUSED):  # an older journal's recovery: no result kept
+            code = row.refusal_code or "not_charged"
+            return (422 if row.state == J.REFUSED else 409), SaleResult(
+                sale_ref=row.sale_ref,
+                status="refused" if row.state == J.REFUSED else "failed",
+                code=code,
+                msgid=row.msgid,
+                message=NOT_CHARGED.get(code, NOT_CHARGED["not_charged"]),
+            )
+        if row.state == J.SETTLING and not running:
+            return 202, SaleResult(
+                sale_ref=row.sale_ref,
+                status="in_progress",
+                code="outcome_pending",
+                msgid=row.msgid,
+                message=OUTCOME_PENDING_MESSAGE,
+            )
+        return 202, SaleResult(sale_ref=row.sale_ref, status="in_progress", msgid=row.msgid)
 
     def status_of(self, sale_ref: str) -> SaleResult | None:
         row = self.journal.get(sale_ref)
@@ -618,44 +679,98 @@ class SaleService:
             if e.code != "already_reversed":
                 raise SaleError(e.code, "冲正被拒绝", e.message, http_status=409) from None
             rev = None
-        result = dict(row.result or {})
-        result["status"] = "reversed"
+        status, answer = loaded(row.result or {})
+        answer.status = "reversed"
         self.journal.update(
             sale_ref,
             J.REVERSED,
             reversal_id=getattr(rev, "reversal_id", None),
-            result=result,
+            result=stored(answer, status),
         )
-        return SaleResult.model_validate(result)
+        return answer
 
     # ------------------------------------------------------------------ recovery
 
-    def resolve_unsettled(self) -> int:
-        """Resolve every ``settling`` row by msgid (start-up and background). Returns how many."""
+    def recover_interrupted(self) -> int:
+        """At start-up: a sale a crash left before ``settling`` sent nothing (the intent
+        is journaled before any request leaves), so it is concluded "not charged" and
+        answers so. Only at start-up: in a running agent such a row is a live sale."""
+        done = 0
+        for row in self.journal.in_state(J.RECEIVED, J.CARD_READ, J.VALIDATED):
+            if row.sale_ref in self._cancels:
+                continue
+            result = SaleResult(
+                sale_ref=row.sale_ref,
+                status="failed",
+                code="interrupted",
+                message=NOT_CHARGED["interrupted"],
+            )
+            self.journal.update(
+                row.sale_ref, J.FAILED, refusal_code="interrupted", result=stored(result, 409)
+            )
+            done += 1
+        return done
+
+    def resolve_unsettled(self, *, min_age: float = 0.0) -> int:
+        """Conclude ``settling`` rows this process is not sending. Returns how many.
+
+        A row is "settled" when the ledger holds its msgid, and "not charged" only once
+        the ledger has *voided* the msgid, which it does atomically with any settlement
+        of it: a request still in the network that arrives later is refused. A 404 alone
+        proves nothing (the request may be in flight), so it is never taken as "not
+        charged". While the ledger cannot say (unreachable, or an older ledger without
+        voids), the row stays ``settling`` and answers ``outcome_pending``.
+
+        ``min_age`` (seconds) leaves younger rows alone, by the time in the msgid (when
+        the intent was journaled, just before the request left): another process
+        (``reconcile`` on the manager's PC) must not void a sale a till may be sending.
+        """
         resolved = 0
+        horizon = now_shanghai() - dt.timedelta(seconds=min_age)
         for row in self.journal.in_state(J.SETTLING):
-            if row.msgid is None:
+            if row.msgid is None or row.sale_ref in self._cancels:
+                continue  # this process is still sending it: its own answer will come
+            if min_age and msgid_time(row.msgid) > horizon:
                 continue
             try:
                 found = self.ledger.get_settlement(row.msgid)
-            except LedgerError:
-                continue  # still unreachable: try again on the next round
+                if found is None:
+                    found = self.ledger.void_settlement(row.msgid)
+            except LedgerError as e:
+                log.info("sale %s: outcome of %s still open (%s)", row.sale_ref, row.msgid, e.code)
+                continue  # still unreachable, or no void: try again on the next round
             if found is None:
-                # The request never committed (the agent died before or while sending).
-                self.journal.update(row.sale_ref, J.FAILED, refusal_code="not_charged")
+                result = SaleResult(
+                    sale_ref=row.sale_ref,
+                    status="failed",
+                    code="not_charged",
+                    msgid=row.msgid,
+                    message=NOT_CHARGED["not_charged"],
+                )
+                self.journal.update(
+                    row.sale_ref, J.FAILED, refusal_code="not_charged", result=stored(result, 409)
+                )
             else:
                 self._record_settled(row.sale_ref, row.msgid, found, row.plan or {})
             resolved += 1
         return resolved
 
     def send_owed_reversals(self, now: dt.datetime | None = None) -> int:
-        """Reverse settlements whose outcome was unknown while the customer paid cash."""
+        """Conclude sales whose outcome was unknown while the customer paid cash.
+
+        The msgid is looked up, and voided if it is not there: if it had committed, the
+        settlement is reversed (the customer paid cash, so the accounts are credited
+        back); if the void wins, nothing was or ever will be charged. Either way the
+        row is journaled first and the owed reversal marked done after, so a crash in
+        between only repeats an idempotent step.
+        """
         now = now or now_shanghai()
         done = 0
         for p in self.journal.pending_reversals(due_at=now):
-            found = None
             try:
                 found = self.ledger.get_settlement(p.msgid)
+                if found is None:
+                    found = self.ledger.void_settlement(p.msgid)
                 if found is not None and found.status == "settled":
                     self.ledger.reverse(
                         found.settlement_id, p.reversal_msgid, "outcome unknown, customer paid cash"
@@ -670,8 +785,75 @@ class SaleService:
                         escalate=p.attempts + 1 >= REVERSAL_ESCALATE_AFTER,
                     )
                     continue
+            charged = found is not None
+            result = SaleResult(
+                sale_ref=p.sale_ref,
+                status="reversed" if charged else "failed",
+                code="cash_fallback",
+                msgid=p.msgid,
+                message=CASH_FALLBACK_REVERSED if charged else CASH_FALLBACK_NOT_CHARGED,
+            )
+            self.journal.update(
+                p.sale_ref,
+                J.REVERSED if charged else J.FAILED,
+                refusal_code="cash_fallback",
+                result=stored(result, 409),
+            )
             self.journal.reversal_done(p.msgid)
-            state = J.REVERSED if found is not None else J.FAILED
-            self.journal.update(p.sale_ref, state, refusal_code="cash_fallback")
             done += 1
         return done
+
+
+# --------------------------------------------------------------------------- answers
+
+OUTCOME_UNKNOWN_MESSAGE = (
+    "医保中心无应答，结果未知：请收取现金；如已扣款，系统将自动冲正退回 / "
+    "the insurance ledger did not answer, so the outcome is unknown: take the sale "
+    "in cash; if the accounts were charged, the agent reverses it automatically"
+)
+OUTCOME_PENDING_MESSAGE = (
+    "正在向医保中心确认本笔结果，请勿重复收款，稍后再查 / "
+    "the outcome is being confirmed with the insurance ledger: do not take payment "
+    "again, ask again shortly"
+)
+CASH_FALLBACK_REVERSED = (
+    "顾客已付现金，医保扣款已自动冲正退回 / "
+    "the customer paid cash; the account charge was reversed automatically"
+)
+CASH_FALLBACK_NOT_CHARGED = (
+    "顾客已付现金，医保账户未扣款 / the customer paid cash; the accounts were not charged"
+)
+NOT_CHARGED = {
+    "not_charged": "本笔未扣款（已与医保中心确认），请重新发起交易 / "
+    "nothing was charged (confirmed with the ledger): start the sale again",
+    "interrupted": "交易中途终端重启，本笔未扣款，请重新发起交易 / "
+    "the agent restarted during this sale before anything was sent; nothing was "
+    "charged: start the sale again with a new receipt number",
+}
+
+
+def msgid_time(msgid: str) -> dt.datetime:
+    """When a msgid was allocated: its yyyyMMddHHmmss (China time) after the pharmacy code."""
+    return dt.datetime.strptime(msgid[12:26], "%Y%m%d%H%M%S").replace(tzinfo=J.SHANGHAI)
+
+
+def stored(result: SaleResult, http_status: int) -> dict[str, Any]:
+    """A result as journaled: the body, and the HTTP status it was first answered with."""
+    return {**result.model_dump(mode="json"), "http_status": http_status}
+
+
+def _default_status(result: SaleResult) -> int:
+    """The status of a result journaled before statuses were kept (older journals)."""
+    if result.status in ("settled", "reversed") and result.code is None:
+        return 200
+    if result.status == "in_progress":
+        return 202
+    return 422 if result.status == "refused" else 503
+
+
+def loaded(doc: dict[str, Any]) -> tuple[int, SaleResult]:
+    """(HTTP status, body) of a journaled result."""
+    body = dict(doc)
+    status = body.pop("http_status", None)
+    result = SaleResult.model_validate(body)
+    return (int(status) if status is not None else _default_status(result)), result

@@ -39,6 +39,7 @@ from pos_plugin.ledger.own.schemas import (
     Settlement,
     SettlementRequest,
     Statement,
+    VoidResult,
     compact_row,
 )
 from pos_plugin.models import PersonLookup
@@ -90,8 +91,18 @@ _ERRORS: dict[str, type[e.LedgerError]] = {
     "reversal_not_found": e.NotFound,
     "not_found": e.NotFound,
     "already_reversed": e.AlreadyReversed,
+    "msgid_voided": e.MsgidVoided,
     "invalid_request": e.InvalidRequest,
 }
+
+
+def _code(resp: requests.Response) -> str:
+    """The error code of an answer, or "" when it is not our JSON (a proxy's HTML page)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return ""
+    return str(body.get("code") or "") if isinstance(body, dict) else ""
 
 
 def _step(query: dict[str, Any], next_page: int, next_after: int | None) -> None:
@@ -234,13 +245,32 @@ class HttpLedgerClient:
 
     def get_settlement(self, msgid: str) -> Settlement | None:
         resp = self._safe("GET", f"/v1/settlements/{msgid}")
-        if resp.status_code == 404 and resp.json().get("code") == "settlement_not_found":
+        if resp.status_code == 404 and _code(resp) == "settlement_not_found":
             return None
         return self._parse(resp, Settlement, (200,))
 
+    def void_settlement(self, msgid: str) -> Settlement | None:
+        """Make the msgid's outcome final: None = voided (never charged, never will be),
+        else the settlement that had committed first. Idempotent, so retried like a read.
+
+        A ledger without the endpoint (404 ``not_found`` / 405) raises ``VoidUnsupported``:
+        the caller then keeps the outcome unknown rather than guess.
+        """
+        resp = self._safe("POST", f"/v1/settlements/{msgid}/void")
+        if resp.status_code in (404, 405) and _code(resp) in ("", "not_found", "method_not_allowed"):
+            raise e.VoidUnsupported(
+                "the ledger cannot void a msgid (an older ledger API): the outcome stays "
+                "unknown until reconciliation settles it", status=resp.status_code
+            )
+        found = self._parse(resp, VoidResult, (200,))
+        if found.status == "settled" and found.settlement is None:
+            raise e.LedgerError(f"the ledger says msgid {msgid} settled but sent no settlement",
+                                code="bad_response", status=resp.status_code)
+        return found.settlement
+
     def get_reversal(self, msgid: str) -> ReversalResult | None:
         resp = self._safe("GET", f"/v1/reversals/{msgid}")
-        if resp.status_code == 404 and resp.json().get("code") == "reversal_not_found":
+        if resp.status_code == 404 and _code(resp) == "reversal_not_found":
             return None
         return self._parse(resp, ReversalResult, (200,))
 

@@ -138,6 +138,21 @@ class Settlement(_Wire):
     reversal: ReversalRef | None = None
 
 
+class VoidResult(_Wire):
+    """``POST /v1/settlements/{msgid}/void``: the msgid's final word.
+
+    ``voided``: no settlement committed under this msgid and none ever will (a later
+    arrival of the request is refused with ``409 msgid_voided``). ``settled``: it had
+    committed first; ``settlement`` is what the ledger holds. Either way the outcome
+    is no longer unknown, which is why recovery asks this and not a bare GET.
+    """
+
+    msgid: str
+    status: Literal["voided", "settled"]
+    voided_at: dt.datetime | None = None
+    settlement: Settlement | None = None
+
+
 class ReversalResult(_Wire):
     """A committed full reversal: every leg of the original credited back."""
 

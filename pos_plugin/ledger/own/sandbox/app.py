@@ -52,6 +52,7 @@ from pos_plugin.ledger.own.schemas import (
     Settlement,
     SettlementRequest,
     Statement,
+    VoidResult,
 )
 from pos_plugin.models import PersonLookup
 
@@ -227,6 +228,11 @@ def create_app(ledger: Ledger) -> FastAPI:
         raise AssertionError("documentation-only route")
 
     documented = list(doc.routes)
+
+    @app.post("/v1/settlements/{msgid}/void", response_model=VoidResult, responses=_ERRORS)
+    def void(msgid: str, code: Pharmacy) -> Response:
+        """Make an unknown outcome final: void the msgid unless it settled first."""
+        return _json(*ledger.void(code, msgid))
 
     @app.post(
         "/v1/settlements/{settlement_id}/reversals",

@@ -32,6 +32,10 @@ from pos_plugin.ledger.own.schemas import (
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
+# The request_hash of a voided msgid's idempotency row: no request body hashes to it.
+VOID_DIGEST = "void"
+
+
 def shanghai_now() -> dt.datetime:
     return dt.datetime.now(SHANGHAI)
 
@@ -169,6 +173,13 @@ class Ledger:
         row = tx.one("SELECT request_hash, status, response FROM idempotency WHERE msgid = ?", msgid)
         if row is None:
             return None
+        if row[0] == VOID_DIGEST:
+            raise Rejection(
+                409,
+                "msgid_voided",
+                f"msgid {msgid} was voided by the till: it can never commit; nothing was "
+                "charged (a new attempt at the sale needs a new msgid)",
+            )
         if row[0] != digest:
             raise Rejection(
                 409,
@@ -327,6 +338,49 @@ class Ledger:
                     f"mutual-aid leg {i} may not pay for this patient: {why}",
                     leg=i, binding_id=leg.binding_id,
                 )
+
+    # ------------------------------------------------------------------ void
+    def void(self, pharmacy: str, msgid: str) -> tuple[int, str]:
+        """Make ``msgid`` final: void it unless a settlement committed under it first.
+
+        The void is a row in the idempotency table, the same unique key a settlement
+        takes, written under the same per-msgid lock: a settlement and a void of one
+        msgid are serialised, so exactly one of them wins and the loser sees the winner
+        (a late settlement request is refused with ``msgid_voided``). Repeating a void
+        answers the first one's result.
+        """
+        _check_key(pharmacy, msgid, msgid)
+        return self.store.transact(lambda tx: self._void(tx, pharmacy, msgid), msgid)
+
+    def _void(self, tx: Tx, pharmacy: str, msgid: str) -> tuple[int, str]:
+        row = tx.one("SELECT request_hash, response FROM idempotency WHERE msgid = ?", msgid)
+        if row is not None and row[0] == VOID_DIGEST:
+            return 200, str(row[1])
+        if row is not None:
+            sale = tx.one(
+                f"SELECT {_ENTRY_COLS} FROM entries WHERE msgid = ? AND kind = 'sale'", msgid
+            )
+            if sale is None:
+                raise Rejection(409, "not_a_settlement",
+                                f"msgid {msgid} names a reversal, not a settlement; "
+                                "only a settlement's msgid can be voided")
+            body = _sale(sale)
+            rev = tx.one(
+                "SELECT entry_id, msgid, created_at FROM entries WHERE original_id = ?", sale[0]
+            )
+            if rev is not None:
+                body["reversal"] = {"reversal_id": rev[0], "msgid": rev[1], "created_at": rev[2]}
+            return 200, _dumps({"msgid": msgid, "status": "settled", "voided_at": None,
+                                "settlement": body})
+        created_at, _ = self._now()
+        text = _dumps({"msgid": msgid, "status": "voided", "voided_at": created_at,
+                       "settlement": None})
+        tx.run(
+            "INSERT INTO idempotency (msgid, pharmacy_code, request_hash, status, response) "
+            "VALUES (?, ?, ?, 200, ?)",
+            msgid, pharmacy, VOID_DIGEST, text,
+        )
+        return 200, text
 
     # ------------------------------------------------------------------ read back
     def get_settlement(self, pharmacy: str, msgid: str) -> dict[str, Any]:
