@@ -7,7 +7,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from pos_plugin.world import load_world
 
 from .conftest import WANG_FANG, XIAOMING, ZHANG_WEI, Pos, balances, item
 from .holdproxy import HoldProxy
+from .procs import free_port
+from .procs import start_agent_process as _start_agent
 
 
 class DrainingLedger(HttpLedgerClient):
@@ -81,31 +82,6 @@ def test_payer_drained_between_lookup_and_settlement_is_replanned(pos: Pos, agen
     assert (after[ZHANG_WEI], after[WANG_FANG]) == (0, 0)
 
 
-def _start_agent(
-    workdir: Path, ledger_url: str, port: int
-) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pos_plugin.cli", "serve", "--simulate", "--port", str(port),
-         "--workdir", str(workdir), "--ledger-url", ledger_url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    tokens: dict[str, str] = {}
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 30
-    while len(tokens) < 2 and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if "pos token:" in line:
-            tokens["pos"] = line.split(":", 1)[1].strip()
-        if "manager token:" in line:
-            tokens["manager"] = line.split(":", 1)[1].strip()
-    assert len(tokens) == 2, "the agent did not start"
-    return proc, tokens
-
-
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX only")
 def test_sigkill_after_the_request_left_is_resolved_on_restart(tmp_path: Path) -> None:
     world = load_world()
@@ -115,11 +91,7 @@ def test_sigkill_after_the_request_left_is_resolved_on_restart(tmp_path: Path) -
     proxy = HoldProxy(u.hostname or "127.0.0.1", u.port or 80)
     proxy.hold_settlements = True
     work = tmp_path / "agent"
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc, tokens = _start_agent(work, proxy.url, port)
     direct = HttpLedgerClient(ledger_url, world.pharmacies[0].api_token)
