@@ -468,34 +468,38 @@ class Journal:
         share the fsync of the step that does (settling). ``new_msgid`` allocates
         the sale's msgid in the same transaction.
         """
-        steps = [*via, (state, fields)]
+        with self._tx() as db:
+            if new_msgid:
+                fields = {**fields, "msgid": self._allocate_msgid(db, None)}
+            return self._apply(db, sale_ref, [*via, (state, fields)])
+
+    def _apply(
+        self, db: _Db, sale_ref: str, steps: Sequence[tuple[str, dict[str, Any]]]
+    ) -> SaleRow:
+        """The steps of ``update`` inside an open transaction; returns the row after them."""
         for _, cols in steps:
             unknown = set(cols) - set(_SALE_COLUMNS)
             if unknown:
                 raise ValueError(f"unknown journal columns: {sorted(unknown)}")
         stamp = now_shanghai().isoformat()
-        with self._tx() as db:
-            if new_msgid:
-                fields = {**fields, "msgid": self._allocate_msgid(db, None)}
-                steps[-1] = (state, fields)
-            for step_state, cols in steps:
-                values = {
-                    k: _canonical(v) if isinstance(v, dict | list) else v for k, v in cols.items()
-                }
-                values["state"] = step_state
-                values["updated_at"] = stamp
-                assignments = ", ".join(f"{k} = ?" for k in values)
-                cur = db.execute(
-                    f"UPDATE sales SET {assignments} WHERE sale_ref = ?" + self._and,
-                    (*values.values(), sale_ref, *self._till),
-                )
-                if cur.rowcount != 1:
-                    raise KeyError(sale_ref)
-                detail = {k: v for k, v in cols.items() if k != "result"}
-                self._append_event(db, sale_ref, step_state, detail, stamp)
-            row = db.execute(
-                "SELECT * FROM sales WHERE sale_ref = ?" + self._and, (sale_ref, *self._till)
-            ).fetchone()
+        for step_state, cols in steps:
+            values = {
+                k: _canonical(v) if isinstance(v, dict | list) else v for k, v in cols.items()
+            }
+            values["state"] = step_state
+            values["updated_at"] = stamp
+            assignments = ", ".join(f"{k} = ?" for k in values)
+            cur = db.execute(
+                f"UPDATE sales SET {assignments} WHERE sale_ref = ?" + self._and,
+                (*values.values(), sale_ref, *self._till),
+            )
+            if cur.rowcount != 1:
+                raise KeyError(sale_ref)
+            detail = {k: v for k, v in cols.items() if k != "result"}
+            self._append_event(db, sale_ref, step_state, detail, stamp)
+        row = db.execute(
+            "SELECT * FROM sales WHERE sale_ref = ?" + self._and, (sale_ref, *self._till)
+        ).fetchone()
         return self._decode(row)
 
     def get(self, sale_ref: str) -> SaleRow | None:
@@ -525,22 +529,37 @@ class Journal:
 
     # ------------------------------------------------------------------ reversals owed
 
+    def owe_reversal(self, sale_ref: str, msgid: str, **fields: Any) -> SaleRow:
+        """The sale's outcome is unknown and the customer paid cash: journal ``unknown``,
+        a new reversal msgid, and the reversal owed for ``msgid``, in ONE transaction
+        (apart, a crash between them left an unknown sale nothing would ever conclude)."""
+        with self._tx() as db:
+            reversal_msgid = self._allocate_msgid(db, None)
+            row = self._apply(
+                db, sale_ref, [(UNKNOWN, {**fields, "reversal_msgid": reversal_msgid})]
+            )
+            self._queue(db, sale_ref, msgid, reversal_msgid)
+        return row
+
     def queue_reversal(self, sale_ref: str, msgid: str, reversal_msgid: str) -> None:
         """Owe a reversal for a settlement whose outcome is unknown (the customer paid cash)."""
         with self._tx() as db:
-            if self._pg is not None:
-                db.execute(
-                    "INSERT INTO pending_reversals(msgid, sale_ref, reversal_msgid, "
-                    "next_attempt_at, pharmacy_code, terminal_id) VALUES (?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT DO NOTHING",
-                    (msgid, sale_ref, reversal_msgid, now_shanghai().isoformat(), *self._till),
-                )
-                return
+            self._queue(db, sale_ref, msgid, reversal_msgid)
+
+    def _queue(self, db: _Db, sale_ref: str, msgid: str, reversal_msgid: str) -> None:
+        if self._pg is not None:
             db.execute(
-                "INSERT OR IGNORE INTO pending_reversals(msgid, sale_ref, reversal_msgid, "
-                "next_attempt_at) VALUES (?, ?, ?, ?)",
-                (msgid, sale_ref, reversal_msgid, now_shanghai().isoformat()),
+                "INSERT INTO pending_reversals(msgid, sale_ref, reversal_msgid, "
+                "next_attempt_at, pharmacy_code, terminal_id) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (msgid, sale_ref, reversal_msgid, now_shanghai().isoformat(), *self._till),
             )
+            return
+        db.execute(
+            "INSERT OR IGNORE INTO pending_reversals(msgid, sale_ref, reversal_msgid, "
+            "next_attempt_at) VALUES (?, ?, ?, ?)",
+            (msgid, sale_ref, reversal_msgid, now_shanghai().isoformat()),
+        )
 
     def pending_reversals(self, *, due_at: dt.datetime | None = None) -> list[PendingReversal]:
         sql = "SELECT * FROM pending_reversals WHERE done = 0" + self._and

@@ -428,7 +428,6 @@ class SaleService:
 
     def _outcome_unknown(self, sale_ref: str, msgid: str) -> SaleResult:
         """The customer cannot wait: they pay cash, and we owe a reversal for this msgid."""
-        reversal_msgid = self.journal.next_msgid()
         answer = SaleResult(
             sale_ref=sale_ref,
             status="unknown",
@@ -436,10 +435,7 @@ class SaleService:
             msgid=msgid,
             message=OUTCOME_UNKNOWN_MESSAGE,
         )
-        self.journal.update(
-            sale_ref, J.UNKNOWN, reversal_msgid=reversal_msgid, result=stored(answer, 503)
-        )
-        self.journal.queue_reversal(sale_ref, msgid, reversal_msgid)
+        self.journal.owe_reversal(sale_ref, msgid, result=stored(answer, 503))
         zh, en = OUTCOME_UNKNOWN_MESSAGE.split(" / ", 1)
         raise SaleError("ledger_unavailable", zh, en, http_status=503)
 

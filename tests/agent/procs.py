@@ -14,6 +14,8 @@ from pathlib import Path
 
 import requests
 
+ROOT = Path(__file__).resolve().parents[2]  # so ``-m tests.agent...`` imports
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -31,7 +33,8 @@ def start_agent_process(
         args.append("serve")
     args += ["--simulate", "--port", str(port), "--workdir", str(workdir),
              "--ledger-url", ledger_url, *extra]  # fmt: skip
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=ROOT)  # fmt: skip
     tokens: dict[str, str] = {}
     assert proc.stdout is not None
     deadline = time.monotonic() + 30

@@ -205,9 +205,7 @@ def _left_by_a_crash(journal: Journal, ledger: HttpLedgerClient, ref: str, point
             legs=(leg,), cash=0, total=3700,
         ))  # fmt: skip
     if point.startswith("unknown"):
-        reversal_msgid = journal.next_msgid()
-        journal.update(ref, J.UNKNOWN, reversal_msgid=reversal_msgid)
-        journal.queue_reversal(ref, row.msgid, reversal_msgid)
+        journal.owe_reversal(ref, row.msgid)
     return row.msgid
 
 
