@@ -183,3 +183,14 @@ def test_a_zero_sale_is_refused_before_the_customer_is_asked(pos: Pos) -> None:
         item("6901", "A", 2, 0)], "patient": pos.doc(ZHANG_WEI), "buyer": {"role": "self"},
         "credential": "card"})[1]["code"] == "nothing_to_pay"
     assert {k: sim.event_count(k) for k in asked} == asked
+
+
+def test_the_simulator_body_is_bounded_too(pos: Pos) -> None:
+    """Counts at the edge include the simulator's: a card number as long as a real one,
+    a PIN script no longer than a sale can use."""
+    status, body = pos.call("POST", "/v1/simulator/present", {"card_no": "B" * 33})
+    assert (status, body["code"], body["field"]) == (422, "invalid_request", "card_no")
+    status, body = pos.call(
+        "POST", "/v1/simulator/present", {"card_no": ZHANG_WEI_CARD, "pin": ["wrong"] * 11}
+    )
+    assert (status, body["code"]) == (422, "invalid_request") and body["field"].startswith("pin")
