@@ -34,15 +34,37 @@ RECOVERY_INTERVAL = 5.0
 
 
 class ApiServer:
-    """uvicorn in a background thread, on a port chosen by the OS when asked for 0."""
+    """uvicorn in a background thread, on a port chosen by the OS when asked for 0.
 
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+    With ``tls_cert``/``tls_key`` (PEM files) it serves HTTPS: config allows a host off
+    loopback only with them (``[api] allow_remote``), so tokens never cross a network
+    in clear.
+    """
+
+    def __init__(
+        self,
+        app: FastAPI,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+    ) -> None:
         # Bind here and hand the socket to uvicorn: the port asked for (or the one
         # the OS picks for 0) is held from now on, with no window for another process.
-        self._socket = socket.create_server((host, port), backlog=128)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = socket.create_server((host, port), family=family, backlog=128)
         self.host, self.port = host, self._socket.getsockname()[1]
+        self.scheme = "https" if tls_cert else "http"
         self._server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+            uvicorn.Config(
+                app,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                ssl_certfile=tls_cert,
+                ssl_keyfile=tls_key,
+            )
         )
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name="api", daemon=True
@@ -50,7 +72,8 @@ class ApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
 
     def start(self) -> str:
         self._thread.start()
@@ -232,7 +255,9 @@ def start_from_config(cfg: Config) -> Agent:
         device_status=_device_status(terminal),
         extra=reconciliation_extra(source_for_service(service)),
     )
-    api = ApiServer(app, cfg.api.host, cfg.api.port)
+    api = ApiServer(
+        app, cfg.api.host, cfg.api.port, tls_cert=cfg.api.tls_cert, tls_key=cfg.api.tls_key
+    )
     api.start()
     agent = Agent(service, api, tokens, _stops=[terminal.close, journal.close])
     agent.start_recovery()

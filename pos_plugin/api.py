@@ -44,14 +44,18 @@ class ReversalBody(BaseModel):
     reason: Annotated[str, Field(max_length=200)] = ""
 
 
+PinScript = Literal["correct", "wrong", "blocked", "none"]
+
+
 class PresentBody(BaseModel):
+    """The simulator's card or voucher. Bounded like the real ones (a card number of 32,
+    a voucher token of 256 characters), and a PIN script of at most 10 prompts: a sale
+    asks twice, so more is never needed."""
+
     model_config = ConfigDict(extra="forbid")
-    card_no: str | None = None
-    evoucher_token: str | None = None
-    pin: (
-        Literal["correct", "wrong", "blocked", "none"]
-        | list[Literal["correct", "wrong", "blocked", "none"]]
-    ) = "correct"
+    card_no: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    evoucher_token: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    pin: PinScript | Annotated[list[PinScript], Field(min_length=1, max_length=10)] = "correct"
 
 
 def create_app(

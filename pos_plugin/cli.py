@@ -17,11 +17,13 @@ from pos_plugin.config import (
     OPTIONAL_SECRET_NAMES,
     SECRET_NAMES,
     ConfigError,
+    check_ledger_url,
     get_optional_secret,
     get_secret,
     set_secret,
 )
 from pos_plugin.journal.postgres import JournalUnavailable
+from pos_plugin.rules.identity import mask_card_no
 
 if TYPE_CHECKING:
     from pos_plugin.journal.journal import VerifyReport
@@ -91,9 +93,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from pos_plugin.config import load_config
 
     if args.simulate:
+        if args.ledger_url is not None:
+            try:
+                check_ledger_url(args.ledger_url, "--ledger-url")
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         agent = start_simulated(
             world_path=args.world,
-            port=args.port or 8765,
+            port=args.port,  # 0: a free port, chosen by the OS; the banner says which
             workdir=args.workdir,
             ledger_url=args.ledger_url,
         )
@@ -101,15 +108,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"  pos token:     {agent.tokens['pos']}")
         print(f"  manager token: {agent.tokens['manager']}")
         print(f"  OpenAPI:       {agent.url}/docs")
+        # Card numbers are personal data even in a sandbox banner (it ends up in
+        # terminals, screenshots and CI logs): the full numbers are in the world file.
+        cards = [c.card_no for p in (agent.world.persons if agent.world else ()) for c in p.cards]
+        example = mask_card_no(cards[0]) if cards else "..."
         print(
-            '  present a card: POST /v1/simulator/present {"card_no": "B11000001", "pin": "correct"}'
+            '  present a card: POST /v1/simulator/present {"card_no": CARD, "pin": "correct"}'
+            f" (CARD: a card_no from the world file, e.g. {example})",
+            flush=True,
         )
     else:
         if not args.config:
             print("give --config FILE (see config.example.toml), or --simulate", file=sys.stderr)
             return 2
         agent = start_from_config(load_config(args.config))
-        print(f"pos-plugin listening on {agent.url}")
+        print(f"pos-plugin listening on {agent.url}", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
@@ -224,7 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="config.toml for a real till")
     serve.add_argument("--simulate", action="store_true", help="device simulator + sandbox ledger")
     serve.add_argument("--world", help="world file for --simulate (default: the example world)")
-    serve.add_argument("--port", type=int, default=0, help="local API port for --simulate")
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        help="local API port for --simulate (default 8765; 0 = a free port, printed)",
+    )
     serve.add_argument("--workdir", help="--simulate: keep the journal and sandbox here")
     serve.add_argument(
         "--ledger-url", help="--simulate: use this ledger instead of an embedded one"

@@ -8,9 +8,11 @@ till without a backend gets an error that says exactly how to configure one.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -21,6 +23,39 @@ KEYRING_SERVICE = "pos-plugin"
 
 class ConfigError(Exception):
     """A configuration problem, said in words an installer can act on."""
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1).
+
+    A name is not resolved: any other name may reach beyond this machine, so it
+    counts as remote (the safe side for the checks below).
+    """
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_ledger_url(url: str, key: str = "ledger.url") -> str:
+    """A ledger URL is https, or plain http on loopback only (a sandbox on this machine).
+
+    Why: the ledger token and every settlement travel in that connection; off this
+    machine plain HTTP would hand them to anyone on the shop's network.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{key} must be an https:// URL with a host, not {url!r}")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError(
+            f"{key} {url!r} is plain http:// to {parts.hostname}, which is not this machine: "
+            "the ledger token and the settlements would cross the network unencrypted. "
+            "Use https:// (http:// is allowed only on loopback: 127.0.0.1, ::1, localhost)"
+        )
+    return url
 
 
 class _C(BaseModel):
@@ -43,6 +78,11 @@ class LedgerConfig(_C):
     ca_bundle: str | None = None
     cross_province_pairs: list[str] = []
 
+    @field_validator("url")
+    @classmethod
+    def _tls_off_loopback(cls, v: str) -> str:
+        return check_ledger_url(v)
+
     @field_validator("cross_province_pairs")
     @classmethod
     def _pairs(cls, v: list[str]) -> list[str]:
@@ -62,8 +102,42 @@ class SerialConfig(_C):
 
 
 class ApiConfig(_C):
+    """The local API. On loopback by default: it speaks plain HTTP with bearer tokens,
+    which anyone on the shop's network could read off the wire.
+
+    A host off loopback (say ``0.0.0.0`` for a POS on another machine) is refused
+    unless ``allow_remote = true`` *and* TLS is set up (``tls_cert``, ``tls_key``: PEM
+    files handed to uvicorn), so the tokens never cross the network in clear.
+    """
+
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8765
+    allow_remote: bool = False
+    tls_cert: str | None = None  # PEM certificate (chain) file
+    tls_key: str | None = None  # PEM private key file
+
+    @model_validator(mode="after")
+    def _remote_needs_tls(self) -> ApiConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both api.tls_cert and api.tls_key (PEM files), or neither")
+        for key, value in (("api.tls_cert", self.tls_cert), ("api.tls_key", self.tls_key)):
+            if value is not None and not Path(value).is_file():
+                raise ValueError(f"{key} = {value!r}: no such file")
+        if is_loopback_host(self.host):
+            return self
+        if not self.allow_remote:
+            raise ValueError(
+                f"api.host = {self.host!r} is not a loopback address, so the POS API (and its "
+                "bearer tokens) would be reachable from the network. Keep api.host = "
+                '"127.0.0.1", or set api.allow_remote = true together with api.tls_cert and '
+                "api.tls_key (PEM files) so the API is served over TLS"
+            )
+        if self.tls_cert is None:
+            raise ValueError(
+                f"api.allow_remote = true with api.host = {self.host!r} needs TLS: set "
+                "api.tls_cert and api.tls_key (PEM files) so the bearer tokens are encrypted"
+            )
+        return self
 
 
 class JournalConfig(_C):

@@ -15,13 +15,45 @@ import datetime as dt
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from pos_plugin.money import yuan
 
 Fen = Annotated[int, Field(strict=True, ge=0)]
 """A non-negative amount of money in fen (0.01 yuan)."""
 
-PositiveFen = Annotated[int, Field(strict=True, gt=0)]
-"""A strictly positive amount in fen (a leg never moves zero)."""
+AMOUNT_MAX = 0xFFFF_FFFF
+"""The largest amount of one sale, in fen: 4,294,967,295 fen (¥42,949,672.95).
+
+Why this number: the PIN pad shows the customer the amount to pay as a u32 of fen
+(``SHOW_AMOUNT``, docs/serial-protocol.md), and a sale the customer cannot be shown
+cannot be paid. Every unit price, line amount, basket total and settlement leg is
+bounded by it, at the local API and at the ledger, so an absurd amount is a clear
+``invalid_request`` naming the field instead of a crash half-way through a sale;
+and any sum the journal or the ledger keeps (200 lines, a day's rows) stays far
+inside the 64-bit integers of SQLite and PostgreSQL.
+"""
+
+SaleFen = Annotated[int, Field(strict=True, ge=0, le=AMOUNT_MAX)]
+"""An amount of a sale in fen: non-negative and at most ``AMOUNT_MAX``."""
+
+PositiveFen = Annotated[int, Field(strict=True, gt=0, le=AMOUNT_MAX)]
+"""A strictly positive amount of a sale in fen (a leg never moves zero), at most ``AMOUNT_MAX``."""
+
+
+def too_large(what: str, amount: int) -> PydanticCustomError:
+    """The validation error for an amount beyond ``AMOUNT_MAX``, in words for the cashier.
+
+    A custom error (not a ``ValueError``) so that the API's ``invalid_request`` message
+    reads as a sentence, without pydantic's "Value error," prefix.
+    """
+    return PydanticCustomError(
+        "amount_too_large",
+        "{what} {amount} fen is more than one sale may be: at most {max} fen ({max_yuan}), "
+        "the largest amount the PIN pad can show",
+        {"what": what, "amount": amount, "max": AMOUNT_MAX, "max_yuan": yuan(AMOUNT_MAX)},
+    )
 
 RegionCode = Annotated[str, Field(pattern=r"^\d{6}$")]
 """A six-digit administrative division code; the first two digits are the province."""
@@ -52,7 +84,7 @@ class IdDocument(Frozen):
 
     doc_type: IdDocType = IdDocType.RESIDENT_ID
     number: Annotated[str, Field(min_length=1, max_length=64)]
-    name: str | None = None
+    name: Annotated[str, Field(max_length=128)] | None = None
 
 
 # --------------------------------------------------------------------------- insurance
@@ -192,16 +224,37 @@ class InsuranceClass(StrEnum):
     NONE = "none"  # not in the catalogue (cosmetics, food, daily goods)
 
 
+QUANTITY_MAX = 10_000
+"""Packages on one basket line: far more than a pharmacy counter sells of one item."""
+
+
 class BasketLine(Frozen):
+    """One line of the basket as the POS rang it up.
+
+    ``quantity``, ``unit_price`` and the line's amount are bounded (``QUANTITY_MAX``,
+    ``AMOUNT_MAX``) so that no line can make a total the PIN pad or the journal cannot
+    hold; a line beyond them is refused with its field named.
+    """
+
     sku: Annotated[str, Field(min_length=1, max_length=64)]
     name: Annotated[str, Field(min_length=1, max_length=128)]
-    catalogue_code: str | None = None
+    catalogue_code: Annotated[str, Field(max_length=64)] | None = None
     insurance_class: InsuranceClass = InsuranceClass.NONE
-    quantity: Annotated[int, Field(strict=True, ge=1, le=10_000)]
-    unit_price: Fen
+    quantity: Annotated[int, Field(strict=True, ge=1, le=QUANTITY_MAX)]
+    unit_price: SaleFen
     prescription: bool = False
-    prescription_ref: str | None = None
+    prescription_ref: Annotated[str, Field(max_length=64)] | None = None
     ephedrine_compound: bool = False
+
+    @field_validator("unit_price")
+    @classmethod
+    def _line_amount_bounded(cls, unit_price: int, info: ValidationInfo) -> int:
+        """quantity x unit_price within ``AMOUNT_MAX``: named on ``unit_price``, the field
+        that makes a valid quantity too much (quantity is validated first)."""
+        quantity = info.data.get("quantity")
+        if isinstance(quantity, int) and quantity * unit_price > AMOUNT_MAX:
+            raise too_large(f"the line amount {quantity} x {unit_price} =", quantity * unit_price)
+        return unit_price
 
     @property
     def amount(self) -> int:
@@ -224,6 +277,7 @@ class RefusalCode(StrEnum):
     PRESCRIPTION_REQUIRED = "prescription_required"
     EPHEDRINE_ID_REQUIRED = "ephedrine_id_required"
     EPHEDRINE_LIMIT = "ephedrine_limit"
+    NOTHING_TO_PAY = "nothing_to_pay"
 
 
 class Refusal(Frozen):

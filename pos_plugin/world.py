@@ -16,8 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pos_plugin.config import ConfigError
 from pos_plugin.models import (
     BindingStatus,
     CardStatus,
@@ -27,6 +28,7 @@ from pos_plugin.models import (
     RegionCode,
     Relation,
 )
+from pos_plugin.rules.identity import mask_name
 
 
 class _W(BaseModel):
@@ -62,6 +64,26 @@ class WorldPerson(_W):
     personal_account_balance: Fen | None = None
     cards: tuple[WorldCard, ...] = ()
     evoucher_tokens: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _residents_have_no_account(self) -> WorldPerson:
+        """DOMAIN.md: people on residents' insurance (390) have no personal account.
+
+        A balance for one would make the sandbox open an account that cannot exist,
+        and every test run on that world would pass for the wrong reason. The person
+        is named by psn_no and masked name (never the ID number).
+        """
+        if (
+            self.insurance_type is InsuranceType.RESIDENTS
+            and self.personal_account_balance is not None
+        ):
+            raise ValueError(
+                f"person {self.psn_no} ({mask_name(self.name)}) is on residents' insurance "
+                f"(insurance_type 390), which has no personal account (DOMAIN.md), but "
+                f"personal_account_balance is {self.personal_account_balance}: set it to null, "
+                "or make the person employee insurance (310)"
+            )
+        return self
 
     @property
     def account_id(self) -> str | None:
@@ -130,10 +152,27 @@ class World(_W):
         return sum(p.personal_account_balance or 0 for p in self.persons)
 
 
+class WorldError(ConfigError):
+    """A world file that contradicts itself or the domain, said as plain sentences.
+
+    A ConfigError, so the CLI prints it as one line and exits 2. The sentences carry
+    each problem's place and the rule, never the offending input: pydantic's own
+    rendering would echo the person's record, ID number included.
+    """
+
+
 def load_world(path: str | Path | None = None) -> World:
     """Load a world file; ``None`` loads the embedded example world."""
     if path is None:
         text = resources.files("pos_plugin.data").joinpath("world.example.json").read_text("utf-8")
     else:
         text = Path(path).read_text("utf-8")
-    return World.model_validate(json.loads(text))
+    try:
+        return World.model_validate(json.loads(text))
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc']) or 'world'}: "
+            f"{err['msg'].removeprefix('Value error, ')}"
+            for err in e.errors(include_input=False, include_url=False)
+        )
+        raise WorldError(f"world file {path or '(embedded example)'}: {problems}") from None

@@ -3,7 +3,9 @@
 DOMAIN.md: the personal account pays catalogue drugs only (class A and B lines);
 class C and non-catalogue goods are cash. A prescription drug needs a
 prescription. Ephedrine compound preparations need the buyer's ID registered and
-are limited to two minimum packages per purchase.
+are limited to two minimum packages per purchase. A basket whose total is 0 has
+nothing to settle: it is refused before the customer is asked for a card or PIN
+(the ledger would refuse a zero settlement after the customer had typed the PIN).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ def account_may_pay(line: BasketLine) -> bool:
 def check_basket(lines: Sequence[BasketLine], *, buyer_id_registered: bool) -> BasketDecision:
     """Check the basket's regulatory rules and split it into account-payable and cash-only.
 
+    The regulatory refusals come first (they are about the goods, whatever they
+    cost); a basket that passes them but totals 0 is ``nothing_to_pay``.
+
     ``buyer_id_registered`` is True when the buyer's ID document was presented and
     will be kept with the sale (needed for ephedrine compounds).
     """
@@ -58,4 +63,6 @@ def check_basket(lines: Sequence[BasketLine], *, buyer_id_registered: bool) -> B
             )
     payable = sum(line.amount for line in lines if account_may_pay(line))
     cash_only = sum(line.amount for line in lines if not account_may_pay(line))
+    if payable + cash_only == 0:
+        return BasketDecision(refusal(RefusalCode.NOTHING_TO_PAY))
     return BasketDecision(None, payable + cash_only, payable, cash_only)

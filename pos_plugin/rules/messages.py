@@ -50,6 +50,11 @@ _MESSAGES: dict[RefusalCode, tuple[str, str]] = {
         "含麻黄碱类复方制剂每次最多购买2个最小包装。",
         "Ephedrine compound preparations are limited to 2 minimum packages per purchase.",
     ),
+    RefusalCode.NOTHING_TO_PAY: (
+        "本单合计金额为0，无需医保结算，请勿让顾客刷卡或输入密码。",
+        "This sale's total is 0: there is nothing to settle with insurance, so do not ask "
+        "the customer for a card or PIN.",
+    ),
 }
 
 

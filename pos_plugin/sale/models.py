@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pos_plugin.models import BasketLine, Buyer, IdDocument, Refusal, Relation
+from pos_plugin.models import (
+    AMOUNT_MAX,
+    BasketLine,
+    Buyer,
+    IdDocument,
+    Refusal,
+    Relation,
+    too_large,
+)
 from pos_plugin.money import yuan
 
 
@@ -18,15 +26,34 @@ class _M(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+ITEMS_MAX = 200
+"""Lines in one sale: a long prescription list, well within one receipt."""
+
+
 class SaleRequest(_M):
-    """``POST /v1/sales``: a contract (docs/pos-api.md)."""
+    """``POST /v1/sales``: a contract (docs/pos-api.md).
+
+    The basket's total is bounded here, at the API's edge, and not in the sale
+    service: a request is validated before anything is journaled, so a basket the
+    PIN pad cannot show (``AMOUNT_MAX``) is a 422 ``invalid_request`` on ``items``
+    and leaves no row behind, where the same check after ``received`` would leave a
+    sale to answer for.
+    """
 
     sale_ref: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
-    items: Annotated[list[BasketLine], Field(min_length=1, max_length=200)]
+    items: Annotated[list[BasketLine], Field(min_length=1, max_length=ITEMS_MAX)]
     patient: IdDocument | None = None
     buyer: Buyer = Buyer()
     credential: Literal["card", "evoucher"] = "card"
     operator: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+
+    @field_validator("items")
+    @classmethod
+    def _total_bounded(cls, items: list[BasketLine]) -> list[BasketLine]:
+        total = sum(line.amount for line in items)
+        if total > AMOUNT_MAX:
+            raise too_large("the basket total", total)
+        return items
 
 
 class PayerLine(_M):

@@ -69,9 +69,24 @@ def test_ephedrine_limit_counts_packages_over_all_lines() -> None:
     assert "3" in refused.refusal.message_en
 
 
-def test_empty_basket_is_zero() -> None:
-    decision = check_basket([], buyer_id_registered=False)
-    assert (decision.total, decision.account_payable, decision.cash_only) == (0, 0, 0)
+def test_a_basket_that_totals_zero_is_nothing_to_pay() -> None:
+    """Finding 5 (issue 11): a 0 total used to go on to the card and PIN, then fail at the
+    ledger; the rule refuses it first, so the sale never reaches the PIN pad."""
+    for basket in ([], [line("free", InsuranceClass.A, 3, 0)],
+                   [line("a", InsuranceClass.A, 1, 0), line("n", InsuranceClass.NONE, 2, 0)]):
+        decision = check_basket(basket, buyer_id_registered=False)
+        assert decision.refusal is not None
+        assert decision.refusal.code is RefusalCode.NOTHING_TO_PAY
+        assert "0" in decision.refusal.message_zh and "nothing" in decision.refusal.message_en
+    # A free line inside a basket that costs something is fine.
+    paid = [line("free", InsuranceClass.A, 1, 0), line("a", InsuranceClass.A, 1, 1)]
+    assert check_basket(paid, buyer_id_registered=False).refusal is None
+
+
+def test_regulatory_refusals_come_before_nothing_to_pay() -> None:
+    rx = line("rx", InsuranceClass.A, 1, 0, prescription=True)
+    refused = check_basket([rx], buyer_id_registered=False).refusal
+    assert refused is not None and refused.code is RefusalCode.PRESCRIPTION_REQUIRED
 
 
 lines = st.lists(
@@ -89,5 +104,11 @@ lines = st.lists(
 @given(lines)
 def test_split_always_adds_up(basket: list[BasketLine]) -> None:
     decision = check_basket(basket, buyer_id_registered=True)
+    owed = sum(b.quantity * b.unit_price for b in basket)
+    if owed == 0:  # exactly the baskets with nothing to pay are refused as such
+        assert decision.refusal is not None
+        assert decision.refusal.code is RefusalCode.NOTHING_TO_PAY
+        return
+    assert decision.refusal is None
     assert decision.account_payable + decision.cash_only == decision.total
-    assert decision.total == sum(b.quantity * b.unit_price for b in basket)
+    assert decision.total == owed

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from pos_plugin.models import Fen, InsuranceClass, Leg
+from pos_plugin.models import InsuranceClass, Leg, SaleFen
 
 MSGID_RE = re.compile(r"^([A-Z0-9]{12})(\d{14})(\d{4})$")
 PharmacyCode = Annotated[str, Field(pattern=r"^[A-Z0-9]{12}$")]
@@ -84,11 +84,16 @@ class LineSummary(_Wire):
     name: Annotated[str, Field(min_length=1, max_length=128)]
     insurance_class: InsuranceClass
     quantity: Annotated[int, Field(strict=True, ge=1, le=10_000)]
-    amount: Fen
+    amount: SaleFen
 
 
 class SettlementRequest(_Wire):
-    """One sale: all legs commit together or none. ``msgid`` is also the Idempotency-Key."""
+    """One sale: all legs commit together or none. ``msgid`` is also the Idempotency-Key.
+
+    Every amount (``cash``, ``total``, each leg's and line's) is at most ``AMOUNT_MAX``
+    fen, what a till's PIN pad can show: the ledger refuses a larger one as
+    ``invalid_request`` naming the field, before it reaches the 64-bit columns.
+    """
 
     msgid: MsgId
     pharmacy_code: PharmacyCode
@@ -97,8 +102,8 @@ class SettlementRequest(_Wire):
     patient_psn_no: Text
     credential: Credential
     legs: Annotated[tuple[Leg, ...], Field(max_length=16)] = ()
-    cash: Fen
-    total: Fen
+    cash: SaleFen
+    total: SaleFen
     lines: Annotated[tuple[LineSummary, ...], Field(max_length=500)] = ()
     proxy: bool = False
 

@@ -63,6 +63,11 @@ M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
 KEY_MAX = 64  # Idempotency-Key length bound, as the declarative header had it
 STATEMENT_PAGE_MAX = 10_000  # statement rows per page (docs/ledger-api.md)
+# The highest page number: a pharmacy cannot make more rows in a day than
+# 86,400 s x 10,000 msgid sequence numbers = 864,000,000, and with it the row offset
+# (page - 1) x page_size stays far inside the database's 64-bit integers.
+STATEMENT_PAGE_NUMBER_MAX = 1_000_000_000
+CURSOR_MAX = 2**63 - 1  # ``after`` is compared with ``seq``, a 64-bit integer column
 
 
 def _json(status: int, text: str) -> Response:
@@ -166,6 +171,17 @@ def create_app(ledger: Ledger) -> FastAPI:
     async def _invalid_fast(_: Request, exc: _Invalid) -> Response:
         return _invalid_body(exc.loc, exc.msg)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        # Bounds on every field keep requests from getting here; if one still does,
+        # the client gets the contract's JSON error shape (it parses every answer),
+        # never Starlette's plain-text 500. The traceback stays in the server's log.
+        return JSONResponse(
+            {"code": "internal_error",
+             "message": f"the ledger hit an unexpected error ({type(exc).__name__})"},
+            status_code=500,
+        )
+
     def pharmacy(authorization: Annotated[str | None, Header()] = None) -> str:
         scheme, _, token = (authorization or "").partition(" ")
         code = ledger.pharmacy_for_token(token.strip()) if scheme.lower() == "bearer" else None
@@ -252,10 +268,10 @@ def create_app(ledger: Ledger) -> FastAPI:
         pharmacy_code: str,
         date: dt.date,
         code: Pharmacy,
-        terminal_id: str | None = None,
-        page: Annotated[int, Query(ge=1)] = 1,
+        terminal_id: Annotated[str | None, Query(max_length=64)] = None,
+        page: Annotated[int, Query(ge=1, le=STATEMENT_PAGE_NUMBER_MAX)] = 1,
         page_size: Annotated[int, Query(ge=1, le=STATEMENT_PAGE_MAX)] = 200,
-        after: Annotated[int | None, Query(ge=0)] = None,
+        after: Annotated[int | None, Query(ge=0, le=CURSOR_MAX)] = None,
         format: Literal["full", "compact"] = "full",  # shadows the builtin, as the API names it
     ) -> Response:
         if pharmacy_code != code:
