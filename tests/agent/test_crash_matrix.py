@@ -1,7 +1,9 @@
 """The crash matrix: the agent SIGKILLed at every journal transition of a sale, and the
 ledger SIGKILLed under a settlement in flight, each as its own process.
 
-After each crash the agent is restarted on the same journal and left to recover; then
+Every crash is on one till (one journal, as a till that crashes again and again: a
+msgid is unique per till, so two journals for one till index in one second would
+collide). After each crash the agent is restarted on that journal and left to recover; then
 money is checked three ways: the ledger's balances (the patient's account moved by
 exactly what the journal says was kept), the ledger's entries (double entry sound,
 the world's money conserved, at most one settlement per msgid), and the journal (its
@@ -63,6 +65,7 @@ class Matrix:
     port: int
     proc: Any
     opening_total: int
+    till: Path  # one till's folder (its journal) for every crash: one msgid clock
     kills: int = 0
     sales: int = 0
     violations: list[str] = field(default_factory=list)
@@ -81,7 +84,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     port = free_port()
     proc = start_ledger_process(db, port)
     store = Store(str(db))
-    m = Matrix(db, port, proc, store.total_balance())
+    m = Matrix(db, port, proc, store.total_balance(), tmp_path_factory.mktemp("till"))
     store.close()
     yield m
     stop(m.proc)
@@ -166,10 +169,8 @@ def _check(m: Matrix, work: Path, ref: str, got: dict[str, Any], before: int) ->
 
 @pytest.mark.parametrize(("point", "outcome"), AGENT_KILLS,
                          ids=[f"{p}-{o}" for p, o in AGENT_KILLS])  # fmt: skip
-def test_agent_sigkilled_at_every_transition(
-    matrix: Matrix, tmp_path: Path, point: str, outcome: str
-) -> None:
-    work, port = tmp_path / "agent", free_port()
+def test_agent_sigkilled_at_every_transition(matrix: Matrix, point: str, outcome: str) -> None:
+    work, port = matrix.till, free_port()
     url = f"http://127.0.0.1:{port}"
     before = _account(HttpLedgerClient(matrix.url, TOKEN))
     ref = "K-" + secrets.token_hex(4)
@@ -192,22 +193,21 @@ def test_agent_sigkilled_at_every_transition(
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.005, 0.05])
-def test_ledger_sigkilled_under_a_settlement_in_flight(
-    matrix: Matrix, tmp_path: Path, delay: float
-) -> None:
+def test_ledger_sigkilled_under_a_settlement_in_flight(matrix: Matrix, delay: float) -> None:
     """The ledger dies while the till's settlement is on its way (``delay`` s after it
     left: before or after its commit, the timing decides; each must come out right) and
     comes back."""
-    work, port = tmp_path / "agent", free_port()
+    work, port = matrix.till, free_port()
     url = f"http://127.0.0.1:{port}"
     before = _account(HttpLedgerClient(matrix.url, TOKEN))
     ref = "L-" + secrets.token_hex(4)
+    marker = work / "settle-sending"
+    marker.unlink(missing_ok=True)  # the last scenario's
     proc, tokens = start_agent_process(work, matrix.url, port, module=CRASHER,
                                        extra=("--kill-at", "marker:settle"))  # fmt: skip
     try:
         sale = threading.Thread(target=_sell, args=(url, tokens["pos"], ref))
         sale.start()
-        marker = work / "settle-sending"
         deadline = time.monotonic() + 20
         while not marker.exists() and time.monotonic() < deadline:
             time.sleep(0.002)
