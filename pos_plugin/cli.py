@@ -134,6 +134,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reader(args: argparse.Namespace) -> int:
+    from drivers.readers.check import run_check
+    from pos_plugin.config import load_config
+
+    cfg = load_config(args.config)
+    return run_check(cfg.reader, cfg.pharmacy.code, print)
+
+
 def _cmd_reconcile(args: argparse.Namespace) -> int:
     from pos_plugin.reconcile.cli import reconcile_main
 
@@ -263,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--terminal", action="append", default=[], help="shared journal: only this till (repeat)"
     )
     journal.set_defaults(func=_cmd_journal)
+
+    reader = sub.add_parser("reader", help="reader tools")
+    reader_sub = reader.add_subparsers(dest="action", required=True)
+    check = reader_sub.add_parser(
+        "check", help="load the reader library, show the reader's info, read a card (masked)"
+    )
+    check.add_argument("--config", default="config.toml", help="config.toml (default: ./config.toml)")
+    reader.set_defaults(func=_cmd_reader)
 
     rec = sub.add_parser(
         "reconcile",
