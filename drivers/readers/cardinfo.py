@@ -96,10 +96,12 @@ def split_record(text: str, names: tuple[str, ...], what: str) -> list[str]:
         raise _bad(f"the {what} does not end with '|'", f"{what}格式错误（未以“|”结尾）")
     fields = text[:-1].split("|")
     if len(fields) < len(names):
-        missing = ", ".join(names[len(fields) :])
+        # Which one is missing cannot be known from the count: say where it stops matching.
+        tail = ", ".join(names[len(fields) :])
         raise _bad(
-            f"the {what} has {len(fields)} fields, not {len(names)} (missing: {missing})",
-            f"字段数为{len(fields)}，应为{len(names)}（缺少：{missing}）",
+            f"the {what} has {len(fields)} fields, not {len(names)} (a field is missing: "
+            f"{tail} or an earlier one)",
+            f"字段数为{len(fields)}，应为{len(names)}（缺少字段：{tail}或之前的某项）",
         )
     if len(fields) > len(names):
         raise _bad(
