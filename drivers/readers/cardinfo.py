@@ -129,7 +129,9 @@ def parse_card_record(text: str, today: dt.date | None = None) -> CardRecord:
     if len(values["card_no"]) > 32 or not values["card_no"].isprintable():
         raise _bad("the card number is too long or unprintable", "卡号过长或含不可见字符")
     if not _HEX32.match(values["card_sn"]):
-        raise _bad("the card identification code is not 32 hex characters", "卡识别码不是32位十六进制")
+        raise _bad(
+            "the card identification code is not 32 hex characters", "卡识别码不是32位十六进制"
+        )
     issue = _date(values["issue_date"], "issue date", "发卡日期")
     expiry = _date(values["expiry_date"], "expiry date", "卡有效期")
     if issue is not None and expiry is not None and expiry < issue:

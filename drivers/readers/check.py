@@ -19,8 +19,8 @@ from pos_plugin.rules.identity import mask_card_no, mask_id_number, mask_name
 def run_check(reader: ReaderConfig, pharmacy_code: str, out: Callable[[str], None]) -> int:
     """0: library loaded and reader answered; 1: a problem (said in Chinese and English)."""
     if reader.kind == "serial":
-        out("reader: serial terminal ([reader] kind = \"serial\"); nothing to load.")
-        out("  (a library reader is configured with kind = \"sscard\" or \"nhsa-reader\")")
+        out('reader: serial terminal ([reader] kind = "serial"); nothing to load.')
+        out('  (a library reader is configured with kind = "sscard" or "nhsa-reader")')
         return 0
     try:
         backend = build_backend(reader)
@@ -44,7 +44,9 @@ def _check_reader(
         info = getattr(backend, "reader_info", None)
         if info is not None:
             ri = info(timeout)
-            out(f"iGetReaderInfo: reader SN {ri.reader_sn or '-'}, PSAM terminal {ri.psam_term_no or '-'}")
+            out(
+                f"iGetReaderInfo: reader SN {ri.reader_sn or '-'}, PSAM terminal {ri.psam_term_no or '-'}"
+            )
         else:
             out("iGetReaderInfo: not offered by this library")
         record = backend.read(timeout, lambda: False)

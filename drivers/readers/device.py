@@ -152,13 +152,17 @@ class LibraryReader:
                     self._state = DeviceState.DONE
                     return scanned
                 if time.monotonic() >= deadline:
-                    extra_en = f" (the voucher library: {voucher_problem})" if voucher_problem else ""
+                    extra_en = (
+                        f" (the voucher library: {voucher_problem})" if voucher_problem else ""
+                    )
                     raise DeviceError(
                         ErrorCode.DEVICE_TIMEOUT,
                         f"no card or voucher within {timeout:g} s: insert the card chip first "
                         f"or show the voucher QR code, then try again{extra_en}",
                     )
-                self._sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())), cancelled)
+                self._sleep(
+                    min(self.poll_interval, max(0.0, deadline - time.monotonic())), cancelled
+                )
 
     def verify_pin(self, timeout: float, cancel: threading.Event | None = None) -> PinResult:
         """The library runs the keypad and the chip's VERIFY; only the outcome comes back."""
@@ -199,9 +203,7 @@ class LibraryReader:
     # ------------------------------------------------------------------ plumbing
 
     @contextmanager
-    def _transaction(
-        self, state: DeviceState, cancel: threading.Event | None
-    ) -> Iterator[Any]:
+    def _transaction(self, state: DeviceState, cancel: threading.Event | None) -> Iterator[Any]:
         if not self._txn.acquire(blocking=False):
             raise DeviceError(ErrorCode.DEVICE_UNAVAILABLE, BUSY_EN, BUSY_ZH)
 

@@ -92,4 +92,3 @@ class HeaSecBackend:
         if meaning is not Meaning.OK:
             raise error_for(meaning, rc, "ReadSFZ")
         return parse_id_card(self.lib.decode(out, "ReadSFZ"))
-

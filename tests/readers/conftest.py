@@ -51,7 +51,9 @@ def card_text(**overrides: str) -> str:
 def _compile(out: Path, *defines: str) -> Path:
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
-        pytest.skip("no C compiler (cc) on this machine: the reader-library tests build a stub library")
+        pytest.skip(
+            "no C compiler (cc) on this machine: the reader-library tests build a stub library"
+        )
     cmd = [cc, "-shared", "-fPIC", "-O1", *defines, "-o", str(out), str(SOURCE)]
     if sys.platform != "win32":
         cmd.append("-lpthread")
@@ -130,7 +132,9 @@ def sscard_backend(path: Path, **kw: object) -> SSCardBackend:
 @pytest.fixture
 def reader(stub: Stub) -> Iterator[LibraryReader]:
     """An opened SSCardDriver reader on the stub, with short timeouts."""
-    r = LibraryReader(sscard_backend(stub.path), call_timeout=1.0, poll_interval=0.05, pin_grace=1.0)
+    r = LibraryReader(
+        sscard_backend(stub.path), call_timeout=1.0, poll_interval=0.05, pin_grace=1.0
+    )
     r.open()
     yield r
     stub.settle()

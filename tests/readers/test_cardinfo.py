@@ -72,7 +72,12 @@ def test_optional_terminal_fields_may_be_empty_and_x_is_upper_cased() -> None:
 def test_the_id_card_record_has_nine_fields() -> None:
     text = "张三|男|汉|19810101|北京市东城区|111111198101011110|20100101|20300101|东城分局|"
     r = parse_id_card(text)
-    assert (r.name, r.sex, r.id_number, r.authority) == ("张三", "男", "111111198101011110", "东城分局")
+    assert (r.name, r.sex, r.id_number, r.authority) == (
+        "张三",
+        "男",
+        "111111198101011110",
+        "东城分局",
+    )
     assert "111111198101011110" not in repr(r) and "张三" not in repr(r)
     with pytest.raises(DeviceError) as e:
         parse_id_card("张三|男|汉|")

@@ -18,6 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PHARMACY = '[pharmacy]\ncode = "H11010500001"\nterminal_id = "T01"\n'
 
 
+def lit(path: Path) -> str:
+    """A TOML literal string: a Windows path's backslashes stay as they are."""
+    return f"'{path}'"
+
+
 def write(tmp_path: Path, reader: str) -> Path:
     p = tmp_path / "config.toml"
     p.write_text(PHARMACY + reader, "utf-8")
@@ -38,10 +43,22 @@ def test_existing_configs_stay_on_the_serial_terminal(tmp_path: Path) -> None:
         ('[reader]\nkind = "sscard"\n', "needs library"),
         ('[reader]\nkind = "pcsc"\n', "reader.kind"),
         ('[reader]\nkind = "sscard"\nlibrary = "x.so"\nencoding = "klingon"\n', "unknown encoding"),
-        ('[reader]\nkind = "sscard"\nlibrary = "x.so"\nreturn_codes = { "-12" = "nocard" }\n', "not one of"),
-        ('[reader]\nkind = "sscard"\nlibrary = "x.so"\nvoucher_library = "ec.so"\n', "needs [reader.voucher] url"),
-        ('[reader]\nkind = "nhsa-reader"\nlibrary = "h.dll"\n[reader.nhsa]\nlog_path = "C:\\\\my logs"\n', "without spaces"),
-        ('[reader]\nkind = "nhsa-reader"\nlibrary = "h.dll"\n[reader.nhsa]\ncard_passtype = "2"\n', "card_passtype"),
+        (
+            '[reader]\nkind = "sscard"\nlibrary = "x.so"\nreturn_codes = { "-12" = "nocard" }\n',
+            "not one of",
+        ),
+        (
+            '[reader]\nkind = "sscard"\nlibrary = "x.so"\nvoucher_library = "ec.so"\n',
+            "needs [reader.voucher] url",
+        ),
+        (
+            '[reader]\nkind = "nhsa-reader"\nlibrary = "h.dll"\n[reader.nhsa]\nlog_path = "C:\\\\my logs"\n',
+            "without spaces",
+        ),
+        (
+            '[reader]\nkind = "nhsa-reader"\nlibrary = "h.dll"\n[reader.nhsa]\ncard_passtype = "2"\n',
+            "card_passtype",
+        ),
     ],
 )
 def test_reader_setting_errors_name_the_key(tmp_path: Path, section: str, words: str) -> None:
@@ -51,7 +68,7 @@ def test_reader_setting_errors_name_the_key(tmp_path: Path, section: str, words:
 
 
 def test_a_library_kind_builds_a_library_reader(tmp_path: Path, stub: Stub) -> None:
-    cfg = load_config(write(tmp_path, f'[reader]\nkind = "sscard"\nlibrary = '{stub.path}'\n'))
+    cfg = load_config(write(tmp_path, f'[reader]\nkind = "sscard"\nlibrary = {lit(stub.path)}\n'))
     device = build_device(cfg)
     assert isinstance(device, LibraryReader) and device.backend.kind == "sscard"
 
@@ -59,7 +76,7 @@ def test_a_library_kind_builds_a_library_reader(tmp_path: Path, stub: Stub) -> N
 def test_reader_check_reports_the_reader_and_a_masked_card(
     tmp_path: Path, stub: Stub, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cfg = write(tmp_path, f'[reader]\nkind = "sscard"\nlibrary = '{stub.path}'\n')
+    cfg = write(tmp_path, f'[reader]\nkind = "sscard"\nlibrary = {lit(stub.path)}\n')
     assert main(["reader", "check", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "reader SN STUB-RDR-0001, PSAM terminal 110105000001" in out
@@ -74,12 +91,12 @@ def test_reader_check_reports_the_reader_and_a_masked_card(
 def test_reader_check_says_what_is_wrong_in_both_languages(
     tmp_path: Path, stub: Stub, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    missing = write(tmp_path, f'[reader]\nkind = "sscard"\nlibrary = '{tmp_path / "none.so"}'\n')
+    missing = write(tmp_path, f'[reader]\nkind = "sscard"\nlibrary = {lit(tmp_path / "none.so")}\n')
     assert main(["reader", "check", "--config", str(missing)]) == 1
     out = capsys.readouterr().out
     assert "does not exist" in out and "找不到" in out and "Traceback" not in out
     stub.set("plugged", 0)
-    cfg = write(tmp_path, f'[reader]\nkind = "sscard"\nlibrary = '{stub.path}'\n')
+    cfg = write(tmp_path, f'[reader]\nkind = "sscard"\nlibrary = {lit(stub.path)}\n')
     assert main(["reader", "check", "--config", str(cfg)]) == 1
     out = capsys.readouterr().out
     assert "reader not connected" in out and "读卡器未连接" in out and "[device_unavailable]" in out
@@ -90,7 +107,7 @@ def test_reader_check_on_nhsa_and_voucher_libraries(
 ) -> None:
     cfg = write(
         tmp_path,
-        f'[reader]\nkind = "nhsa-reader"\nlibrary = '{stub.path}'\nvoucher_library = '{stub.path}'\n'
+        f'[reader]\nkind = "nhsa-reader"\nlibrary = {lit(stub.path)}\nvoucher_library = {lit(stub.path)}\n'
         '[reader.nhsa]\nip = "10.0.0.1"\nport = 9000\n[reader.voucher]\nurl = "http://ec.example/q"\n',
     )
     assert main(["reader", "check", "--config", str(cfg)]) == 0

@@ -75,7 +75,12 @@ def test_init_failing_is_a_bilingual_error_with_the_librarys_words(stub: Stub) -
 def test_the_resident_id_card_gives_nine_fields(stub: Stub) -> None:
     backend = heasec_backend(stub)
     assert backend.read_id_card(1.0) is None  # nothing on the pad
-    stub.set("sfz", "张伟|男|汉|19800512|北京市朝阳区|110105198005120319|20200101|20400101|朝阳分局|".encode("gbk"))
+    stub.set(
+        "sfz",
+        "张伟|男|汉|19800512|北京市朝阳区|110105198005120319|20200101|20400101|朝阳分局|".encode(
+            "gbk"
+        ),
+    )
     rec = backend.read_id_card(1.0)
     assert rec is not None and rec.id_number == ZHANG_WEI_ID and rec.nation == "汉"
     backend.lib.close()

@@ -16,7 +16,9 @@ from drivers.results import CardPresented, PinOutcome
 from .conftest import ZHANG_WEI_ID, Stub, card_text, sscard_backend
 
 
-def test_a_card_in_the_reader_is_read_into_the_card_fields(stub: Stub, reader: LibraryReader) -> None:
+def test_a_card_in_the_reader_is_read_into_the_card_fields(
+    stub: Stub, reader: LibraryReader
+) -> None:
     stub.insert()
     got = reader.wait_for_credential(2.0)
     assert isinstance(got, CardPresented)
@@ -34,7 +36,9 @@ def test_a_card_in_the_reader_is_read_into_the_card_fields(stub: Stub, reader: L
     assert ZHANG_WEI_ID not in repr(got)
 
 
-def test_no_card_waits_then_times_out_with_a_clear_message(stub: Stub, reader: LibraryReader) -> None:
+def test_no_card_waits_then_times_out_with_a_clear_message(
+    stub: Stub, reader: LibraryReader
+) -> None:
     t0 = time.monotonic()
     with pytest.raises(DeviceError) as e:
         reader.wait_for_credential(0.4)
@@ -189,7 +193,7 @@ def test_no_pin_digit_goes_to_the_library(stub: Stub, reader: LibraryReader) -> 
     stub.insert()
     stub.set("pin_entry", "correct")
     assert reader.verify_pin(2.0).verified
-    (card_type, buffer), = calls
+    ((card_type, buffer),) = calls
     assert getattr(card_type, "value", None) == 3
     assert isinstance(buffer, bytes) and set(buffer) == {0}
 
