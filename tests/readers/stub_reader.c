@@ -12,7 +12,8 @@
  * Tests steer it through stub_set(key, value) and read it through stub_get(key).
  * The card text is set as raw bytes (GBK, as a real library hands it back).
  * No PIN digit is ever exchanged with the host: the test only says whether the
- * customer types the right PIN ("pin_entry" = correct | wrong | cancel | none).
+ * customer types the right PIN ("pin_entry" = correct | wrong | cancel | none,
+ * or a list such as "wrong,correct", one entry per iVerifyPIN, the last repeating).
  *
  * Build: cc -shared -fPIC -o libstubreader.so stub_reader.c -lpthread
  * -DSTUB_OMIT_VERIFY leaves iVerifyPIN out (a library with a missing symbol).
@@ -52,7 +53,7 @@ static int g_present = 0;            /* card in the reader */
 static char g_card[CARD_MAX] = "";   /* the 11 fields as the library returns them (raw bytes) */
 static char g_sfz[CARD_MAX] = "";    /* the 9 ID-card fields */
 static char g_mode[32] = "ok";       /* ok | garbage | nongbk | hsm | notssc | mute */
-static char g_pin_entry[16] = "none";/* what the customer types: correct | wrong | cancel | none */
+static char g_pin_entry[128] = "none"; /* what the customer does, per verify: correct | wrong | cancel | none, or a comma list */
 static int g_tries = 3;              /* the chip's PIN try counter */
 static int g_hang_ms = 0;            /* the next call (of g_hang_fn) sleeps this long */
 static char g_hang_fn[32] = "";      /* which function hangs, "" = any */
@@ -201,22 +202,33 @@ API iReadCardBas_HSM_Step2(char *pKey, char *pOutInfo) {
     return rc;
 }
 
+/* The customer's next action: the first of a comma list ("wrong,correct"); the last repeats. */
+static void next_entry(char *entry, size_t size) {
+    char *comma = strchr(g_pin_entry, ',');
+    size_t n = comma ? (size_t)(comma - g_pin_entry) : strlen(g_pin_entry);
+    if (n >= size) n = size - 1;
+    memcpy(entry, g_pin_entry, n);
+    entry[n] = 0;
+    if (comma) memmove(g_pin_entry, comma + 1, strlen(comma + 1) + 1);
+}
+
 static long verify(char *out) {
     long rc;
-    char buf[64];
+    char buf[64], entry[16];
     maybe_hang("iVerifyPIN");
     lock();
     g_pins++;
+    next_entry(entry, sizeof entry);
     if (!g_plugged) { out[0] = 0; rc = RC_NOT_CONNECTED; }
     else if (!g_present) { out[0] = 0; rc = RC_NO_CARD; }
     else if (g_tries <= 0) { copy_out(out, "6983"); rc = RC_PIN_BLOCKED; }
-    else if (!strcmp(g_pin_entry, "correct")) { g_tries = 3; copy_out(out, "9000"); rc = RC_OK; }
-    else if (!strcmp(g_pin_entry, "wrong")) {
+    else if (!strcmp(entry, "correct")) { g_tries = 3; copy_out(out, "9000"); rc = RC_OK; }
+    else if (!strcmp(entry, "wrong")) {
         g_tries--;
         if (g_tries == 0) { copy_out(out, "63C0"); rc = RC_PIN_BLOCKED; }
         else { sprintf(buf, "63C%d", g_tries); copy_out(out, buf); rc = RC_PIN_WRONG; }
     }
-    else if (!strcmp(g_pin_entry, "cancel")) { out[0] = 0; rc = RC_PIN_CANCELLED; }
+    else if (!strcmp(entry, "cancel")) { out[0] = 0; rc = RC_PIN_CANCELLED; }
     else { out[0] = 0; rc = RC_PIN_TIMEOUT; }
     unlock();
     return rc;
