@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from drivers.errors import DeviceError
 from pos_plugin.config import (
     ALL_SECRET_NAMES,
     OPTIONAL_SECRET_NAMES,
@@ -322,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except JournalUnavailable as e:  # a shared journal's database down or empty
         print(str(e), file=sys.stderr)
+        return 3
+    except DeviceError as e:  # the reader (library) cannot be used: say why, in both languages
+        print(f"reader problem [{e.code}]: {e.message}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         return 130

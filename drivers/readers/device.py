@@ -30,7 +30,7 @@ from typing import Any
 from drivers.errors import DeviceError, ErrorCode
 from drivers.readers.base import CardBackend, VoucherBackend
 from drivers.readers.codes import ReaderFault
-from drivers.readers.native import _Worker
+from drivers.readers.native import Busy, _Worker
 from drivers.results import (
     CardPresented,
     DeviceState,
@@ -225,9 +225,7 @@ class LibraryReader:
 
     def _fault(self, exc: DeviceError) -> None:
         self._last_error = str(exc)
-        if exc.code == ErrorCode.DEVICE_UNAVAILABLE and not exc.message_en.startswith(
-            "the reader library is busy"
-        ):
+        if exc.code == ErrorCode.DEVICE_UNAVAILABLE and not isinstance(exc, Busy):
             self._up = False
         if isinstance(exc, ReaderFault) and exc.reinit:
             self.backend.lib.needs_reinit = True

@@ -44,6 +44,13 @@ BUSY_EN = "the reader library is busy with another call, wait or cancel it"
 BUSY_ZH = "读卡器正忙，请稍候或取消当前操作"
 
 
+class Busy(DeviceError):
+    """Another call is in the library: the reader is fine, just occupied."""
+
+    def __init__(self) -> None:
+        super().__init__(ErrorCode.DEVICE_UNAVAILABLE, BUSY_EN, BUSY_ZH)
+
+
 class _Worker:
     """One daemon thread that runs library calls in order.
 
@@ -167,7 +174,7 @@ class NativeLibrary:
         func = self._funcs[name]
         self._check_stuck()
         if not self._lock.acquire(blocking=False):
-            raise DeviceError(ErrorCode.DEVICE_UNAVAILABLE, BUSY_EN, BUSY_ZH)
+            raise Busy()
         try:
             if self._worker is None:
                 self._worker = _Worker(f"native-{Path(self.path).stem}")

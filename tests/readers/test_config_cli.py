@@ -119,3 +119,13 @@ def test_reader_check_on_nhsa_and_voucher_libraries(
 def test_serial_needs_no_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["reader", "check", "--config", str(write(tmp_path, ""))]) == 0
     assert "serial terminal" in capsys.readouterr().out
+
+
+def test_serve_with_a_missing_library_says_so_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write(tmp_path, f'[reader]\nkind = "sscard"\nlibrary = {lit(tmp_path / "none.dll")}\n')
+    assert main(["serve", "--config", str(cfg)]) == 3
+    err = capsys.readouterr().err
+    assert "reader problem [device_unavailable]" in err and "找不到" in err
+    assert "Traceback" not in err
