@@ -62,6 +62,17 @@ def _check_reader(
             f"card no {mask_card_no(c.card_no)}, holder {mask_name(c.holder_name)}, "
             f"spec {c.spec_version}, valid {c.issue_date or '?'}..{c.expiry_date or '?'}"
         )
+    read_id_card = getattr(backend, "read_id_card", None)
+    if read_id_card is not None and backend.lib.has("ReadSFZ"):
+        try:
+            sfz = read_id_card(timeout)
+        except DeviceError as exc:
+            out(f"ID card (ReadSFZ): {exc.message} [{exc.code}]")
+            return 1
+        if sfz is None:
+            out("ID card (ReadSFZ): none on the reader")
+        else:
+            out(f"ID card (ReadSFZ): {mask_name(sfz.name)}, {mask_id_number(sfz.id_number)}")
     if reader.voucher_library:
         try:
             voucher = build_voucher(reader, pharmacy_code)

@@ -10,7 +10,10 @@ Why everything native goes through here:
   Windows (and, as far as anyone has seen, on Linux too). Text goes in and
   comes out through :meth:`NativeLibrary.encode` / :meth:`NativeLibrary.decode`
   only, so a non-GBK byte becomes a clear ``protocol_error``, never a
-  ``UnicodeDecodeError`` deep in a parser.
+  ``UnicodeDecodeError`` deep in a parser. "gbk" is read and written as
+  GB18030, its superset (identical on every GBK byte sequence), so that a rare
+  character in a holder's name (生僻字), which newer libraries send as a GB18030
+  four-byte sequence, does not stop the sale.
 * **A call that hangs must not hang the agent.** A library call runs on the
   library's own worker thread; the caller waits with a deadline and its cancel
   event. A call that does not come back is *abandoned*: the thread is left to
@@ -22,6 +25,7 @@ Why everything native goes through here:
 
 from __future__ import annotations
 
+import codecs
 import ctypes
 import os
 import queue
@@ -103,6 +107,7 @@ class NativeLibrary:
         self.path = str(path)
         self.label = label
         self.encoding = encoding
+        self._codec = "gb18030" if codecs.lookup(encoding).name == "gbk" else encoding
         self.convention = "stdcall (WinDLL)" if IS_WINDOWS else "cdecl (CDLL)"
         self._lib = _load(self.path, label)
         self._funcs: dict[str, Any] = {}
@@ -133,7 +138,7 @@ class NativeLibrary:
 
     def encode(self, text: str) -> bytes:
         try:
-            return text.encode(self.encoding)
+            return text.encode(self._codec)
         except UnicodeEncodeError:
             raise DeviceError(
                 ErrorCode.PROTOCOL_ERROR,
@@ -145,7 +150,7 @@ class NativeLibrary:
         """The text up to the first NUL; a byte that is not valid text is a clear error."""
         raw = buf.value if isinstance(buf, ctypes.Array) else buf.split(b"\0", 1)[0]
         try:
-            return raw.decode(self.encoding)
+            return raw.decode(self._codec)
         except UnicodeDecodeError:
             raise DeviceError(
                 ErrorCode.PROTOCOL_ERROR,

@@ -55,7 +55,9 @@ def _compile(out: Path, *defines: str) -> Path:
             "no C compiler (cc) on this machine: the reader-library tests build a stub library"
         )
     cmd = [cc, "-shared", "-fPIC", "-O1", *defines, "-o", str(out), str(SOURCE)]
-    if sys.platform != "win32":
+    if sys.platform == "win32":
+        cmd.append("-Wl,--kill-at")  # undecorated stdcall names, as the vendors' DLLs export
+    else:
         cmd.append("-lpthread")
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:

@@ -113,6 +113,13 @@ def test_reader_check_on_nhsa_and_voucher_libraries(
     assert main(["reader", "check", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "init: HeaSecReadInfo initialised" in out and "voucher library:" in out
+    assert "ID card (ReadSFZ): none on the reader" in out
+    stub.set(
+        "sfz", "张伟|男|汉|19800512|北京|110105198005120319|20200101|20400101|公安|".encode("gbk")
+    )
+    assert main(["reader", "check", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "ID card (ReadSFZ): 张*, 110105********0319" in out and ZHANG_WEI_ID not in out
     assert '"IP": "10.0.0.1"' in stub.text("init") and '"CARD_PASSTYPE": "1"' in stub.text("init")
 
 
