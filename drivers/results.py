@@ -53,6 +53,10 @@ class VoucherScanned:
     """An electronic-voucher QR code was scanned; the ledger resolves the token."""
 
     token: str
+    # What the voucher library says about the holder (NationEcTrans' idNo / userName);
+    # the serial scanner does not know them.
+    holder_id_number: str | None = None
+    holder_name: str | None = None
 
     def __repr__(self) -> str:
         return f"VoucherScanned(token={self.token[:6]!r}...)"

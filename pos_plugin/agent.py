@@ -156,8 +156,12 @@ def start_simulated(
     recovery_interval: float = RECOVERY_INTERVAL,
     card_timeout: float = 30.0,
     pin_timeout: float = 30.0,
+    device: Any | None = None,
 ) -> Agent:
-    """The agent on the device simulator and an embedded sandbox ledger (the example world)."""
+    """The agent on the device simulator and an embedded sandbox ledger (the example world).
+
+    ``device`` replaces the serial terminal on the simulator (a library reader, in tests).
+    """
     from drivers import Terminal
     from drivers.simulator import Simulator
     from pos_plugin.ledger.own.client import HttpLedgerClient
@@ -176,7 +180,7 @@ def start_simulated(
     simulator = Simulator(world, pace_baud=pace_baud)
     pty_path = simulator.start()
     stops.append(simulator.stop)
-    terminal = Terminal(pty_path)
+    terminal = device or Terminal(pty_path)
     terminal.open()
     stops.append(terminal.close)
 
@@ -219,10 +223,10 @@ def start_simulated(
 
 def start_from_config(cfg: Config) -> Agent:
     """The agent for a real till: devices on the configured port, the real ledger."""
-    from drivers import Terminal
+    from drivers.readers.factory import build_device
     from pos_plugin.ledger.own.client import HttpLedgerClient
 
-    terminal = Terminal(cfg.serial.url, baudrate=cfg.serial.baudrate)
+    terminal = build_device(cfg)  # [reader] kind: the serial terminal or a vendor library
     terminal.open()
     journal = Journal(
         cfg.journal.target,  # the till's SQLite file, or the shared PostgreSQL journal

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from drivers.errors import DeviceError
 from pos_plugin.config import (
     ALL_SECRET_NAMES,
     OPTIONAL_SECRET_NAMES,
@@ -132,6 +133,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     finally:
         agent.stop()
     return 0
+
+
+def _cmd_reader(args: argparse.Namespace) -> int:
+    from drivers.readers.check import run_check
+    from pos_plugin.config import load_config
+
+    cfg = load_config(args.config)
+    return run_check(cfg.reader, cfg.pharmacy.code, print)
 
 
 def _cmd_reconcile(args: argparse.Namespace) -> int:
@@ -264,6 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     journal.set_defaults(func=_cmd_journal)
 
+    reader = sub.add_parser("reader", help="reader tools")
+    reader_sub = reader.add_subparsers(dest="action", required=True)
+    check = reader_sub.add_parser(
+        "check", help="load the reader library, show the reader's info, read a card (masked)"
+    )
+    check.add_argument("--config", default="config.toml", help="config.toml (default: ./config.toml)")
+    reader.set_defaults(func=_cmd_reader)
+
     rec = sub.add_parser(
         "reconcile",
         help="reconcile a day's journal(s) against the ledger (--date, --journal, --csv, --html)",
@@ -306,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except JournalUnavailable as e:  # a shared journal's database down or empty
         print(str(e), file=sys.stderr)
+        return 3
+    except DeviceError as e:  # the reader (library) cannot be used: say why, in both languages
+        print(f"reader problem [{e.code}]: {e.message}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         return 130

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from drivers.readers.settings import ReaderConfig
 from pos_plugin.rules.family import ProvincePair, parse_province_pair
 
 KEYRING_SERVICE = "pos-plugin"
@@ -175,6 +176,7 @@ class Config(_C):
     pharmacy: PharmacyConfig
     ledger: LedgerConfig = LedgerConfig()
     serial: SerialConfig = SerialConfig()
+    reader: ReaderConfig = ReaderConfig()
     api: ApiConfig = ApiConfig()
     journal: JournalConfig = JournalConfig()
 

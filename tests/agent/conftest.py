@@ -105,7 +105,14 @@ def balances(agent: Agent, card_no: str, client: HttpLedgerClient | None = None)
 
 
 @pytest.fixture
-def agent(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Agent]:
+def agent_device() -> Any:
+    """The device the agent drives: None is the serial terminal on the simulator's pty.
+    tests/readers overrides it with a library reader on the stub library."""
+    return None
+
+
+@pytest.fixture
+def agent(tmp_path: Path, request: pytest.FixtureRequest, agent_device: Any) -> Iterator[Agent]:
     """The agent on a SQLite journal; ``parametrize("agent", ["postgres"], indirect=True)``
     runs it on a shared PostgreSQL journal (a fresh schema) instead."""
     with ExitStack() as stack:
@@ -120,6 +127,7 @@ def agent(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Agent]:
             card_timeout=5.0,
             pin_timeout=5.0,
             recovery_interval=0.5,
+            device=agent_device,
         )
         try:
             yield a
