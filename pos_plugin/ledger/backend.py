@@ -9,7 +9,7 @@ every backend raises only the typed errors of ``pos_plugin.ledger.errors``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Protocol
+from typing import Any, Protocol
 
 from pos_plugin.ledger.own.schemas import (
     CompactStatement,
@@ -29,13 +29,30 @@ class LedgerClient(Protocol):
 
     def settle(self, request: SettlementRequest) -> Settlement: ...
 
-    def get_settlement(self, msgid: str) -> Settlement | None: ...
-
-    def void_settlement(self, msgid: str) -> Settlement | None:
-        """Final word on a msgid: None = voided (can never commit), else what committed."""
+    def get_settlement(self, msgid: str) -> Settlement | None:
+        """What committed under ``msgid`` (None: nothing yet). May raise
+        ``LookupUnsupported`` (a backend without the lookup): never take that as None."""
         ...
 
-    def reverse(self, settlement_id: str, msgid: str, reason: str = "") -> ReversalResult: ...
+    def void_settlement(self, msgid: str, *, psn_no: str | None = None) -> Settlement | None:
+        """Final word on a msgid: None = nothing is (or, own API, ever will be) charged
+        under it; else what committed. ``psn_no``: the patient, for a backend whose
+        void names them (the national platform's 2601)."""
+        ...
+
+    def reverse(
+        self,
+        settlement_id: str,
+        msgid: str,
+        reason: str = "",
+        *,
+        psn_no: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> ReversalResult:
+        """Reverse a settlement in full under a new ``msgid``. ``psn_no`` and ``detail``
+        (the settlement's ``Settlement.detail`` as journaled) for a backend whose
+        reversal names more than the settlement id (the national platform's 2103)."""
+        ...
 
     def get_reversal(self, msgid: str) -> ReversalResult | None: ...
 

@@ -127,3 +127,10 @@ class VoidUnsupported(LedgerError):
     """The ledger cannot void a msgid (an older ledger): an unknown outcome stays unknown."""
 
     code = "void_unsupported"
+
+
+class LookupUnsupported(LedgerError):
+    """The backend has no lookup by msgid (the national platform): an open outcome is
+    concluded by voiding (2601), never by asking."""
+
+    code = "lookup_unsupported"

@@ -87,7 +87,8 @@ class SaleResult(_M):
     total: int | None = None
     account_payable: int | None = None
     personal_account: int | None = None
-    family: list[PayerLine] = []
+    mutual_aid: int | None = None  # the family accounts' share (家庭共济), all payers together
+    family: list[PayerLine] = []  # each family payer, where the ledger says who paid
     cash: int | None = None
     skipped: list[SkippedLine] = []
     notices: list[NoticeLine] = []
@@ -133,6 +134,8 @@ def receipt_lines(r: SaleResult) -> list[str]:
     ]
     for p in r.family:
         lines.append(f"家庭共济 {p.relation_zh} {p.name}  {yuan(p.amount)}")
+    if r.mutual_aid and not r.family:  # the ledger paid from family accounts, unnamed
+        lines.append(f"家庭共济 Family accounts  {yuan(r.mutual_aid)}")
     lines.append(f"现金 Cash                  {yuan(r.cash or 0)}")
     for sk in r.skipped:
         lines.append(f"未共济 not used: {sk.name} ({sk.reason_code})")

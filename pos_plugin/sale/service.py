@@ -35,9 +35,11 @@ from pos_plugin.journal.closed_days import is_day_closed
 from pos_plugin.journal.journal import Journal, SaleRow, now_shanghai
 from pos_plugin.ledger.backend import LedgerClient
 from pos_plugin.ledger.errors import (
+    CardRefused,
     InsufficientFunds,
     LedgerError,
     LedgerUnavailable,
+    LookupUnsupported,
     NotFound,
     OutcomeUnknown,
 )
@@ -46,6 +48,7 @@ from pos_plugin.models import (
     RELATION_ZH,
     Allocation,
     BasketLine,
+    CardStatus,
     FamilyBinding,
     LegKind,
     PersonLookup,
@@ -281,6 +284,9 @@ class SaleService:
                         insurance_class=i.insurance_class,
                         quantity=i.quantity,
                         amount=i.amount,
+                        catalogue_code=i.catalogue_code,
+                        unit_price=i.unit_price,
+                        prescription_ref=i.prescription_ref,
                     )
                     for i in req.items
                 ),
@@ -411,6 +417,17 @@ class SaleService:
         try:
             self.ledger_round_trips += 1
             return self.ledger.lookup(credential)
+        except CardRefused as e:
+            # A backend that refuses a lost or expired card at the lookup (the national
+            # platform's 1101) is refused with the same codes as the rule's own check.
+            status = {"card_lost": CardStatus.LOST, "card_expired": CardStatus.EXPIRED}.get(e.code)
+            refusal = check_card_status(status, None, self.settings.today()) if status else None
+            if refusal is not None:
+                raise SaleError.refused(refusal) from None
+            raise SaleError(
+                e.code, "医保中心拒绝了此卡", f"the ledger refused this card: {e.message}",
+                http_status=422,
+            ) from None
         except NotFound:
             raise SaleError(
                 "card_not_found",
@@ -478,33 +495,34 @@ class SaleService:
         }
 
     def _settled_result(
-        self, sale_ref: str, msgid: str, settlement_id: str, plan: dict[str, Any]
+        self, sale_ref: str, msgid: str, settlement: Settlement, plan: dict[str, Any]
     ) -> SaleResult:
+        """The POS answer from what the ledger committed (its split is the truth; the plan
+        only names the family payers, where the ledger committed the planned legs)."""
+        by_account = {leg["account_id"]: leg for leg in plan.get("legs", ())}
         family = [
             PayerLine(
-                name=leg["name"],
-                relation=Relation(leg["relation"]),
-                relation_zh=RELATION_ZH[Relation(leg["relation"])],
-                amount=leg["amount"],
+                name=by_account[leg.account_id]["name"],
+                relation=Relation(by_account[leg.account_id]["relation"]),
+                relation_zh=RELATION_ZH[Relation(by_account[leg.account_id]["relation"])],
+                amount=leg.amount,
             )
-            for leg in plan["legs"]
-            if leg["kind"] == LegKind.MUTUAL_AID.value
+            for leg in settlement.legs
+            if leg.kind is LegKind.MUTUAL_AID and "name" in by_account.get(leg.account_id, {})
         ]
-        personal = sum(
-            leg["amount"] for leg in plan["legs"] if leg["kind"] == LegKind.PERSONAL_ACCOUNT.value
-        )
         result = SaleResult(
             sale_ref=sale_ref,
             status="settled",
             msgid=msgid,
-            settlement_id=settlement_id,
-            total=plan["total"],
-            account_payable=plan["account_payable"],
-            personal_account=personal,
+            settlement_id=settlement.settlement_id,
+            total=plan.get("total", settlement.total),
+            account_payable=plan.get("account_payable"),
+            personal_account=settlement.personal_account,
+            mutual_aid=settlement.mutual_aid,
             family=family,
-            cash=plan["cash"],
-            skipped=[SkippedLine(**sk) for sk in plan["skipped"]],
-            notices=[NoticeLine(**n) for n in plan["notices"]],
+            cash=settlement.cash,
+            skipped=[SkippedLine(**sk) for sk in plan.get("skipped", ())],
+            notices=[NoticeLine(**n) for n in plan.get("notices", ())],
         )
         result.receipt = receipt_lines(result)
         return result
@@ -512,8 +530,12 @@ class SaleService:
     def _record_settled(
         self, sale_ref: str, msgid: str, settlement: Settlement, plan: dict[str, Any]
     ) -> SaleResult:
-        """Journal a committed settlement; the ledger's split is the truth that is kept."""
-        result = self._settled_result(sale_ref, msgid, settlement.settlement_id, plan)
+        """Journal a committed settlement; the ledger's split is the truth that is kept
+        (and a backend's own record of it, ``Settlement.detail``, beside the answer)."""
+        result = self._settled_result(sale_ref, msgid, settlement, plan)
+        doc = stored(result, 200)
+        if settlement.detail is not None:
+            doc["ledger_detail"] = settlement.detail
         self.journal.update(
             sale_ref,
             J.SETTLED,
@@ -521,7 +543,7 @@ class SaleService:
             personal_account=settlement.personal_account,
             mutual_aid=settlement.mutual_aid,
             cash=settlement.cash,
-            result=stored(result, 200),
+            result=doc,
         )
         return result
 
@@ -663,7 +685,13 @@ class SaleService:
             row = self.journal.update(sale_ref, J.SETTLED, reversal_msgid=reversal_msgid)
         try:
             self.ledger_round_trips += 1
-            rev = self.ledger.reverse(row.settlement_id or "", reversal_msgid, reason)
+            rev = self.ledger.reverse(
+                row.settlement_id or "",
+                reversal_msgid,
+                reason,
+                psn_no=row.patient_psn_no,
+                detail=(row.result or {}).get("ledger_detail"),
+            )
         except (OutcomeUnknown, LedgerUnavailable) as e:
             raise SaleError(
                 "ledger_unavailable",
@@ -686,6 +714,14 @@ class SaleService:
         return answer
 
     # ------------------------------------------------------------------ recovery
+
+    def _looked_up(self, msgid: str) -> Settlement | None:
+        """The settlement under ``msgid``; None where the backend cannot look it up (the
+        caller then voids, which answers the same question with a promise)."""
+        try:
+            return self.ledger.get_settlement(msgid)
+        except LookupUnsupported:
+            return None
 
     def recover_interrupted(self) -> int:
         """At start-up: a sale a crash left before ``settling`` sent nothing (the intent
@@ -729,9 +765,9 @@ class SaleService:
             if min_age and msgid_time(row.msgid) > horizon:
                 continue
             try:
-                found = self.ledger.get_settlement(row.msgid)
+                found = self._looked_up(row.msgid)
                 if found is None:
-                    found = self.ledger.void_settlement(row.msgid)
+                    found = self.ledger.void_settlement(row.msgid, psn_no=row.patient_psn_no)
             except LedgerError as e:
                 log.info("sale %s: outcome of %s still open (%s)", row.sale_ref, row.msgid, e.code)
                 continue  # still unreachable, or no void: try again on the next round
@@ -763,13 +799,19 @@ class SaleService:
         now = now or now_shanghai()
         done = 0
         for p in self.journal.pending_reversals(due_at=now):
+            row = self.journal.get(p.sale_ref)
+            psn_no = row.patient_psn_no if row is not None else None
             try:
-                found = self.ledger.get_settlement(p.msgid)
+                found = self._looked_up(p.msgid)
                 if found is None:
-                    found = self.ledger.void_settlement(p.msgid)
+                    found = self.ledger.void_settlement(p.msgid, psn_no=psn_no)
                 if found is not None and found.status == "settled":
                     self.ledger.reverse(
-                        found.settlement_id, p.reversal_msgid, "outcome unknown, customer paid cash"
+                        found.settlement_id,
+                        p.reversal_msgid,
+                        "outcome unknown, customer paid cash",
+                        psn_no=psn_no,
+                        detail=found.detail,
                     )
             except LedgerError as e:
                 if e.code != "already_reversed":
@@ -851,5 +893,6 @@ def loaded(doc: dict[str, Any]) -> tuple[int, SaleResult]:
     """(HTTP status, body) of a journaled result."""
     body = dict(doc)
     status = body.pop("http_status", None)
+    body.pop("ledger_detail", None)
     result = SaleResult.model_validate(body)
     return (int(status) if status is not None else _default_status(result)), result

@@ -249,7 +249,7 @@ class HttpLedgerClient:
             return None
         return self._parse(resp, Settlement, (200,))
 
-    def void_settlement(self, msgid: str) -> Settlement | None:
+    def void_settlement(self, msgid: str, *, psn_no: str | None = None) -> Settlement | None:
         """Make the msgid's outcome final: None = voided (never charged, never will be),
         else the settlement that had committed first. Idempotent, so retried like a read.
 
@@ -496,6 +496,8 @@ class HttpLedgerClient:
         *,
         terminal_id: str | None = None,
         operator: str | None = None,
+        psn_no: str | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> ReversalResult:
         """Full reversal of a settlement, exactly once per msgid."""
         body: dict[str, Any] = {"msgid": msgid, "reason": reason}

@@ -85,6 +85,11 @@ class LineSummary(_Wire):
     insurance_class: InsuranceClass
     quantity: Annotated[int, Field(strict=True, ge=1, le=10_000)]
     amount: SaleFen
+    # What a backend that prices centrally needs (the national platform's 2102 detail
+    # rows); optional, and recorded as is by our own ledger.
+    catalogue_code: Annotated[str, Field(max_length=64)] | None = None
+    unit_price: SaleFen | None = None
+    prescription_ref: Annotated[str, Field(max_length=64)] | None = None
 
 
 class SettlementRequest(_Wire):
@@ -131,8 +136,11 @@ class Settlement(_Wire):
     operator: str
     patient_psn_no: str
     status: Literal["settled", "reversed"]
-    legs: tuple[Leg, ...]
-    balances_after: dict[str, int]
+    # The legs as committed, in cascade order. Empty where the backend decides the
+    # family cascade itself and does not say who paid (the national platform): then
+    # only ``personal_account`` / ``mutual_aid`` / ``cash`` are known.
+    legs: tuple[Leg, ...] = ()
+    balances_after: dict[str, int] = {}
     personal_account: int
     mutual_aid: int
     cash: int
@@ -141,6 +149,9 @@ class Settlement(_Wire):
     created_at: dt.datetime
     business_date: dt.date
     reversal: ReversalRef | None = None
+    # A backend's own record of the settlement, journaled as it came (the national
+    # platform's setlinfo, detlcutinfo and mdtrt_id); our own ledger sends none.
+    detail: dict[str, Any] | None = None
 
 
 class VoidResult(_Wire):
