@@ -1,0 +1,263 @@
+"""``NhsaLedgerClient``: the ``LedgerClient`` the sale flow calls, over the national platform.
+
+Exactly once without a query by msgid. The platform cannot be asked "did msgid X
+commit?", so the reasoning is the own-API client's, turned around:
+- a 2102 is POSTed exactly once under the journal's msgid (journaled as ``settling``
+  before it leaves). If its answer never comes (read timeout, reset, 5xx), the
+  outcome is unknown: ``OutcomeUnknown`` is raised and the 2102 is NEVER re-sent (the
+  platform is not known to deduplicate by msgid: a second POST could charge twice);
+- the sale flow then concludes that msgid with ``void_settlement`` = 2601 {omsgid},
+  which is safe to repeat and so retried; a 2102 that lands after its 2601 is caught
+  by the day's detail reconciliation (3202, issue 13);
+- ``get_settlement`` raises ``LookupUnsupported`` (never "not found": that would read
+  as "not charged");
+- a connect failure before the 2102 left is ``LedgerUnavailable``: nothing charged;
+- an answer that breaks the spec's invariants is ``bad_response``, which the flow
+  treats as an unknown outcome, never as a sale.
+The platform decides the family cascade and each line's class centrally: the answer's
+split (acct_pay, acct_mulaid_pay, psn_cash_pay) is what is returned and journaled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import requests
+
+from pos_plugin.ledger import errors as e
+from pos_plugin.ledger.nhsa import envelope as env
+from pos_plugin.ledger.nhsa.answers import (
+    cut_rows,
+    lookup_from_1101,
+    reversal_amounts,
+    setlinfo_fen,
+)
+from pos_plugin.ledger.nhsa.inputs import Insured, cert_fields, drug_input
+from pos_plugin.ledger.nhsa.session import ControlMsgids, PlatformSession
+from pos_plugin.ledger.nhsa.settings import NhsaSettings
+from pos_plugin.ledger.nhsa.signers import make_signer
+from pos_plugin.ledger.nhsa.transport import Transport
+from pos_plugin.ledger.own.schemas import (
+    CompactStatement,
+    Credential,
+    ReversalResult,
+    Settlement,
+    SettlementRequest,
+    Statement,
+)
+from pos_plugin.models import PersonLookup
+
+log = logging.getLogger("pos_plugin.ledger.nhsa")
+_REMEMBERED = 1024  # insured persons kept from their 1101 for the 2102 that follows
+
+
+class NhsaLedgerClient:
+    """``pos_plugin.ledger.backend.LedgerClient`` over the national platform (docs/nhsa.md)."""
+
+    def __init__(
+        self,
+        url: str,
+        settings: NhsaSettings,
+        *,
+        secrets: Mapping[str, str] | None = None,
+        session: requests.Session | None = None,
+        msgids: Callable[[], str] | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.transport = Transport(
+            url, make_signer(settings, secrets or {}),
+            timeouts=(settings.connect_timeout, settings.read_timeout),
+            content_type=settings.content_type, session=session,
+        )  # fmt: skip
+        self.clock = clock or (lambda: dt.datetime.now(env.CHINA))
+        kw: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
+        self.platform = PlatformSession(
+            self.transport, settings,
+            msgids=msgids or ControlMsgids(settings.fixmedins_code, settings.msgid_digit,
+                                           self.clock),
+            clock=self.clock, **kw,
+        )  # fmt: skip
+        self._insured: OrderedDict[str, Insured] = OrderedDict()
+
+    def close(self) -> None:
+        """Sign out (9002) and close the connection pool."""
+        self.platform.close()
+        self.transport.close()
+
+    # ------------------------------------------------------------------ 1101
+    def _remember(self, insured: Insured) -> None:
+        self._insured[insured.psn_no] = insured
+        self._insured.move_to_end(insured.psn_no)
+        while len(self._insured) > _REMEMBERED:
+            self._insured.popitem(last=False)
+
+    def _1101(self, credential: Credential) -> tuple[PersonLookup, Insured]:
+        cert_type, cert_no, card_sn = cert_fields(credential)
+        data = {"data": {
+            "mdtrt_cert_type": cert_type, "mdtrt_cert_no": cert_no, "card_sn": card_sn,
+            "begntime": "", "psn_cert_type": "01", "certno": "", "psn_name": "",
+        }}  # fmt: skip
+        answer = self.platform.call("1101", data, opter=self.settings.opter, safe=True)
+        lookup, row = lookup_from_1101(answer)
+        insured = Insured(
+            psn_no=lookup.person.psn_no, insuplc_admdvs=lookup.person.insured_region,
+            insutype=row["insutype"], psn_type=row["psn_type"],
+            psn_cert_type=row["psn_cert_type"], certno=lookup.person.id_number,
+            psn_name=lookup.person.name, mdtrt_cert_type=cert_type, mdtrt_cert_no=cert_no,
+            card_sn=card_sn,
+            balance=lookup.personal_account.balance if lookup.personal_account else None,
+        )  # fmt: skip
+        self._remember(insured)
+        return lookup, insured
+
+    def lookup(self, credential: Credential) -> PersonLookup:
+        """1101: the person, their own balance (employees) and no bindings (the platform
+        keeps them). Lost card -> ``CardRefused(card_lost)``, expired -> ``card_expired``,
+        unknown -> ``NotFound``."""
+        return self._1101(credential)[0]
+
+    # ------------------------------------------------------------------ 2101 / 2102
+    def _insured_for(self, request: SettlementRequest) -> Insured:
+        insured = self._insured.get(request.patient_psn_no)
+        if insured is None or (insured.mdtrt_cert_type, insured.mdtrt_cert_no, insured.card_sn) \
+                != cert_fields(request.credential):  # fmt: skip
+            insured = self._1101(request.credential)[1]  # after a restart: ask again
+            if insured.psn_no != request.patient_psn_no:
+                raise e.CardRefused(
+                    "凭证不属于本笔交易的参保人 / the credential is not the sale's patient's",
+                    code="credential_not_patients_own",
+                )
+        return insured
+
+    def settle(self, request: SettlementRequest) -> Settlement:
+        """Optional 2101, then one 2102 under ``request.msgid`` (module docstring)."""
+        insured = self._insured_for(request)
+        now = self.clock()
+        built = drug_input(request, insured, now=now)
+        if self.settings.presettle:
+            preview = self.platform.call(
+                "2101", built.data, opter=request.operator, safe=True,
+                insuplc_admdvs=insured.insuplc_admdvs,
+            )  # fmt: skip
+            setlinfo_fen(preview, built.medfee_fen, msgid=None, psn_no=insured.psn_no)
+        answer = self.platform.call(
+            "2102", built.data, opter=request.operator, safe=False, msgid=request.msgid,
+            insuplc_admdvs=insured.insuplc_admdvs,
+        )  # fmt: skip
+        setl = setlinfo_fen(answer, built.medfee_fen, msgid=request.msgid, psn_no=insured.psn_no)
+        created = _setl_time(setl.get("setl_time"), now)
+        detail: dict[str, Any] = {
+            "setlinfo": setl,
+            "detlcutinfo": cut_rows(answer),
+            "mdtrt_id": setl["mdtrt_id"],
+            "noncatalogue_cash": built.noncatalogue_fen,
+            "insuplc_admdvs": insured.insuplc_admdvs,
+            "msgid": request.msgid,
+            "terminal_id": request.terminal_id,
+            "total": request.total,
+            "acct_used_flag": built.acct_used_flag,
+        }
+        return Settlement(
+            settlement_id=setl["setl_id"], msgid=request.msgid,
+            pharmacy_code=request.pharmacy_code, terminal_id=request.terminal_id,
+            operator=request.operator, patient_psn_no=request.patient_psn_no,
+            status="settled", personal_account=setl["acct_pay"] - setl["acct_mulaid_pay"],
+            mutual_aid=setl["acct_mulaid_pay"],
+            cash=setl["psn_cash_pay"] + built.noncatalogue_fen, total=request.total,
+            proxy=request.proxy, created_at=created, business_date=created.date(),
+            detail=detail,
+        )  # fmt: skip
+
+    def get_settlement(self, msgid: str) -> Settlement | None:
+        raise e.LookupUnsupported(
+            "the national platform has no query by msgid: an open outcome is concluded by "
+            "2601 (void_settlement)"
+        )
+
+    # ------------------------------------------------------------------ 2601
+    def void_settlement(self, msgid: str, *, psn_no: str | None = None) -> Settlement | None:
+        """2601 {psn_no, omsgid, oinfno 2102} under a new msgid: afterwards nothing is
+        charged under ``msgid`` (a 2102 that lands later is reconciliation's). Safe to
+        repeat, so retried on transport failures; returns None."""
+        if not psn_no:
+            raise e.InvalidRequest("2601 needs the patient's psn_no", field="psn_no")
+        known = self._insured.get(psn_no)
+        region = known.insuplc_admdvs if known else self.settings.mdtrtarea_admvs
+        data = {"data": {"psn_no": psn_no, "omsgid": msgid, "oinfno": "2102"}}
+        self.platform.call("2601", data, opter=self.settings.opter, safe=True,
+                           insuplc_admdvs=region)  # fmt: skip
+        log.info("nhsa: msgid %s voided by 2601", msgid)
+        return None
+
+    # ------------------------------------------------------------------ 2103
+    def reverse(
+        self,
+        settlement_id: str,
+        msgid: str,
+        reason: str = "",
+        *,
+        psn_no: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> ReversalResult:
+        """2103 {setl_id, mdtrt_id, psn_no} under ``msgid``, sent once (a second 2103 of
+        the same settlement is refused: that refusal is ``AlreadyReversed``)."""
+        detail = detail or {}
+        setl = detail.get("setlinfo") or {}
+        mdtrt_id = str(detail.get("mdtrt_id") or setl.get("mdtrt_id") or "")
+        psn_no = psn_no or str(setl.get("psn_no") or "")
+        if not mdtrt_id or not psn_no:
+            raise e.InvalidRequest(
+                "2103 needs the settlement's mdtrt_id and psn_no (its journaled detail)",
+                field="mdtrt_id" if not mdtrt_id else "psn_no",
+            )
+        region = str(detail.get("insuplc_admdvs") or "")
+        if not region:
+            known = self._insured.get(psn_no)
+            region = known.insuplc_admdvs if known else self.settings.mdtrtarea_admvs
+        data = {"data": {"setl_id": settlement_id, "mdtrt_id": mdtrt_id, "psn_no": psn_no,
+                         "exp_content": ""}}  # fmt: skip
+        answer = self.platform.call("2103", data, opter=self.settings.opter, safe=False,
+                                    msgid=msgid, insuplc_admdvs=region)  # fmt: skip
+        now = self.clock()
+        amounts = reversal_amounts(answer, detail)
+        created = _setl_time(amounts.pop("setl_time", None), now)
+        return ReversalResult(
+            reversal_id=str(amounts.pop("setl_id")), msgid=msgid, settlement_id=settlement_id,
+            original_msgid=str(detail.get("msgid") or setl.get("medins_setl_id") or ""),
+            pharmacy_code=self.settings.fixmedins_code,
+            terminal_id=str(detail.get("terminal_id") or ""), legs=(), balances_after={},
+            reason=reason, created_at=created, business_date=created.date(), **amounts,
+        )  # fmt: skip
+
+    def get_reversal(self, msgid: str) -> ReversalResult | None:
+        raise e.LookupUnsupported("the national platform has no query by msgid")
+
+    # ------------------------------------------------------------------ statements
+    def statement(
+        self, pharmacy_code: str, date: dt.date, terminal_id: str | None = None
+    ) -> Statement:
+        raise e.LedgerError("3201/3202 reconciliation is not built yet (issue 13)",
+                            code="statement_unsupported")  # fmt: skip
+
+    def statement_compact(
+        self, pharmacy_code: str, date: dt.date, terminal_id: str | None = None
+    ) -> CompactStatement:
+        raise e.LedgerError("3201/3202 reconciliation is not built yet (issue 13)",
+                            code="statement_unsupported")  # fmt: skip
+
+
+def _setl_time(value: object, fallback: dt.datetime) -> dt.datetime:
+    """The answer's ``setl_time`` (China time), or ``fallback`` when absent or unreadable."""
+    if isinstance(value, str):
+        try:
+            return dt.datetime.strptime(value[:19], env.INF_TIME).replace(tzinfo=env.CHINA)
+        except ValueError:
+            pass
+    return fallback.astimezone(env.CHINA)
+
