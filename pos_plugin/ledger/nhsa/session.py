@@ -4,8 +4,9 @@
 Why one place: every call needs the sign_no, and a sign-in that expired (the platform
 restarted, the day turned) shows up as an ``infcode -1`` on whatever call comes next.
 Re-signing and re-sending once is safe even for a 2102: the platform *answered*, so it
-refused that request and committed nothing. Sign-ins are per operator (``signIn``
-carries ``opter_no``); a till usually has one.
+refused that request and committed nothing. One sign-in per client and day, as the
+settings' operator (``signIn.opter_no``); its sign_no goes in every envelope, whichever
+operator the envelope names (the plan's "sign_no reused in every envelope").
 
 Also here: the retry policy. A call marked ``safe`` (1101, 2101, 2601, 9001, 9002
 change nothing, or nothing twice) is re-sent with backoff after a transport failure;
@@ -105,7 +106,7 @@ class PlatformSession:
         self.clock = clock or (lambda: dt.datetime.now(env.CHINA))
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._signed: dict[str, _SignIn] = {}
+        self._signed: _SignIn | None = None
         self.posts: dict[str, int] = {}  # infno -> POSTs sent (tests, the benchmark)
 
     # ------------------------------------------------------------------ sending
@@ -160,15 +161,13 @@ class PlatformSession:
         log.info("nhsa: signed in as operator %s", opter)
         return sign_no
 
-    def sign_no(self, opter: str, *, renew: bool = False) -> str:
-        """Today's sign_no for ``opter``, signing in first when there is none (or ``renew``)."""
+    def sign_no(self, *, renew: bool = False) -> str:
+        """Today's sign_no, signing in first when there is none (or ``renew``)."""
         today = self.clock().astimezone(env.CHINA).date()
         with self._lock:
-            current = self._signed.get(opter)
-            if current is None or current.day != today or renew:
-                current = _SignIn(today, self._sign_in(opter))
-                self._signed[opter] = current
-            return current.sign_no
+            if self._signed is None or self._signed.day != today or renew:
+                self._signed = _SignIn(today, self._sign_in(self.settings.opter))
+            return self._signed.sign_no
 
     def call(
         self,
@@ -187,7 +186,7 @@ class PlatformSession:
         for renew in (False, True):
             envelope = env.build(
                 infno, msgid, data, settings=self.settings, opter=opter,
-                sign_no=self.sign_no(opter, renew=renew), insuplc_admdvs=insuplc_admdvs,
+                sign_no=self.sign_no(renew=renew), insuplc_admdvs=insuplc_admdvs,
                 now=self.clock(),
             )  # fmt: skip
             answer = self._post(infno, envelope, safe=safe)
@@ -200,19 +199,18 @@ class PlatformSession:
         return answer
 
     def close(self) -> None:
-        """9002 for every operator signed in today; failures logged, never raised (shutdown)."""
+        """9002 if signed in today; failures logged, never raised (this runs at shutdown)."""
         with self._lock:
-            signed, self._signed = self._signed, {}
-        today = self.clock().astimezone(env.CHINA).date()
-        for opter, s in signed.items():
-            if s.day != today:
-                continue  # 当天有签到信息才可以签退
-            data = {"signOut": {"sign_no": s.sign_no, "opter_no": opter[:20]}}
-            envelope = env.build("9002", self.msgids(), data, settings=self.settings,
-                                 opter=opter, sign_no=s.sign_no, now=self.clock())  # fmt: skip
-            try:
-                answer = self._post("9002", envelope, safe=True)
-                if not answer.ok:
-                    log.warning("nhsa 9002 refused: %s", refusal("9002", answer.err_msg).message)
-            except e.LedgerError as exc:
-                log.warning("nhsa 9002 failed: %s", exc.message)
+            signed, self._signed = self._signed, None
+        if signed is None or signed.day != self.clock().astimezone(env.CHINA).date():
+            return  # 当天有签到信息才可以签退
+        opter = self.settings.opter
+        data = {"signOut": {"sign_no": signed.sign_no, "opter_no": opter[:20]}}
+        envelope = env.build("9002", self.msgids(), data, settings=self.settings,
+                             opter=opter, sign_no=signed.sign_no, now=self.clock())  # fmt: skip
+        try:
+            answer = self._post("9002", envelope, safe=True)
+            if not answer.ok:
+                log.warning("nhsa 9002 refused: %s", refusal("9002", answer.err_msg).message)
+        except e.LedgerError as exc:
+            log.warning("nhsa 9002 failed: %s", exc.message)
