@@ -198,3 +198,25 @@ def test_voucher_sale_refuses_an_inserted_card(pos: Pos, agent: Agent) -> None:
     assert balances(agent, "B11000001") == before
     row = agent.service.journal.get("C2")
     assert row is not None and (row.state, row.refusal_code) == ("refused", "credential_mismatch")
+
+
+def test_card_put_in_before_the_inquiry_began_is_not_read(pos: Pos, agent: Agent) -> None:
+    sim = agent.simulator
+    assert sim is not None
+    status, _ = pos.call(
+        "POST", "/v1/simulator/present", {"card_no": "B11000006", "at_once": True}
+    )
+    assert status == 200 and sim.firmware.chip is not None
+    time.sleep(0.05)
+    agent.service.settings.card_timeout = 0.8
+    status, body = pos.call("POST", "/v1/balance-inquiries", {"credential": "card"})
+    assert (status, body["code"]) == (409, "card_not_presented"), body
+    assert sim.event_count("read_card") == 0 and sim.event_count("pin_entry") == 0
+
+
+def test_voucher_balance_inquiry_refuses_a_card(pos: Pos, agent: Agent) -> None:
+    pos.present("B11000006")
+    status, body = pos.call("POST", "/v1/balance-inquiries", {"credential": "evoucher"})
+    pos.remove()
+    assert (status, body["code"]) == (422, "credential_mismatch"), body
+    assert "balance" not in body
