@@ -80,6 +80,12 @@ def _cmd_sandbox_ledger(args: argparse.Namespace) -> int:
     return int(sandbox_main(args.rest))
 
 
+def _cmd_sandbox_nhsa(args: argparse.Namespace) -> int:
+    from pos_plugin.ledger.nhsa.sandbox.server import main as nhsa_main
+
+    return int(nhsa_main(args.rest))
+
+
 def _cmd_simulate_devices(args: argparse.Namespace) -> int:
     from drivers.simulator.__main__ import main as sim_main
 
@@ -298,6 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     sandbox.set_defaults(func=_cmd_sandbox_ledger)
+    nhsa = sub.add_parser(
+        "sandbox-nhsa",
+        help="run the reference national platform (--db PATH --world FILE --port N)",
+        add_help=False,
+    )
+    nhsa.set_defaults(func=_cmd_sandbox_nhsa)
 
     sim = sub.add_parser(
         "simulate-devices", help="run the card reader / PIN pad simulator on a pty"
@@ -307,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Sub-commands whose options belong to their own parser.
-_PASS_THROUGH = ("sandbox-ledger", "simulate-devices", "reconcile", "close-day")
+_PASS_THROUGH = ("sandbox-ledger", "sandbox-nhsa", "simulate-devices", "reconcile", "close-day")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -100,6 +100,21 @@ class WorldBinding(_W):
     status: BindingStatus = BindingStatus.ACTIVE
 
 
+class WorldCatalogueItem(_W):
+    """One entry of the national drug catalogue (医保目录) as the national sandbox knows it.
+
+    Why in the world file: the platform, not the till, classifies each line it is sent
+    (甲/乙/丙, the price limit), so the sandbox needs the catalogue the till's codes
+    refer to. ``price_limit`` is the unit price the fund recognises (fen); the part
+    of a line above it is self-paid (超限价自费).
+    """
+
+    med_list_codg: Annotated[str, Field(min_length=1, max_length=50)]  # 医疗目录编码
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    insurance_class: Literal["A", "B", "C"]  # 甲类 / 乙类 / 丙类
+    price_limit: Fen | None = None  # 定价上限 per unit, fen; None: no limit
+
+
 class World(_W):
     version: int = 1
     description: str = ""
@@ -108,6 +123,8 @@ class World(_W):
     pharmacies: tuple[WorldPharmacy, ...]
     persons: tuple[WorldPerson, ...]
     bindings: tuple[WorldBinding, ...] = ()
+    # The national catalogue the national sandbox classifies lines by (optional).
+    catalogue: tuple[WorldCatalogueItem, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> World:
@@ -126,6 +143,9 @@ class World(_W):
                 raise ValueError(f"binding {b.binding_id} names an unknown person")
             if b.payer == b.patient:
                 raise ValueError(f"binding {b.binding_id} binds a person to themself")
+        codes = [c.med_list_codg for c in self.catalogue]
+        if len(codes) != len(set(codes)):
+            raise ValueError("catalogue med_list_codg must be unique")
         return self
 
     def person(self, psn_no: str) -> WorldPerson:

@@ -1,0 +1,1 @@
+"""Tests of the national-platform sandbox over real HTTP (issue 12)."""
