@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     CANCELLED = "cancelled"  # Terminal.cancel() or the caller's cancel event
     LINK_DOWN = "link_down"  # the serial link failed (re-send budget used up)
     CARD_UNREADABLE = "card_unreadable"  # no card, mute chip, malformed files
+    CARD_NOT_PRESENTED = "card_not_presented"  # only a card inserted before this sale is in
     NOT_SOCIAL_SECURITY_CARD = "not_social_security_card"  # no SSC application
     PROTOCOL_ERROR = "protocol_error"  # the device answered something we did not ask
 
@@ -41,6 +42,11 @@ MESSAGES: dict[ErrorCode, tuple[str, str]] = {
     ErrorCode.CARD_UNREADABLE: (
         "无法读取卡片，请将卡片芯片朝前重新插入",
         "card could not be read, insert the card chip first and try again",
+    ),
+    ErrorCode.CARD_NOT_PRESENTED: (
+        "读卡器中的卡不是为本笔交易插入的：请先取出再重新插卡",
+        "the card in the reader was not inserted for this sale: remove the card and insert "
+        "it again for this sale",
     ),
     ErrorCode.NOT_SOCIAL_SECURITY_CARD: (
         "这不是社会保障卡，请插入社保卡（医保卡）",

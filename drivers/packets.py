@@ -147,7 +147,12 @@ def decode(ptype: int, payload: bytes) -> Packet:
 
 # ----------------------------------------------------------------- requests (host -> device)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""Version 2 added ``age_ms`` to CARD_INSERTED and VOUCHER (docs/serial-protocol.md 6.4):
+without it a host cannot tell a card inserted for this sale from one left in the reader."""
+
+MAX_AGE_MS = 0xFFFFFFFF
+"""``age_ms`` saturates here (about 49 days): older is simply "long before"."""
 
 
 class Source(IntEnum):
@@ -264,13 +269,19 @@ class Pending(Packet):
 @packet(0x90, "CARD_INSERTED")
 @dataclass(frozen=True)
 class CardInserted(Packet):
+    """A card is in the reader; ``age_ms``: how long ago it was inserted (rounded up)."""
+
     atr: Annotated[bytes, BYTES8] = b""
+    age_ms: Annotated[int, U32] = 0
 
 
 @packet(0x91, "VOUCHER")
 @dataclass(frozen=True)
 class Voucher(Packet):
+    """A scanned code; ``age_ms``: how long ago it was scanned (rounded up)."""
+
     token: Annotated[str, UTF8_16] = ""
+    age_ms: Annotated[int, U32] = 0
 
 
 @packet(0x92, "CARD_FILES")

@@ -13,6 +13,14 @@ This is the API the sale service calls. Design choices, and why:
   So the host checks its cancel flag at least every ``hold`` seconds, notices
   an unplugged reader within the same time, and never blocks on a read that
   only the customer can end.
+* **Presented to this wait.** A card left in the reader by the previous
+  customer, or a code scanned while nothing waited, must not pay the next
+  sale. The device reports how long ago the card went in / the code was
+  scanned (``age_ms``, protocol version 2); ``wait_for_credential`` accepts
+  only what arrived after ``presented_after``. A card that was already in is
+  neither read nor returned: the pad asks to remove and re-insert it, and the
+  wait ends in ``card_not_presented`` if that does not happen. A stale code
+  is discarded.
 * **Reconnect.** When the port fails (unplug, EOF, I/O error) or the link goes
   down, the Terminal closes the port, reports ``up=False``, and a background
   thread reopens it with backoff (0.2 s, 0.5 s, 1 s, 2 s, 5 s, 5 s...). A call
@@ -22,6 +30,7 @@ This is the API the sale service calls. Design choices, and why:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -72,6 +81,18 @@ _DEVICE_ERRORS: dict[int, tuple[ErrorCode, str | None, str | None]] = {
 
 BUSY_EN = "the reader is busy with another transaction, finish or cancel it first"
 BUSY_ZH = "读卡器正在处理另一笔交易，请先完成或取消"
+
+STALE_CARD_PROMPT = ("请取出卡片 重新插卡", "Remove card, insert again")
+"""The pad's two lines when the card in the reader went in before this wait started."""
+
+ARRIVAL_SLACK = 0.001
+"""Seconds of tolerance in the presented-after check: the device truncates age_ms to
+whole milliseconds. No more: the simulator's customer can finish a sale within 15 ms
+of inserting the card, and that card must still count as "already in" for the next
+sale. (A coarse host clock, 15.6 ms ticks on Windows before Python 3.13, blurs the
+check only within one tick of the sale's start, where no person inserts a card.)"""
+
+log = logging.getLogger("drivers.terminal")
 
 
 class Terminal:
@@ -192,29 +213,65 @@ class Terminal:
     # ------------------------------------------------------------------ transactions
 
     def wait_for_credential(
-        self, timeout: float, cancel: threading.Event | None = None
+        self,
+        timeout: float,
+        cancel: threading.Event | None = None,
+        *,
+        presented_after: float | None = None,
     ) -> CardPresented | VoucherScanned:
-        """Wait for a card (then read it) or a scanned voucher QR code."""
+        """Wait for a card (then read it) or a scanned voucher QR code, presented to this wait.
+
+        ``presented_after`` (a ``time.monotonic()`` instant, default: now) is when
+        the sale began: a card inserted or a code scanned before it belongs to
+        someone else's moment at the counter. Such a card is not read; the pad
+        shows :data:`STALE_CARD_PROMPT` once and the wait goes on until the card
+        is removed and a card is inserted again (``card_not_presented`` if the
+        time runs out while the old card is still in). Such a code is dropped.
+        """
+        since = time.monotonic() if presented_after is None else presented_after
         with self._transaction(DeviceState.WAITING_FOR_CARD):
             deadline = time.monotonic() + timeout
+            stale_in = False  # a card that went in before `since` is in the reader
+            prompted = False
             while True:
                 self._check_cancel(cancel)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    if stale_in:
+                        raise DeviceError(ErrorCode.CARD_NOT_PRESENTED)
                     raise DeviceError(
                         ErrorCode.DEVICE_TIMEOUT,
                         f"no card or voucher within {timeout:g} s: insert the card chip first "
                         "or show the voucher QR code, then try again",
                     )
                 hold = min(self.hold, remaining)
+                asked = time.monotonic()
                 ans = self._call(pk.WaitCredential(hold_ms=int(hold * 1000)), hold=hold)
                 if isinstance(ans, pk.Pending):
                     continue
                 if isinstance(ans, pk.CardInserted):
-                    card = self._read_card()
-                    self._state = DeviceState.CARD_PRESENT
-                    return CardPresented(card=card, atr=ans.atr)
+                    if _arrived_since(ans.age_ms, asked, since):
+                        card = self._read_card()
+                        self._state = DeviceState.CARD_PRESENT
+                        return CardPresented(card=card, atr=ans.atr)
+                    stale_in = True
+                    if not prompted:
+                        log.info("a card inserted before this sale is in the reader: not read")
+                        self.show(*STALE_CARD_PROMPT)
+                        prompted = True
+                    # Hold until it is out rather than re-asking WAIT_CREDENTIAL at once
+                    # (which answers immediately while any card is in): one exchange per
+                    # hold, and a code scanned meanwhile is picked up by the next round.
+                    gone = self._call(pk.WaitRemoved(hold_ms=int(hold * 1000)), hold=hold)
+                    if isinstance(gone, pk.CardRemoved):
+                        stale_in = False
+                    elif not isinstance(gone, pk.Pending):
+                        self._raise_for(gone, "WAIT_REMOVED")
+                    continue
                 if isinstance(ans, pk.Voucher):
+                    if not _arrived_since(ans.age_ms, asked, since):
+                        log.info("discarded a voucher code scanned before this sale")
+                        continue
                     token = ans.token.strip()
                     if not token or not token.isprintable():
                         raise DeviceError(
@@ -263,10 +320,16 @@ class Terminal:
             self._state = DeviceState.IDLE
 
     def wait_card_removed(self, timeout: float, cancel: threading.Event | None = None) -> None:
+        """Return once the reader is empty; ``device_timeout`` if the card is still in.
+
+        A cancel raises ``cancelled`` without an ABORT frame: there is no PIN
+        entry to stop, and the next sale cancels this wait on every start.
+        """
         with self._transaction(self._state):
             deadline = time.monotonic() + timeout
             while True:
-                self._check_cancel(cancel)
+                if self._cancel.is_set() or (cancel is not None and cancel.is_set()):
+                    raise DeviceError(ErrorCode.CANCELLED)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise DeviceError(
@@ -431,6 +494,16 @@ class Terminal:
             raise DeviceError(
                 ErrorCode.PROTOCOL_ERROR, f"the device answered HELLO with {info.NAME}"
             )
+        if info.version < pk.PROTOCOL_VERSION:
+            # A version-1 device sends no age_ms: it cannot tell a card inserted for
+            # this sale from one left in the reader, and would not decode anyway.
+            self._close_port()
+            raise DeviceError(
+                ErrorCode.PROTOCOL_ERROR,
+                f"the reader speaks protocol version {info.version}; version "
+                f"{pk.PROTOCOL_VERSION} is needed (it tells a card inserted for this sale from "
+                "one left in the reader): update the reader's firmware",
+            )
         self._model = f"{info.model} {info.firmware}".strip()
         self._up = True
         if self._tracer:
@@ -475,3 +548,15 @@ class Terminal:
         finally:
             with self._io:
                 self._reconnector = None
+
+
+def _arrived_since(age_ms: int, asked: float, since: float) -> bool:
+    """True if a card/code reported with ``age_ms`` arrived at or after ``since``.
+
+    ``asked`` is the host's clock just before the request went out. The device
+    measured the age later than that (it cannot answer before it is asked, and
+    a re-sent answer is older still), so ``asked - age`` is never later than the
+    true arrival, give or take :data:`ARRIVAL_SLACK`: a card inserted before the
+    sale began is never taken as presented to it, whatever the line delays.
+    """
+    return asked - age_ms / 1000 >= since - ARRIVAL_SLACK

@@ -157,6 +157,7 @@ def start_simulated(
     card_timeout: float = 30.0,
     pin_timeout: float = 30.0,
     device: Any | None = None,
+    card_removal_timeout: float = 30.0,
 ) -> Agent:
     """The agent on the device simulator and an embedded sandbox ledger (the example world).
 
@@ -200,6 +201,7 @@ def start_simulated(
         terminal_id="T01",
         card_timeout=card_timeout,
         pin_timeout=pin_timeout,
+        card_removal_timeout=card_removal_timeout,
         opened_pairs=frozenset(frozenset(p.split("-")) for p in world.cross_province_pairs),
     )
     service = SaleService(settings, journal, ledger, terminal)
@@ -249,6 +251,7 @@ def start_from_config(cfg: Config) -> Agent:
         operator=cfg.pharmacy.operator,
         card_timeout=cfg.serial.card_timeout,
         pin_timeout=cfg.serial.pin_timeout,
+        card_removal_timeout=cfg.serial.card_removal_timeout,
         opened_pairs=cfg.ledger.opened_pairs(),
     )
     service = SaleService(settings, journal, ledger, terminal)

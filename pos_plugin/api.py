@@ -56,6 +56,9 @@ class PresentBody(BaseModel):
     card_no: Annotated[str, Field(min_length=1, max_length=32)] | None = None
     evoucher_token: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     pin: PinScript | Annotated[list[PinScript], Field(min_length=1, max_length=10)] = "correct"
+    # False: the customer presents it when the PIN pad asks (the next wait); True: it is
+    # in the reader / scanner now, e.g. a card left behind or a code scanned too early.
+    at_once: bool = False
 
 
 def create_app(
@@ -186,6 +189,8 @@ def create_app(
             "unresolved_settlements": len(service.journal.in_state("settling")),
             "reversals_owed": len(owed),
             "reversals_escalated": sum(p.escalated for p in owed),
+            # A card not taken within card_removal_timeout: the next sale refuses it.
+            "card_left_in_reader": service.card_left_in_reader,
         }
 
     @app.get("/v1/devices")
@@ -198,9 +203,9 @@ def create_app(
         def sim_present(body: PresentBody, _: str = pos) -> dict[str, Any]:
             try:
                 if body.card_no:
-                    simulator.present_card(body.card_no, body.pin)
+                    simulator.present_card(body.card_no, body.pin, at_once=body.at_once)
                 elif body.evoucher_token:
-                    simulator.scan_voucher(body.evoucher_token)
+                    simulator.scan_voucher(body.evoucher_token, at_once=body.at_once)
                 else:
                     raise ApiError(422, "invalid_request", "give card_no or evoucher_token")
             except KeyError:

@@ -100,6 +100,8 @@ class SerialConfig(_C):
     baudrate: Annotated[int, Field(gt=0)] = 9600
     card_timeout: Annotated[float, Field(gt=0, le=600)] = 60.0
     pin_timeout: Annotated[float, Field(gt=0, le=600)] = 60.0
+    # After a sale or inquiry with a card: how long to watch for the card to be taken.
+    card_removal_timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
 
 
 class ApiConfig(_C):

@@ -11,6 +11,14 @@ Design choices, and why (they mirror :class:`drivers.terminal.Terminal`):
 * **No display.** The libraries drive no customer display; ``show`` and
   ``show_amount`` only validate and remember the lines (the POS screen shows
   the amount). The PIN pad's own prompts come from the library.
+* **Presented to this sale, by observation.** The libraries cannot say when a
+  card went in (the serial protocol's ``age_ms``), so with ``presented_after``
+  a card counts only if a read saw the slot empty at or after that instant:
+  otherwise it was already in (the previous customer's), is not returned, and
+  the wait goes on until it is removed and a card inserted again
+  (``card_not_presented`` when the time runs out). A scan that finished
+  before that instant is dropped. ``presented_after=None`` (diagnostics, the
+  reader check) applies no such rule.
 * **Unavailable, then re-initialised.** A library call that hangs is abandoned
   (see :mod:`drivers.readers.native`) and the reader reported down; a failure
   that calls for it (reader unplugged, card mute, unknown code) marks the
@@ -39,7 +47,7 @@ from drivers.results import (
     PinResult,
     VoucherScanned,
 )
-from drivers.terminal import BUSY_EN, BUSY_ZH
+from drivers.terminal import BUSY_EN, BUSY_ZH, STALE_CARD_PROMPT
 
 log = logging.getLogger("drivers.readers")
 
@@ -74,6 +82,7 @@ class LibraryReader:
         self.display: tuple[str, str] = ("", "")
         self._voucher_worker: _Worker | None = None
         self._voucher_fut: Future[tuple[float, Any]] | None = None
+        self._slot_empty_at: float | None = None  # start of the last read that found no card
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -130,28 +139,50 @@ class LibraryReader:
     # ------------------------------------------------------------------ transactions
 
     def wait_for_credential(
-        self, timeout: float, cancel: threading.Event | None = None
+        self,
+        timeout: float,
+        cancel: threading.Event | None = None,
+        *,
+        presented_after: float | None = None,
     ) -> CardPresented | VoucherScanned:
-        """Poll for a card (then it is read) while the voucher library waits for a scan."""
+        """Poll for a card (then it is read) while the voucher library waits for a scan.
+
+        With ``presented_after`` (when the sale began, ``time.monotonic()``) only
+        a card inserted and a code scanned since then count (see the module doc).
+        """
         with self._transaction(DeviceState.WAITING_FOR_CARD, cancel) as cancelled:
             started = time.monotonic()
             deadline = started + timeout
             voucher_problem: str | None = None
+            stale_in = prompted = False
             self._drop_stale_voucher()
             while True:
                 if cancelled():
                     raise DeviceError(ErrorCode.CANCELLED)
                 self._ensure_ready()
+                read_at = time.monotonic()
                 record = self.backend.read(self.call_timeout, cancelled)
-                if record is not None:
+                if record is None:
+                    self._slot_empty_at, stale_in = read_at, False
+                elif presented_after is None or (
+                    self._slot_empty_at is not None and self._slot_empty_at >= presented_after
+                ):
                     self._state = DeviceState.CARD_PRESENT
                     return CardPresented(card=record.card, atr=record.atr)
-                scanned, problem = self._voucher_step()
+                else:
+                    stale_in = True
+                    if not prompted:
+                        log.info("a card inserted before this sale is in the reader: not used")
+                        self.show(*STALE_CARD_PROMPT)
+                        prompted = True
+                scanned, problem = self._voucher_step(presented_after)
                 voucher_problem = problem or voucher_problem
                 if scanned is not None:
                     self._state = DeviceState.DONE
                     return scanned
                 if time.monotonic() >= deadline:
+                    if stale_in:
+                        raise DeviceError(ErrorCode.CARD_NOT_PRESENTED)
                     extra_en = (
                         f" (the voucher library: {voucher_problem})" if voucher_problem else ""
                     )
@@ -189,7 +220,9 @@ class LibraryReader:
                 if cancelled():
                     raise DeviceError(ErrorCode.CANCELLED)
                 self._ensure_ready()
+                read_at = time.monotonic()
                 if self.backend.read(self.call_timeout, cancelled) is None:
+                    self._slot_empty_at = read_at
                     self._state = DeviceState.IDLE
                     return
                 if time.monotonic() >= deadline:
@@ -260,8 +293,13 @@ class LibraryReader:
         if self._voucher_fut is not None and self._voucher_fut.done():
             self._voucher_fut = None
 
-    def _voucher_step(self) -> tuple[VoucherScanned | None, str | None]:
-        """Start a scan if none runs; a finished one gives the voucher or a problem."""
+    def _voucher_step(
+        self, presented_after: float | None = None
+    ) -> tuple[VoucherScanned | None, str | None]:
+        """Start a scan if none runs; a finished one gives the voucher or a problem.
+
+        A scan that finished before ``presented_after`` is dropped: nobody waited.
+        """
         voucher = self.voucher
         if voucher is None:
             return None, None
@@ -283,7 +321,10 @@ class LibraryReader:
         if not fut.done():
             return None, None
         self._voucher_fut = None
-        _, outcome = fut.result()
+        finished_at, outcome = fut.result()
+        if presented_after is not None and finished_at < presented_after:
+            log.info("discarded a voucher code scanned before this sale")
+            return None, None
         if isinstance(outcome, DeviceError):
             log.warning("voucher scan failed: %s", outcome)
             self._last_error = str(outcome)

@@ -9,6 +9,8 @@ API is there::
     {"verb": "present_foreign_card"}
     {"verb": "remove_card"}
     {"verb": "scan_voucher", "token": "EV-ZHANGWEI-0001"}
+    {"verb": "present_card", "card_no": "B11000001", "at_once": true}   (in the reader now)
+    {"verb": "scan_voucher", "token": "EV-ZHANGWEI-0001", "at_once": true}
     {"verb": "inject", "fault": "nak_all", "count": 3}
     {"verb": "unplug"}            {"verb": "replug"}
     {"verb": "stats"}             {"verb": "status"}
@@ -32,13 +34,18 @@ from drivers.simulator.sim import Simulator
 def dispatch(sim: Simulator, msg: dict[str, Any]) -> dict[str, Any]:
     verb = msg.get("verb")
     if verb == "present_card":
-        sim.present_card(str(msg["card_no"]), msg.get("pin", "correct"), defect=msg.get("defect"))
+        sim.present_card(
+            str(msg["card_no"]),
+            msg.get("pin", "correct"),
+            defect=msg.get("defect"),
+            at_once=bool(msg.get("at_once", False)),
+        )
     elif verb == "present_foreign_card":
-        sim.present_foreign_card()
+        sim.present_foreign_card(at_once=bool(msg.get("at_once", False)))
     elif verb == "remove_card":
         sim.remove_card()
     elif verb == "scan_voucher":
-        sim.scan_voucher(str(msg["token"]))
+        sim.scan_voucher(str(msg["token"]), at_once=bool(msg.get("at_once", False)))
     elif verb == "inject":
         sim.inject(str(msg["fault"]), int(msg.get("count", 1)))
     elif verb == "unplug":

@@ -4,6 +4,18 @@ The Simulator's serial loop decodes a request and calls :meth:`Firmware.handle`,
 which may *hold* up to the request's ``hold_ms`` for a card, a scan or a PIN.
 Control calls (present a card, scan a voucher...) come from other threads and
 wake holds through one Condition.
+
+The device keeps the instant each card was inserted and each code was scanned,
+and reports their age in CARD_INSERTED / VOUCHER (protocol version 2): that is
+how the host tells a card presented to its sale from one left in the reader.
+
+The simulated customer: a card or code given with ``at_once=False`` is held in
+the customer's hand and presented when the pad asks for one (at the next
+WAIT_CREDENTIAL, or at once if one is being held now), as a customer does who
+waits for "insert card". ``at_once=True`` puts it in the reader (or the
+scanner) now: a card left by the previous customer, a code scanned while no
+sale waits. A card cannot go into an occupied slot: it stays in the hand until
+the reader is empty.
 """
 
 from __future__ import annotations
@@ -11,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from drivers import apdu
 from drivers import packets as pk
@@ -19,6 +31,19 @@ from drivers.simulator.chip import ChipMute, SimChip
 
 PinScript = str  # "correct" | "wrong" | "blocked" | "none" | "cancel"
 PIN_SCRIPTS = ("correct", "wrong", "blocked", "none", "cancel")
+
+
+def age_ms(since: float) -> int:
+    """Whole milliseconds since ``since`` (monotonic), truncated, saturating at u32."""
+    return min(pk.MAX_AGE_MS, max(0, int((time.monotonic() - since) * 1000)))
+
+
+@dataclass
+class Hand:
+    """What the customer holds and will present when the pad asks."""
+
+    card: tuple[SimChip, list[str]] | None = None
+    vouchers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -34,8 +59,10 @@ class Firmware:
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.chip: SimChip | None = None
+        self.inserted_at = 0.0  # monotonic instant the card in the reader went in
         self.pin_script: list[PinScript] = []
-        self.vouchers: deque[str] = deque()
+        self.vouchers: deque[tuple[str, float]] = deque()  # scanned codes, with scan instant
+        self.hand = Hand()
         self.display: tuple[str, str] = ("", "")
         self.amount: tuple[int, str] | None = None
         self.pin_entry: PinEntry | None = None
@@ -54,22 +81,47 @@ class Firmware:
         with self.cond:
             return self.cond.wait_for(lambda: self.events.get(kind, 0) > after, timeout)
 
-    def insert(self, chip: SimChip, script: list[PinScript]) -> None:
+    def insert(self, chip: SimChip, script: list[PinScript], *, at_once: bool = False) -> None:
+        """Present a card: into the reader now, or when the pad next asks (see the module doc).
+
+        The card already in the reader keeps its insertion: presenting it again
+        only changes what the customer will type, it is not a re-insertion.
+        """
         with self.cond:
-            self.chip = chip
-            self.pin_script = list(script)
+            if chip is self.chip:
+                self.pin_script = list(script)
+            elif at_once:
+                self.chip, self.pin_script, self.inserted_at = chip, list(script), time.monotonic()
+                self.pin_entry = None
+            else:
+                self.hand.card = (chip, list(script))
             self.cond.notify_all()
 
     def remove(self) -> None:
+        """The customer takes the card out and puts away what they had not shown yet."""
         with self.cond:
             self.chip = None
             self.pin_entry = None
+            self.hand = Hand()
             self.cond.notify_all()
 
-    def scan(self, token: str) -> None:
+    def scan(self, token: str, *, at_once: bool = False) -> None:
         with self.cond:
-            self.vouchers.append(token)
+            if at_once:
+                self.vouchers.append((token, time.monotonic()))
+            else:
+                self.hand.vouchers.append(token)
             self.cond.notify_all()
+
+    def _present_from_hand(self, sources: int) -> None:
+        """The pad asks: the customer inserts the card (slot free) / shows the code."""
+        now = time.monotonic()
+        if sources & pk.Source.CARD and self.hand.card is not None and self.chip is None:
+            (self.chip, self.pin_script), self.inserted_at = self.hand.card, now
+            self.hand.card = None
+        if sources & pk.Source.QR and self.hand.vouchers:
+            self.vouchers.extend((t, now) for t in self.hand.vouchers)
+            self.hand.vouchers = []
 
     def power(self, online: bool) -> None:
         """Unplugged: the pad forgets a running PIN entry; the card stays inserted."""
@@ -104,7 +156,9 @@ class Firmware:
             case pk.Apdu(apdu=command):
                 return self._apdu(command)
             case pk.Eject():
-                self.remove()  # a motorised reader: the card comes out
+                with self.cond:  # a motorised reader: the card comes out
+                    self.chip, self.pin_entry = None, None
+                    self.cond.notify_all()
                 return pk.Ok()
             case pk.WaitRemoved(hold_ms=hold):
                 with self.cond:
@@ -120,6 +174,7 @@ class Firmware:
 
     def _wait_credential(self, req: pk.WaitCredential) -> pk.Packet:
         def ready() -> bool:
+            self._present_from_hand(req.sources)
             card = bool(req.sources & pk.Source.CARD) and self.chip is not None
             qr = bool(req.sources & pk.Source.QR) and bool(self.vouchers)
             return card or qr or not self.online
@@ -127,12 +182,14 @@ class Firmware:
         with self.cond:
             self.cond.wait_for(ready, req.hold_ms / 1000)
             if req.sources & pk.Source.QR and self.vouchers:
-                return pk.Voucher(token=self.vouchers.popleft())
+                token, scanned_at = self.vouchers.popleft()
+                return pk.Voucher(token=token, age_ms=age_ms(scanned_at))
             chip = self.chip if req.sources & pk.Source.CARD else None
+            inserted_at = self.inserted_at
         if chip is None:
             return pk.Pending()
         try:
-            return pk.CardInserted(atr=chip.power_on())
+            return pk.CardInserted(atr=chip.power_on(), age_ms=age_ms(inserted_at))
         except ChipMute:
             return pk.Error(code=pk.DevError.CARD_MUTE, detail="no ATR")
 

@@ -146,10 +146,18 @@ class Simulator:
     # ------------------------------------------------------------ control verbs
 
     def present_card(
-        self, card_no: str, pin: str | list[str] = "correct", *, defect: Defect | None = None
+        self,
+        card_no: str,
+        pin: str | list[str] = "correct",
+        *,
+        defect: Defect | None = None,
+        at_once: bool = False,
     ) -> None:
-        """Insert a world card. ``pin``: what the customer does at each verify_pin.
+        """Give the customer a world card. ``pin``: what they do at each verify_pin.
 
+        The customer inserts it when the pad asks for a card (the next
+        WAIT_CREDENTIAL, at once if one is being held); ``at_once=True`` puts
+        it in the reader now, before any sale asks (a card left in the reader).
         "correct" / "wrong" type that PIN at once; "blocked" presets the chip's
         try counter to 0; "none" types nothing (the entry times out); "cancel"
         presses Cancel. A list is consumed one entry per VERIFY_PIN and its
@@ -170,17 +178,19 @@ class Simulator:
         chip = self._chips[key]
         if script[0] == "blocked":
             chip.tries_left = 0
-        self.firmware.insert(chip, script)
+        self.firmware.insert(chip, script, at_once=at_once)
 
-    def present_foreign_card(self) -> None:
-        """Insert a chip card that is not a social-security card (a bank card)."""
-        self.firmware.insert(SimChip.foreign(), ["correct"])
+    def present_foreign_card(self, *, at_once: bool = False) -> None:
+        """Present a chip card that is not a social-security card (a bank card)."""
+        self.firmware.insert(SimChip.foreign(), ["correct"], at_once=at_once)
 
     def remove_card(self) -> None:
+        """The customer takes the card out (and keeps what they had not presented yet)."""
         self.firmware.remove()
 
-    def scan_voucher(self, token: str) -> None:
-        self.firmware.scan(token)
+    def scan_voucher(self, token: str, *, at_once: bool = False) -> None:
+        """The customer shows a voucher QR code when the pad asks; ``at_once``: scanned now."""
+        self.firmware.scan(token, at_once=at_once)
 
     def inject(self, fault: str, count: int = 1) -> None:
         if fault not in FAULTS:

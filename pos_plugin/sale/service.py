@@ -16,6 +16,14 @@ The order of a sale, and why:
 An outcome that stays unknown while the customer waits is answered with
 ``ledger_unavailable`` (take cash) and a reversal is owed for that msgid, so a
 customer who paid cash is never also charged from an account.
+
+A card or voucher pays only the sale (or inquiry) it was presented to: the wait
+accepts only a card inserted / a code scanned after the sale began (the reader
+reports ages, docs/serial-protocol.md 6.4), and the credential must be the one
+the POS asked for. Once a card was read, the pad asks the customer to take it
+and the agent watches the slot for ``card_removal_timeout`` in the background
+(the POS has its answer already); a card still in after that is reported in
+``/v1/health`` and refused by the next sale until it is inserted again.
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ import json
 import logging
 import random
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -85,8 +95,15 @@ REVERSAL_ESCALATE_AFTER = 5
 class DevicePort(Protocol):
     def show(self, line1: str, line2: str = "") -> None: ...
     def show_amount(self, amount_fen: int, label: str = "") -> None: ...
-    def wait_for_credential(self, timeout: float, cancel: threading.Event | None = None) -> Any: ...
+    def wait_for_credential(
+        self,
+        timeout: float,
+        cancel: threading.Event | None = None,
+        *,
+        presented_after: float | None = None,
+    ) -> Any: ...
     def verify_pin(self, timeout: float, cancel: threading.Event | None = None) -> Any: ...
+    def wait_card_removed(self, timeout: float, cancel: threading.Event | None = None) -> None: ...
     def cancel(self) -> None: ...
 
 
@@ -97,8 +114,20 @@ class SaleSettings:
     operator: str = "cashier"
     card_timeout: float = 60.0
     pin_timeout: float = 60.0
+    card_removal_timeout: float = 30.0
     opened_pairs: frozenset[ProvincePair] = frozenset()
     today: Callable[[], dt.date] = lambda: now_shanghai().date()
+
+
+TAKE_CARD_AFTER_FAILURE = ("交易未完成 请取卡", "Please take your card")
+
+
+@dataclass
+class _CardSession:
+    """What one sale or inquiry did with the reader, for what follows it."""
+
+    card_in: bool = False  # a card went in for it (read, or refused): it must come out
+    pad_says_take: bool = False  # the pad's last display already asks for that
 
 
 def request_hash(req: SaleRequest) -> str:
@@ -125,6 +154,11 @@ class SaleService:
         # States a sale passed through that are not yet journaled (see _sell).
         self._passed: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self.ledger_round_trips = 0  # for the benchmark: lookups + settlement requests
+        self._session: _CardSession | None = None
+        self._removal: tuple[threading.Thread, threading.Event] | None = None
+        # True once a card was not taken within card_removal_timeout (shown in /v1/health);
+        # False again when it is removed or a newly inserted card is read.
+        self.card_left_in_reader = False
 
     # ------------------------------------------------------------------ sale
 
@@ -162,7 +196,8 @@ class SaleService:
             raise busy
         cancel = self._cancels.setdefault(req.sale_ref, threading.Event())
         try:
-            return 200, self._sell(req, cancel)
+            with self._card_session(req.sale_ref):
+                return 200, self._sell(req, cancel)
         except SaleError as e:
             row = self.journal.get(req.sale_ref)
             if row is not None and row.state not in (J.SETTLED, J.UNKNOWN, J.SETTLING):
@@ -331,14 +366,36 @@ class SaleService:
     def _present(
         self, req: SaleRequest, total: int, cancel: threading.Event
     ) -> tuple[Credential, str | None, str, dt.date | None]:
-        """Show the amount, wait for the card or voucher, verify the PIN on the chip."""
+        """Show the amount, wait for the card or voucher, verify the PIN on the chip.
+
+        Only a card inserted / a code scanned from now on counts (the Terminal
+        compares the reader's ages against ``asked_at``), and only the credential
+        the POS asked for: a voucher cannot pay a card sale, nor a card a voucher
+        sale, since the POS chose the credential with the customer.
+        """
         from drivers import CardPresented, DeviceError, PinOutcome
 
         s = self.settings
+        asked_at = time.monotonic()
+        session = self._session or _CardSession()
+        self._stop_removal_watch()  # the reader is this sale's now
         try:
             self.devices.show_amount(total, "应付 Total")
-            presented = self.devices.wait_for_credential(s.card_timeout, cancel)
+            presented = self.devices.wait_for_credential(
+                s.card_timeout, cancel, presented_after=asked_at
+            )
             if isinstance(presented, CardPresented):
+                session.card_in = True
+                self.card_left_in_reader = False  # a card inserted now: the old one is out
+                if req.credential != "card":
+                    raise SaleError(
+                        "credential_mismatch",
+                        "本笔交易要求出示医保电子凭证，不能插社保卡：请取卡后出示电子凭证，"
+                        "或改为插卡方式重新发起",
+                        "this sale asks for the e-voucher, but a card was inserted: take the card "
+                        'back and show the voucher QR code, or start the sale again with credential "card"',
+                        http_status=422,
+                    )
                 card = presented.card
                 for attempt in range(PIN_ATTEMPTS_PER_SALE):
                     self.devices.show("请输入密码", "Enter PIN")
@@ -359,27 +416,41 @@ class SaleService:
                     card.holder_name,
                     card.expiry_date,
                 )
-            if req.credential == "card" and not hasattr(presented, "token"):
+            if not hasattr(presented, "token"):
                 raise SaleError(
                     "protocol_error",
                     "读卡异常",
                     "unexpected answer from the reader",
                     http_status=502,
                 )
+            if req.credential != "evoucher":
+                raise SaleError(
+                    "credential_mismatch",
+                    "本笔交易要求插社保卡，不能使用医保电子凭证：请插卡，或改为电子凭证方式重新发起",
+                    "this sale asks for the social-security card, but a voucher code was "
+                    'scanned: insert the card, or start the sale again with credential "evoucher"',
+                    http_status=422,
+                )
             return Credential.evoucher(presented.token), None, "", None
         except DeviceError as e:
-            code = e.code if e.code in ("device_timeout", "cancelled") else "device_unavailable"
+            if e.code in ("card_not_presented", "card_unreadable", "not_social_security_card"):
+                session.card_in = True  # a card is (or was) in the slot: ask for it back
+            if e.code == "card_not_presented":
+                session.pad_says_take = True  # the pad already says "remove the card"
+            code = (
+                e.code
+                if e.code in ("device_timeout", "cancelled", "card_not_presented")
+                else "device_unavailable"
+            )
             if cancel.is_set():
                 code = "cancelled"
             raise SaleError(
                 code,
                 e.message_zh,
                 e.message_en,
-                http_status=409
-                if code == "cancelled"
-                else 504
-                if code == "device_timeout"
-                else 503,
+                http_status={"cancelled": 409, "card_not_presented": 409, "device_timeout": 504}.get(
+                    code, 503
+                ),
             ) from None
 
     @staticmethod
@@ -625,10 +696,76 @@ class SaleService:
         return ev
 
     def _show_done(self, result: SaleResult) -> None:
+        """The outcome on the pad; after a card sale the same frame asks for the card back."""
+        session = self._session
+        cash = yuan(result.cash or 0)
+        if session is not None and session.card_in:
+            lines = ("交易成功 请取卡", f"Paid, take your card. Cash {cash}")
+            session.pad_says_take = True
+        else:
+            lines = ("交易成功", f"Paid. Cash {cash}")
         try:
-            self.devices.show("交易成功 请取卡", f"Paid. Cash {yuan(result.cash or 0)}")
+            self.devices.show(*lines)
         except Exception:  # the sale is settled; a display hiccup must not change that
             log.warning("could not update the PIN pad display after sale %s", result.sale_ref)
+
+    @contextmanager
+    def _card_session(self, what: str) -> Iterator[_CardSession]:
+        """Around one sale or inquiry: afterwards, a card that went in must come out.
+
+        Success or failure, once a card was in the slot the pad asks for it
+        (unless its last display already does) and a background watch waits for
+        the removal, bounded; the next sale or inquiry ends that watch first.
+        """
+        session = _CardSession()
+        self._session = session
+        try:
+            yield session
+        finally:
+            self._session = None
+            if session.card_in:
+                if not session.pad_says_take:
+                    try:
+                        self.devices.show(*TAKE_CARD_AFTER_FAILURE)
+                    except Exception:  # the outcome stands; the watch below still runs
+                        log.warning("could not ask for the card back on the PIN pad after %s", what)
+                self._watch_removal(what)
+
+    def _watch_removal(self, what: str) -> None:
+        """Wait in the background (the POS has its answer) for the card to be taken."""
+        from drivers import DeviceError
+
+        stop = threading.Event()
+        timeout = self.settings.card_removal_timeout
+
+        def watch() -> None:
+            try:
+                self.devices.wait_card_removed(timeout, stop)
+            except DeviceError as e:
+                if e.code == "device_timeout":
+                    self.card_left_in_reader = True
+                    log.warning(
+                        "card not taken from the reader within %g s after %s; the next sale "
+                        "refuses it until it is removed and inserted again",
+                        timeout,
+                        what,
+                    )
+                elif e.code != "cancelled":
+                    log.warning("could not watch the reader for the card after %s: %s", what, e)
+                return
+            self.card_left_in_reader = False
+
+        thread = threading.Thread(target=watch, name="card-removal", daemon=True)
+        self._removal = (thread, stop)
+        thread.start()
+
+    def _stop_removal_watch(self) -> None:
+        """End the previous watch (within one device hold) so this sale can use the reader."""
+        watch, self._removal = self._removal, None
+        if watch is not None:
+            thread, stop = watch
+            stop.set()
+            thread.join(timeout=5)
 
     # ------------------------------------------------------------------ balance
 
@@ -649,11 +786,19 @@ class SaleService:
                 items=[BasketLine(sku="-", name="-", quantity=1, unit_price=0)],
                 credential=req.credential,
             )
-            credential, _, _, _ = self._present(fake, 0, cancel)
-            lookup = self._lookup(credential)
-            account = lookup.personal_account
-            balance = account.balance if account else 0
-            self.devices.show("个人账户余额", yuan(balance))
+            with self._card_session("a balance inquiry") as session:
+                credential, _, _, _ = self._present(fake, 0, cancel)
+                lookup = self._lookup(credential)
+                account = lookup.personal_account
+                balance = account.balance if account else 0
+                if session.card_in:  # one frame: the balance, and the card back
+                    self.devices.show(
+                        f"个人账户余额 {yuan(balance)} 请取卡",
+                        f"Balance {yuan(balance)}, take your card",
+                    )
+                    session.pad_says_take = True
+                else:
+                    self.devices.show("个人账户余额", yuan(balance))
             return BalanceResult(
                 holder=mask_name(lookup.person.name),
                 has_personal_account=account is not None,

@@ -134,6 +134,7 @@ def test_unplug_during_pin_entry_gives_clear_error_and_replug_recovers(
     sim.replug()
     assert wait_until(lambda: terminal.status().up, 10), terminal.status()
     assert terminal.status().reconnects >= 1
+    sim.remove_card()  # the card stayed in across the unplug: it must go in again
     sim.present_card("B11000001", pin="correct")
     got = terminal.wait_for_credential(5)
     assert isinstance(got, CardPresented)

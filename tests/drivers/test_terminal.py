@@ -47,6 +47,7 @@ def test_read_card_matches_world(sim: Any, terminal: Terminal, world: World, car
 def test_expired_and_lost_cards_read_fine(sim: Any, terminal: Terminal) -> None:
     sim.present_card("B11000008")  # expired 2025-01-01: the rules refuse it, not the reader
     assert read_card(terminal).card.card_no == "B11000008"
+    sim.remove_card()
     sim.present_card("B11000007")  # reported lost
     assert read_card(terminal).card.card_no == "B11000007"
 
@@ -262,3 +263,151 @@ def test_loop_url_without_a_device_fails_cleanly() -> None:
         t.open()
     assert err.value.code in {"protocol_error", "device_unavailable"}
     t.close()
+
+
+# ------------------------------------------------- presented to this wait (issue 11, finding 3)
+
+
+def test_card_inserted_and_voucher_report_their_age(sim: Any, terminal: Terminal) -> None:
+    from drivers import packets as pk
+
+    sim.present_card("B11000001", at_once=True)
+    sim.scan_voucher("EV-LINA-0006", at_once=True)
+    time.sleep(0.3)
+    voucher = terminal._call(pk.WaitCredential(hold_ms=0))
+    card = terminal._call(pk.WaitCredential(hold_ms=0))
+    assert isinstance(voucher, pk.Voucher) and 300 <= voucher.age_ms < 3000
+    assert isinstance(card, pk.CardInserted) and 300 <= card.age_ms < 3000
+    time.sleep(0.2)
+    again = terminal._call(pk.WaitCredential(hold_ms=0))
+    assert isinstance(again, pk.CardInserted) and again.age_ms >= card.age_ms + 200  # same insertion
+
+
+def test_card_already_in_is_neither_read_nor_returned(sim: Any, terminal: Terminal) -> None:
+    from drivers.terminal import STALE_CARD_PROMPT
+
+    sim.present_card("B11000001", at_once=True)  # the previous customer's card
+    time.sleep(0.05)
+    displays = sim.event_count("display")
+    with pytest.raises(DeviceError) as err:
+        terminal.wait_for_credential(0.8)
+    assert err.value.code == "card_not_presented"
+    assert "insert it again" in err.value.message_en and "重新插卡" in err.value.message_zh
+    assert sim.event_count("read_card") == 0  # their data stays on their card
+    assert sim.display == STALE_CARD_PROMPT
+    assert sim.event_count("display") - displays == 1  # shown once, not once per poll
+    assert sim.event_count("wait_removed") >= 2  # it held for the removal meanwhile
+
+
+def test_presented_after_is_the_sale_start_not_the_call(sim: Any, terminal: Terminal) -> None:
+    sale_began = time.monotonic()
+    sim.present_card("B11000001", at_once=True)  # inserted after the sale began, before the wait
+    time.sleep(0.1)
+    got = terminal.wait_for_credential(2, presented_after=sale_began)
+    assert isinstance(got, CardPresented)
+    sim.remove_card()
+    sim.present_card("B11000001", at_once=True)
+    time.sleep(0.1)
+    with pytest.raises(DeviceError) as err:  # ... but not before it began
+        terminal.wait_for_credential(0.5, presented_after=time.monotonic())
+    assert err.value.code == "card_not_presented"
+
+
+def test_card_removed_and_inserted_again_is_read(sim: Any, terminal: Terminal) -> None:
+    from drivers.terminal import STALE_CARD_PROMPT
+
+    sim.present_card("B11000001", at_once=True)
+    time.sleep(0.05)  # a card left behind is older than the sale
+    got: list[object] = []
+    th = threading.Thread(target=lambda: got.append(terminal.wait_for_credential(10)))
+    th.start()
+    try:
+        assert wait_until(lambda: sim.display == STALE_CARD_PROMPT, 5)
+        sim.remove_card()
+        sim.present_card("B11000003")  # the customer inserts (again) when the pad asks
+    finally:
+        th.join(timeout=10)
+    assert len(got) == 1 and isinstance(got[0], CardPresented)
+    assert got[0].card.card_no == "B11000003"
+
+
+def test_stale_card_removed_without_a_new_one_is_a_plain_timeout(
+    sim: Any, terminal: Terminal
+) -> None:
+    sim.present_card("B11000001", at_once=True)
+    time.sleep(0.05)  # a card left behind is older than the sale
+    threading.Timer(0.3, sim.remove_card).start()
+    with pytest.raises(DeviceError) as err:
+        terminal.wait_for_credential(1.0)
+    assert err.value.code == "device_timeout"
+
+
+def test_voucher_scanned_before_the_wait_is_dropped(sim: Any, terminal: Terminal) -> None:
+    sim.scan_voucher("EV-ZHANGWEI-0001", at_once=True)  # nobody was waiting
+    time.sleep(0.05)
+    waits = sim.event_count("wait_credential")
+    got: list[object] = []
+    th = threading.Thread(target=lambda: got.append(terminal.wait_for_credential(5)))
+    th.start()
+    try:
+        assert sim.wait_for("wait_credential", 5, after=waits + 1)  # the stray code is gone
+        assert not got
+        sim.scan_voucher("EV-LINA-0006")
+    finally:
+        th.join(timeout=10)
+    assert got == [VoucherScanned("EV-LINA-0006")]
+    assert not sim.firmware.vouchers  # the stray one was consumed and dropped, not kept
+
+
+def test_a_stale_card_does_not_hide_a_fresh_voucher(sim: Any, terminal: Terminal) -> None:
+    from drivers.terminal import STALE_CARD_PROMPT
+
+    sim.present_card("B11000001", at_once=True)
+    time.sleep(0.05)  # a card left behind is older than the sale
+    got: list[object] = []
+    th = threading.Thread(target=lambda: got.append(terminal.wait_for_credential(5)))
+    th.start()
+    try:
+        assert wait_until(lambda: sim.display == STALE_CARD_PROMPT, 5)
+        sim.scan_voucher("EV-LINA-0006", at_once=True)
+    finally:
+        th.join(timeout=10)
+    assert got == [VoucherScanned("EV-LINA-0006")]
+
+
+def test_wait_card_removed_cancel_sends_no_abort(sim: Any, terminal: Terminal) -> None:
+    sim.present_card("B11000001")
+    read_card(terminal)
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    aborts = sim.event_count("abort")
+    with pytest.raises(DeviceError) as err:
+        terminal.wait_card_removed(10, stop)
+    assert err.value.code == "cancelled"
+    assert sim.event_count("abort") == aborts
+
+
+def test_a_version_1_reader_is_refused(sim: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from drivers import packets as pk
+
+    real = sim.firmware.handle
+
+    def v1(req: pk.Packet) -> pk.Packet:
+        ans = real(req)
+        return pk.Info(version=1, model="OLD", firmware="0.9") if isinstance(ans, pk.Info) else ans
+
+    monkeypatch.setattr(sim.firmware, "handle", v1)
+    t = Terminal(sim.path, timing=TIMING, backoff=(30.0,))
+    with pytest.raises(DeviceError) as err:
+        t.open()
+    t.close()
+    assert err.value.code == "protocol_error" and "firmware" in err.value.message_en
+
+
+def wait_until(pred: Any, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return bool(pred())

@@ -11,12 +11,15 @@ what the stub's keypad does (no PIN digit in any of it).
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from drivers.readers.device import LibraryReader
+from drivers.results import DeviceState
 from pos_plugin.agent import Agent
 from pos_plugin.world import World
 from tests.agent import conftest as agent_conftest
@@ -67,6 +70,7 @@ class LibraryPos(agent_conftest.Pos):
         self.stub = stub
         self.tries: dict[str, int] = {}  # the chip's try counter per card, across presents
         self.card_no: str | None = None
+        self._pending: tuple[threading.Thread, threading.Event] | None = None
 
     def call(
         self, method: str, path: str, body: Any = None, *, role: str = "pos"
@@ -77,6 +81,7 @@ class LibraryPos(agent_conftest.Pos):
             if self.card_no is not None:
                 self.tries[self.card_no] = self.stub.get("tries")
             self.card_no = None
+            self.cancel_pending()
             self.stub.remove()
             return 200, {}
         return super().call(method, path, body, role=role)
@@ -98,9 +103,41 @@ class LibraryPos(agent_conftest.Pos):
         entries = {"correct": "correct", "wrong": "wrong", "cancel": "cancel", "none": "none"}
         self.stub.set("tries", tries)
         self.stub.set("pin_entry", ",".join(entries[p] for p in script))
-        self.stub.insert(card_record(world, card_no))
+        self._insert_when_asked(card_record(world, card_no))
         self.card_no = card_no
         return 200, {}
+
+    def _insert_when_asked(self, record: str) -> None:
+        """The customer inserts the card once the sale's wait has polled the empty slot.
+
+        As the simulator's customer does: a card that was in before the sale began
+        is refused (the reader must see the slot empty during the sale).
+        """
+        self.cancel_pending()
+        stop = threading.Event()
+        reader = self.agent.service.devices
+
+        def insert() -> None:
+            end = time.monotonic() + 30
+            while not stop.wait(0.005) and time.monotonic() < end:
+                if reader.status().state == DeviceState.WAITING_FOR_CARD:  # type: ignore[attr-defined]
+                    first = self.stub.get("reads")
+                    # two reads began: the first of them has answered "no card"
+                    while self.stub.get("reads") < first + 2 and not stop.wait(0.005):
+                        pass
+                    if not stop.is_set():
+                        self.stub.insert(record)
+                    return
+
+        thread = threading.Thread(target=insert, name="stub-customer", daemon=True)
+        self._pending = (thread, stop)
+        thread.start()
+
+    def cancel_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending[1].set()
+            pending[0].join(timeout=5)
 
 
 @pytest.fixture
@@ -117,7 +154,9 @@ def agent_device(stub: Stub) -> LibraryReader:
 @pytest.fixture
 def pos(agent: Agent, stub: Stub) -> Iterator[LibraryPos]:
     agent.simulator = StubControls(stub)
-    yield LibraryPos(agent, stub)
+    pos = LibraryPos(agent, stub)
+    yield pos
+    pos.cancel_pending()
 
 
 def test_the_library_reader_is_what_drove_the_sale(

@@ -302,3 +302,21 @@ def test_logs_and_status_keep_personal_data_masked(
     text = caplog.text + str(reader.status().model_dump()) + e.value.message
     assert ZHANG_WEI_ID not in text and "110105198005120318" not in text and "B11000001" not in text
     assert "110105********0319" in caplog.text
+
+
+def test_a_card_in_before_the_sale_began_is_not_presented_to_it(
+    stub: Stub, reader: LibraryReader
+) -> None:
+    """The library cannot date an insertion: the reader must see the slot empty first."""
+    from drivers.terminal import STALE_CARD_PROMPT
+
+    stub.insert()  # the previous customer's card, still in
+    with pytest.raises(DeviceError) as e:
+        reader.wait_for_credential(0.4, presented_after=time.monotonic())
+    assert e.value.code == "card_not_presented" and "insert it again" in e.value.message_en
+    assert reader.display == STALE_CARD_PROMPT
+    began = time.monotonic()
+    threading.Timer(0.2, stub.remove).start()
+    threading.Timer(0.4, stub.insert).start()  # out, and in again for this sale
+    got = reader.wait_for_credential(3.0, presented_after=began)
+    assert isinstance(got, CardPresented) and got.card.card_no == "B11000001"

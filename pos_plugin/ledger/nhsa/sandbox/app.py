@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from decimal import Decimal
 from typing import Any
@@ -29,6 +30,8 @@ from starlette.concurrency import run_in_threadpool
 from pos_plugin.ledger.nhsa.sandbox import wire
 from pos_plugin.ledger.nhsa.sandbox.faults import Faults
 from pos_plugin.ledger.nhsa.sandbox.platform import Platform
+
+log = logging.getLogger("pos_plugin.ledger.nhsa.sandbox")
 
 ENDPOINT = "/fsi/api/rsfComIfsService/callService"
 _DROP = b"x-nhsa-sandbox-drop"
@@ -130,7 +133,15 @@ def create_app(platform: Platform, faults: Faults, *, test_endpoints: bool = Fal
         slow = faults.take("delay", infno)
         if slow is not None:
             await asyncio.sleep(slow.seconds)
-        text = await run_in_threadpool(platform.call, body)
+        try:
+            text = await run_in_threadpool(platform.call, body)
+        except Exception as exc:  # a bug or a locked database: still the envelope's shape
+            # The client parses every answer as an envelope; the traceback (never the
+            # request, which may carry an ID number) stays in the server's log.
+            log.exception("sandbox-nhsa: unexpected error in %s", infno or "?")
+            return Response(platform.refusal(
+                f"平台内部错误 (the sandbox hit an unexpected error: {type(exc).__name__})"),
+                media_type=MEDIA)
         if infno == "2102" and text.startswith('{"infcode":0'):
             brk = faults.take("break_invariants", "2102")
             if brk is not None:
