@@ -179,3 +179,14 @@ def test_an_expired_sign_in_is_renewed(client: NhsaLedgerClient, sandbox: NhsaSa
     done = client.settle(sale(P1, CARD_P1, line("XA01AAA0001", 100)))
     assert done.personal_account == 100
     assert client.platform.posts["9001"] == 2 and client.platform.posts["2102"] == 2
+
+
+def test_a_2102_resent_after_its_2601_is_refused_as_voided(client: NhsaLedgerClient,
+                                                          sandbox: NhsaSandboxServer) -> None:  # fmt: skip
+    client.lookup(CARD_P1)
+    req = sale(P1, CARD_P1, line("XA01AAA0001", 1000))
+    client.settle(req)
+    client.void_settlement(req.msgid, psn_no=P1)
+    with pytest.raises(e.MsgidVoided):
+        client.settle(req)  # what a bug re-sending it would meet: nothing charged twice
+    assert balance(sandbox, P1) == 20_000

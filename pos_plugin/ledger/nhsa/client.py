@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -84,6 +85,7 @@ class NhsaLedgerClient:
             clock=self.clock, **kw,
         )  # fmt: skip
         self._insured: OrderedDict[str, Insured] = OrderedDict()
+        self._insured_lock = threading.Lock()  # a balance query may run beside a sale
 
     def close(self) -> None:
         """Sign out (9002) and close the connection pool."""
@@ -92,10 +94,15 @@ class NhsaLedgerClient:
 
     # ------------------------------------------------------------------ 1101
     def _remember(self, insured: Insured) -> None:
-        self._insured[insured.psn_no] = insured
-        self._insured.move_to_end(insured.psn_no)
-        while len(self._insured) > _REMEMBERED:
-            self._insured.popitem(last=False)
+        with self._insured_lock:
+            self._insured[insured.psn_no] = insured
+            self._insured.move_to_end(insured.psn_no)
+            while len(self._insured) > _REMEMBERED:
+                self._insured.popitem(last=False)
+
+    def _known(self, psn_no: str) -> Insured | None:
+        with self._insured_lock:
+            return self._insured.get(psn_no)
 
     def _1101(self, credential: Credential) -> tuple[PersonLookup, Insured]:
         cert_type, cert_no, card_sn = cert_fields(credential)
@@ -124,7 +131,7 @@ class NhsaLedgerClient:
 
     # ------------------------------------------------------------------ 2101 / 2102
     def _insured_for(self, request: SettlementRequest) -> Insured:
-        insured = self._insured.get(request.patient_psn_no)
+        insured = self._known(request.patient_psn_no)
         if insured is None or (insured.mdtrt_cert_type, insured.mdtrt_cert_no, insured.card_sn) \
                 != cert_fields(request.credential):  # fmt: skip
             insured = self._1101(request.credential)[1]  # after a restart: ask again
@@ -187,7 +194,7 @@ class NhsaLedgerClient:
         repeat, so retried on transport failures; returns None."""
         if not psn_no:
             raise e.InvalidRequest("2601 needs the patient's psn_no", field="psn_no")
-        known = self._insured.get(psn_no)
+        known = self._known(psn_no)
         region = known.insuplc_admdvs if known else self.settings.mdtrtarea_admvs
         data = {"data": {"psn_no": psn_no, "omsgid": msgid, "oinfno": "2102"}}
         self.platform.call("2601", data, opter=self.settings.opter, safe=True,
@@ -218,7 +225,7 @@ class NhsaLedgerClient:
             )
         region = str(detail.get("insuplc_admdvs") or "")
         if not region:
-            known = self._insured.get(psn_no)
+            known = self._known(psn_no)
             region = known.insuplc_admdvs if known else self.settings.mdtrtarea_admvs
         data = {"data": {"setl_id": settlement_id, "mdtrt_id": mdtrt_id, "psn_no": psn_no,
                          "exp_content": ""}}  # fmt: skip

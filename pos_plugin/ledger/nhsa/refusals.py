@@ -28,6 +28,8 @@ _LOST = ("挂失",)
 _EXPIRED = ("有效期", "过期")
 _UNKNOWN_PERSON = ("查无", "不存在", "未找到", "未查询到", "为空", "无此", "无参保")
 _ALREADY_REVERSED = ("已撤销", "已冲正", "已经撤销", "重复撤销", "已退费")
+_VOIDED = ("已被冲正",)  # a 2102 re-sent under a msgid that a 2601 concluded
+_MSGID_REUSED = ("msgid 已被", "报文ID已存在", "报文ID重复")
 
 
 def mask_ids(text: str) -> str:
@@ -69,6 +71,10 @@ def refusal(infno: str, err_msg: str) -> e.LedgerError:
         return e.CardRefused(message, code="card_expired")
     if infno == "1101" and any(w in said for w in _UNKNOWN_PERSON):
         return e.NotFound(message)
+    if infno == "2102" and any(w in said for w in _VOIDED):
+        return e.MsgidVoided(message)
+    if any(w in said for w in _MSGID_REUSED):
+        return e.IdempotencyConflict(message)
     if infno == "2103" and any(w in said for w in _ALREADY_REVERSED):
         return e.AlreadyReversed(message)
     return PlatformRefused(message, infno=infno, err_msg=said)
