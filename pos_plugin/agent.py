@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from pos_plugin.api import create_app
 from pos_plugin.config import Config, get_secret, journal_password
 from pos_plugin.journal.journal import Journal
+from pos_plugin.ledger.backend import LedgerClient
 from pos_plugin.reconcile.manager_page import reconciliation_extra, source_for_service
 from pos_plugin.sale.service import SaleService, SaleSettings
 from pos_plugin.world import World, load_world
@@ -99,6 +100,7 @@ class Agent:
     tokens: dict[str, str]
     world: World | None = None
     simulator: Any | None = None
+    ledger_sandbox: Any | None = None  # simulate mode: the embedded sandbox (own or nhsa)
     _stops: list[Callable[[], None]] = field(default_factory=list)
     _stop_event: threading.Event = field(default_factory=threading.Event)
 
@@ -158,8 +160,12 @@ def start_simulated(
     pin_timeout: float = 30.0,
     device: Any | None = None,
     card_removal_timeout: float = 30.0,
+    ledger_kind: str = "own",
 ) -> Agent:
     """The agent on the device simulator and an embedded sandbox ledger (the example world).
+
+    ``ledger_kind`` "nhsa": settle through the national platform's interface against an
+    embedded sandbox-nhsa (or the one at ``ledger_url``), as the world's first pharmacy.
 
     ``device`` replaces the serial terminal on the simulator (a library reader, in tests).
     """
@@ -174,10 +180,17 @@ def start_simulated(
     pharmacy = world.pharmacies[0]
     stops: list[Callable[[], None]] = []
 
-    if ledger_url is None:
-        sandbox = SandboxServer(str(work / "ledger.sqlite3"), world)
-        ledger_url = sandbox.start()
-        stops.append(sandbox.stop)
+    ledger_sandbox: Any = None
+    if ledger_url is None and ledger_kind == "nhsa":
+        from pos_plugin.ledger.nhsa.sandbox.server import NhsaSandboxServer
+
+        ledger_sandbox = NhsaSandboxServer(str(work / "nhsa.sqlite3"), world)
+        ledger_url = ledger_sandbox.start()
+        stops.append(ledger_sandbox.stop)
+    elif ledger_url is None:
+        ledger_sandbox = SandboxServer(str(work / "ledger.sqlite3"), world)
+        ledger_url = ledger_sandbox.start()
+        stops.append(ledger_sandbox.stop)
     simulator = Simulator(world, pace_baud=pace_baud)
     pty_path = simulator.start()
     stops.append(simulator.stop)
@@ -195,7 +208,21 @@ def start_simulated(
         terminal_id="T01",
     )
     stops.append(journal.close)
-    ledger = HttpLedgerClient(ledger_url, pharmacy.api_token)
+    ledger: LedgerClient
+    if ledger_kind == "nhsa":
+        from pos_plugin.ledger.nhsa.client import NhsaLedgerClient
+        from pos_plugin.ledger.nhsa.settings import NhsaSettings
+
+        # The world's first pharmacy is the one on the platform: its code, name, region.
+        nhsa = NhsaSettings(
+            fixmedins_code=pharmacy.code,
+            fixmedins_name=pharmacy.name[:20],
+            mdtrtarea_admvs=pharmacy.region,
+        )
+        ledger = NhsaLedgerClient(ledger_url, nhsa, msgids=journal.next_msgid)
+        stops.append(ledger.close)
+    else:
+        ledger = HttpLedgerClient(ledger_url, pharmacy.api_token)
     settings = SaleSettings(
         pharmacy_code=pharmacy.code,
         terminal_id="T01",
@@ -218,7 +245,10 @@ def start_simulated(
     )
     api = ApiServer(app, host, port)
     api.start()
-    agent = Agent(service, api, tokens, world=world, simulator=simulator, _stops=stops)
+    agent = Agent(
+        service, api, tokens, world=world, simulator=simulator, ledger_sandbox=ledger_sandbox,
+        _stops=stops,
+    )
     agent.start_recovery(recovery_interval)
     return agent
 
@@ -226,8 +256,6 @@ def start_simulated(
 def start_from_config(cfg: Config) -> Agent:
     """The agent for a real till: devices on the configured port, the real ledger."""
     from drivers.readers.factory import build_device
-    from pos_plugin.ledger.own.client import HttpLedgerClient
-
     terminal = build_device(cfg)  # [reader] kind: the serial terminal or a vendor library
     terminal.open()
     journal = Journal(
@@ -238,13 +266,7 @@ def start_from_config(cfg: Config) -> Agent:
         till_index=cfg.pharmacy.till_index,
         password=journal_password(cfg.journal),
     )
-    ledger = HttpLedgerClient(
-        cfg.ledger.url,
-        get_secret("ledger_token"),
-        connect_timeout=cfg.ledger.connect_timeout,
-        read_timeout=cfg.ledger.read_timeout,
-        ca_bundle=cfg.ledger.ca_bundle,
-    )
+    ledger = _ledger_for(cfg, journal)
     settings = SaleSettings(
         pharmacy_code=cfg.pharmacy.code,
         terminal_id=cfg.pharmacy.terminal_id,
@@ -266,6 +288,31 @@ def start_from_config(cfg: Config) -> Agent:
         app, cfg.api.host, cfg.api.port, tls_cert=cfg.api.tls_cert, tls_key=cfg.api.tls_key
     )
     api.start()
-    agent = Agent(service, api, tokens, _stops=[terminal.close, journal.close])
+    agent = Agent(service, api, tokens, _stops=[terminal.close, ledger.close, journal.close])
     agent.start_recovery()
     return agent
+
+
+def _ledger_for(cfg: Config, journal: Journal) -> Any:
+    """The configured backend: our own ledger API, or the national platform."""
+    if cfg.ledger.kind == "nhsa":
+        from pos_plugin.ledger.nhsa.client import NhsaLedgerClient
+
+        assert cfg.nhsa is not None  # the config refuses kind nhsa without the table
+        # Every msgid from the till's journal clock (the till index is its first digit):
+        # the control calls' msgids can then never collide with a sale's.
+        return NhsaLedgerClient(
+            cfg.ledger.url,
+            cfg.nhsa,
+            secrets={name: get_secret(name) for name in cfg.nhsa.secret_names()},
+            msgids=journal.next_msgid,
+        )
+    from pos_plugin.ledger.own.client import HttpLedgerClient
+
+    return HttpLedgerClient(
+        cfg.ledger.url,
+        get_secret("ledger_token"),
+        connect_timeout=cfg.ledger.connect_timeout,
+        read_timeout=cfg.ledger.read_timeout,
+        ca_bundle=cfg.ledger.ca_bundle,
+    )

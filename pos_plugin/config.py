@@ -11,12 +11,13 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drivers.readers.settings import ReaderConfig
+from pos_plugin.ledger.nhsa.settings import NhsaSettings
 from pos_plugin.rules.family import ProvincePair, parse_province_pair
 
 KEYRING_SERVICE = "pos-plugin"
@@ -73,6 +74,9 @@ class PharmacyConfig(_C):
 
 
 class LedgerConfig(_C):
+    # "own": our own ledger API (docs/ledger-api.md); "nhsa": the national platform's
+    # pharmacy interface (docs/nhsa.md), configured in the [nhsa] table.
+    kind: Literal["own", "nhsa"] = "own"
     url: str = "https://ledger.example.invalid"
     connect_timeout: Annotated[float, Field(gt=0, le=60)] = 3.0
     read_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
@@ -177,10 +181,25 @@ class JournalConfig(_C):
 class Config(_C):
     pharmacy: PharmacyConfig
     ledger: LedgerConfig = LedgerConfig()
+    nhsa: NhsaSettings | None = None  # the national platform's connection (ledger.kind = "nhsa")
     serial: SerialConfig = SerialConfig()
     reader: ReaderConfig = ReaderConfig()
     api: ApiConfig = ApiConfig()
     journal: JournalConfig = JournalConfig()
+
+    @model_validator(mode="after")
+    def _backend_table(self) -> Config:
+        if self.ledger.kind == "nhsa" and self.nhsa is None:
+            raise ValueError(
+                'ledger.kind = "nhsa" needs an [nhsa] table: fixmedins_code, fixmedins_name, '
+                "mdtrtarea_admvs at least (see config.example.toml and docs/nhsa.md)"
+            )
+        if self.ledger.kind == "own" and self.nhsa is not None:
+            raise ValueError(
+                'an [nhsa] table is given but ledger.kind is "own": set ledger.kind = "nhsa" '
+                "to settle through the national platform, or remove the [nhsa] table"
+            )
+        return self
 
 
 def load_config(path: str | Path) -> Config:
@@ -208,7 +227,14 @@ def load_config(path: str | Path) -> Config:
 SECRET_NAMES = ("ledger_token", "pos_token", "manager_token", "journal_hmac_key")
 # Needed only by some installations (a shared PostgreSQL journal whose URL holds no
 # password): ``secrets check`` reports them without failing when unset.
-OPTIONAL_SECRET_NAMES = ("journal_db_password",)
+OPTIONAL_SECRET_NAMES = (
+    "journal_db_password",
+    # The national platform's gateway, by signer ([nhsa] signer): hmac-sha1, x-tif.
+    "nhsa_access_key",
+    "nhsa_secret_key",
+    "nhsa_paasid",
+    "nhsa_paas_token",
+)
 ALL_SECRET_NAMES = SECRET_NAMES + OPTIONAL_SECRET_NAMES
 
 NO_BACKEND_HELP = (
