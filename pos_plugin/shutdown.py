@@ -24,7 +24,9 @@ TICK = 0.5  # how often the waiting main thread lets a Ctrl+C through
 # SIGINT: Ctrl+C everywhere; SIGTERM: systemd / kill on POSIX (settable on Windows, never
 # sent there); SIGBREAK: Ctrl+Break and console close on Windows only.
 _SIGNALS = tuple(
-    s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTERM", "SIGBREAK")) if s is not None
+    s
+    for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTERM", "SIGBREAK"))
+    if s is not None
 )
 
 
