@@ -217,7 +217,10 @@ def _cmd_journal(args: argparse.Namespace) -> int:
         if not p.is_file():  # never create an empty journal only to call it intact
             print(f"no journal at {p}: check the path (see [journal] path)", file=sys.stderr)
             return 2
-        j = Journal(target, hmac_key=b"verify-only", pharmacy_code="X" * 12, terminal_id="-")
+        j = Journal(
+            target, hmac_key=b"verify-only", pharmacy_code="X" * 12, terminal_id="-",
+            upgrade=False,  # verifying an old journal (or a backup) must not change it
+        )  # fmt: skip
         try:
             return _print_verify(j.verify())
         finally:

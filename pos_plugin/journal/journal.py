@@ -249,6 +249,7 @@ class Journal:
         terminal_id: str,
         till_index: int = 0,
         password: str | None = None,
+        upgrade: bool = True,
     ) -> None:
         if len(pharmacy_code) != 12:
             raise ValueError("the pharmacy code has 12 characters")
@@ -297,7 +298,7 @@ class Journal:
             db.execute("PRAGMA busy_timeout=5000")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            self.upgrade_backup = migrate_sqlite(db, self.path, _SCHEMA)
+            self.upgrade_backup = migrate_sqlite(db, self.path, _SCHEMA, upgrade=upgrade)
         except sqlite3.DatabaseError as e:
             db.close()
             raise JournalNotADatabase(f"{self.path} is not a journal file ({e})") from None

@@ -97,12 +97,19 @@ def sqlite_version(db: sqlite3.Connection) -> int:
 
 
 def migrate_sqlite(
-    db: sqlite3.Connection, path: str, base_schema: str, *, backup: bool = True
+    db: sqlite3.Connection,
+    path: str,
+    base_schema: str,
+    *,
+    backup: bool = True,
+    upgrade: bool = True,
 ) -> Path | None:
     """Bring the file to ``LATEST``: create it, or back it up and upgrade it.
 
     Returns the backup file made, if any. ``db`` is in autocommit mode
     (``isolation_level=None``). Raises JournalTooNew, or JournalNotADatabase.
+    ``upgrade=False`` (``journal verify``): an older journal is read as it is, not
+    changed; one from the future is still refused.
     """
     try:
         current = sqlite_version(db)
@@ -110,7 +117,7 @@ def migrate_sqlite(
         raise JournalNotADatabase(f"{path} is not a journal file ({e})") from None
     if current > LATEST:
         raise JournalTooNew(path, current)
-    if current == LATEST:
+    if current == LATEST or (not upgrade and current >= BASE_VERSION):
         return None
     saved: Path | None = None
     if current >= BASE_VERSION and backup and path not in ("", ":memory:"):

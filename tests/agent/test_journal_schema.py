@@ -121,3 +121,14 @@ def test_a_failed_migration_leaves_the_journal_as_it_was(
     with sqlite3.connect(path) as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "schema_history" not in tables and "sales" in tables
+
+
+def test_journal_verify_reads_an_old_journal_without_upgrading_it(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    shutil.copy(V1, path)
+    done = subprocess.run(
+        [sys.executable, "-m", "pos_plugin.cli", "journal", "verify", str(path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0 and "3 sales, 8 events: chain intact" in done.stdout, done.stderr
+    assert user_version(path) == 0 and list(tmp_path.glob("*.bak")) == []
