@@ -13,6 +13,7 @@ is unreliable on POSIX and changing ``timeout`` reconfigures the port.
 
 from __future__ import annotations
 
+import socket
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Literal
@@ -60,6 +61,10 @@ def open_port(url: str, settings: SerialSettings) -> serial.SerialBase:
     if settings.exclusive and is_local_port(url):
         kwargs["exclusive"] = True
     port = serial.serial_for_url(url, **kwargs)
+    sock = getattr(port, "_socket", None)  # socket://: no Nagle delay on 1-byte ACKs
+    if sock is not None:
+        with suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     with suppress(serial.SerialException, OSError):
         port.reset_input_buffer()  # stale bytes from before we opened are not ours
     return port

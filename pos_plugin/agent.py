@@ -22,7 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from pos_plugin.api import create_app
-from pos_plugin.config import Config, get_secret, journal_password
+from pos_plugin.config import Config, get_secret, journal_password, secret_store
 from pos_plugin.journal.journal import Journal
 from pos_plugin.ledger.backend import LedgerClient
 from pos_plugin.reconcile.manager_page import reconciliation_extra, source_for_service
@@ -58,6 +58,8 @@ class ApiServer:
         self.host, self.port = host, self._socket.getsockname()[1]
         self.scheme = "https" if tls_cert else "http"
         self._server = uvicorn.Server(
+            # log_config=None: uvicorn logs through the root logger we configured
+            # (pos_plugin/logs.py: time stamps, the rotating file, masking).
             uvicorn.Config(
                 app,
                 log_level="warning",
@@ -65,6 +67,8 @@ class ApiServer:
                 lifespan="off",
                 ssl_certfile=tls_cert,
                 ssl_keyfile=tls_key,
+                log_config=None,
+                timeout_graceful_shutdown=8,
             )
         )
         self._thread = threading.Thread(
@@ -128,7 +132,15 @@ class Agent:
         threading.Thread(target=loop, name="recovery", daemon=True).start()
 
     def stop(self) -> None:
+        """Stop in order: the running device wait is cancelled (that sale ends and is
+        journaled as cancelled), the API stops taking requests and finishes the ones in
+        flight, then the devices and the journal close. A sale caught mid-settlement
+        stays ``settling`` in the journal and is resolved by msgid at the next start."""
         self._stop_event.set()
+        try:
+            self.service.devices.cancel()
+        except Exception:
+            log.exception("could not cancel the device transaction")
         self.api.stop()
         for stop in reversed(self._stops):
             try:
@@ -141,7 +153,9 @@ def _device_status(terminal: Any) -> Callable[[], dict[str, Any]]:
     def status() -> dict[str, Any]:
         st = terminal.status()
         data = st.model_dump() if hasattr(st, "model_dump") else dict(vars(st))
-        return {"terminal": data}
+        # "disconnected": unplugged, wrong port or port busy (last_error says which);
+        # sales answer device_unavailable and the Terminal keeps reconnecting.
+        return {"reader": "connected" if data.get("up") else "disconnected", "terminal": data}
 
     return status
 
@@ -161,6 +175,7 @@ def start_simulated(
     device: Any | None = None,
     card_removal_timeout: float = 30.0,
     ledger_kind: str = "own",
+    transport: str = "auto",
 ) -> Agent:
     """The agent on the device simulator and an embedded sandbox ledger (the example world).
 
@@ -168,6 +183,9 @@ def start_simulated(
     embedded sandbox-nhsa (or the one at ``ledger_url``), as the world's first pharmacy.
 
     ``device`` replaces the serial terminal on the simulator (a library reader, in tests).
+    ``transport``: the simulator's serial line, "pty" (POSIX), "socket" (any OS: a
+    ``socket://127.0.0.1:PORT`` the Terminal opens like a COM port), "auto" (pty where
+    there is one).
     """
     from drivers import Terminal
     from drivers.simulator import Simulator
@@ -191,10 +209,13 @@ def start_simulated(
         ledger_sandbox = SandboxServer(str(work / "ledger.sqlite3"), world)
         ledger_url = ledger_sandbox.start()
         stops.append(ledger_sandbox.stop)
-    simulator = Simulator(world, pace_baud=pace_baud)
-    pty_path = simulator.start()
+    simulator = Simulator(world, pace_baud=pace_baud, transport=transport)  # type: ignore[arg-type]
+    line_path = simulator.start()
     stops.append(simulator.stop)
-    terminal = device or Terminal(pty_path)
+    tracer = logging.getLogger("drivers.trace")  # the serial trace when the log is at DEBUG
+    terminal = device or Terminal(
+        line_path, trace=tracer.debug if tracer.isEnabledFor(logging.DEBUG) else None
+    )
     terminal.open()
     stops.append(terminal.close)
 
@@ -254,19 +275,50 @@ def start_simulated(
 
 
 def start_from_config(cfg: Config) -> Agent:
-    """The agent for a real till: devices on the configured port, the real ledger."""
+    """The agent for a real till: the configured device, the real ledger.
+
+    Starts without its reader: if none answers at start-up, the agent comes up anyway,
+    ``/v1/health`` says the reader is down, sales answer ``device_unavailable``, and
+    the device keeps trying (the serial Terminal reconnects in the background, a
+    library reader at the next call) until the reader appears. Secrets are read
+    first, so a missing one stops the start before anything opens.
+    """
+    from drivers import DeviceError
     from drivers.readers.factory import build_device
-    terminal = build_device(cfg)  # [reader] kind: the serial terminal or a vendor library
-    terminal.open()
+    # [reader] kind: the serial terminal or a vendor library. Built (not opened) first: a
+    # library that cannot be loaded is a DeviceError now, an absent reader is not.
+    terminal = build_device(cfg)
+    store = secret_store(cfg)
+    hmac_key = get_secret("journal_hmac_key", store).encode("utf-8")
+    # The backend's secrets: our ledger's token, or the platform gateway's keys.
+    names = cfg.nhsa.secret_names() if cfg.nhsa is not None else ("ledger_token",)
+    ledger_secrets = {name: get_secret(name, store) for name in names}
+    tokens = {"pos": get_secret("pos_token", store), "manager": get_secret("manager_token", store)}
+    db_password = journal_password(cfg.journal, store)
+
+    journal_target = cfg.journal_target  # the SQLite file under the data folder, or the URL
+    if not cfg.journal.url:
+        Path(journal_target).parent.mkdir(parents=True, exist_ok=True)
     journal = Journal(
-        cfg.journal.target,  # the till's SQLite file, or the shared PostgreSQL journal
-        hmac_key=get_secret("journal_hmac_key").encode("utf-8"),
+        journal_target,
+        hmac_key=hmac_key,
         pharmacy_code=cfg.pharmacy.code,
         terminal_id=cfg.pharmacy.terminal_id,
         till_index=cfg.pharmacy.till_index,
-        password=journal_password(cfg.journal),
+        password=db_password,
     )
-    ledger = _ledger_for(cfg, journal)
+    log.info("journal: %s", journal.path)
+    try:
+        terminal.open()
+        st = terminal.status()
+        log.info("reader (%s) on %s: %s", cfg.reader.kind, st.url or "-", st.model)
+    except DeviceError as e:  # unplugged, busy, wrong port: come up, keep trying
+        log.warning(
+            "reader unavailable at start-up (%s); serving anyway, sales answer "
+            "device_unavailable until it answers, reconnecting in the background",
+            e.message_en,
+        )
+    ledger = _ledger_for(cfg, journal, ledger_secrets)
     settings = SaleSettings(
         pharmacy_code=cfg.pharmacy.code,
         terminal_id=cfg.pharmacy.terminal_id,
@@ -277,23 +329,28 @@ def start_from_config(cfg: Config) -> Agent:
         opened_pairs=cfg.ledger.opened_pairs(),
     )
     service = SaleService(settings, journal, ledger, terminal)
-    tokens = {"pos": get_secret("pos_token"), "manager": get_secret("manager_token")}
     app = create_app(
         service,
         tokens=tokens,
         device_status=_device_status(terminal),
         extra=reconciliation_extra(source_for_service(service)),
     )
-    api = ApiServer(
-        app, cfg.api.host, cfg.api.port, tls_cert=cfg.api.tls_cert, tls_key=cfg.api.tls_key
-    )
-    api.start()
+    try:
+        api = ApiServer(
+            app, cfg.api.host, cfg.api.port, tls_cert=cfg.api.tls_cert, tls_key=cfg.api.tls_key
+        )
+        api.start()
+    except BaseException:
+        terminal.close()
+        journal.close()
+        raise
     agent = Agent(service, api, tokens, _stops=[terminal.close, ledger.close, journal.close])
     agent.start_recovery()
+    log.info("local API on %s", agent.url)
     return agent
 
 
-def _ledger_for(cfg: Config, journal: Journal) -> Any:
+def _ledger_for(cfg: Config, journal: Journal, ledger_secrets: dict[str, str]) -> Any:
     """The configured backend: our own ledger API, or the national platform."""
     if cfg.ledger.kind == "nhsa":
         from pos_plugin.ledger.nhsa.client import NhsaLedgerClient
@@ -304,14 +361,14 @@ def _ledger_for(cfg: Config, journal: Journal) -> Any:
         return NhsaLedgerClient(
             cfg.ledger.url,
             cfg.nhsa,
-            secrets={name: get_secret(name) for name in cfg.nhsa.secret_names()},
+            secrets=ledger_secrets,
             msgids=journal.next_msgid,
         )
     from pos_plugin.ledger.own.client import HttpLedgerClient
 
     return HttpLedgerClient(
         cfg.ledger.url,
-        get_secret("ledger_token"),
+        ledger_secrets["ledger_token"],
         connect_timeout=cfg.ledger.connect_timeout,
         read_timeout=cfg.ledger.read_timeout,
         ca_bundle=cfg.ledger.ca_bundle,

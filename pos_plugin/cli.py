@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drivers.errors import DeviceError
@@ -24,7 +26,10 @@ from pos_plugin.config import (
     set_secret,
 )
 from pos_plugin.journal.postgres import JournalUnavailable
+from pos_plugin.journal.schema import JournalSchemaError
 from pos_plugin.rules.identity import mask_card_no
+from pos_plugin.service.run import ADDR_IN_USE, StartError
+from pos_plugin.world import WorldError
 
 if TYPE_CHECKING:
     from pos_plugin.journal.journal import VerifyReport
@@ -45,6 +50,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_secrets(args: argparse.Namespace) -> int:
+    from pos_plugin.config import check_store, load_config, secret_store
+
+    store = secret_store(load_config(args.config) if args.config else None)
     if args.action == "set":
         value = (
             getpass.getpass(f"value for {args.name}: ")
@@ -54,23 +62,22 @@ def _cmd_secrets(args: argparse.Namespace) -> int:
         if not value:
             print("no value given; nothing stored", file=sys.stderr)
             return 2
-        set_secret(args.name, value)
-        print(f"{args.name} stored in the keyring")
+        set_secret(args.name, value, store)
+        print(f"{args.name} stored in {store.describe()}")
         return 0
+    check_store(store)  # an unusable store: its how-to once, not once per secret
+    print(f"secrets in {store.describe()}:")
     failures = 0
     for name in SECRET_NAMES:
         try:
-            get_secret(name)
-            print(f"{name}: set")
+            get_secret(name, store)
+            print(f"  {name}: set")
         except ConfigError as e:
-            print(f"{name}: {e}")
+            print(f"  {name}: {e}")
             failures += 1
     for name in OPTIONAL_SECRET_NAMES:
-        try:
-            state = "set" if get_optional_secret(name) else "not set (needed only by some tills)"
-        except ConfigError as e:
-            state = str(e)
-        print(f"{name}: {state}")
+        state = "set" if get_optional_secret(name, store) else "not set (needed only by some tills)"
+        print(f"  {name}: {state}")
     return 1 if failures else 0
 
 
@@ -93,51 +100,83 @@ def _cmd_simulate_devices(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import signal
     import threading
 
-    from pos_plugin.agent import start_from_config, start_simulated
-    from pos_plugin.config import load_config
+    from pos_plugin.shutdown import stop_on_signals, wait_until_stopped
 
-    if args.simulate:
-        if args.ledger_url is not None:
-            try:
-                check_ledger_url(args.ledger_url, "--ledger-url")
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
-        agent = start_simulated(
-            world_path=args.world,
-            port=args.port,  # 0: a free port, chosen by the OS; the banner says which
-            workdir=args.workdir,
-            ledger_url=args.ledger_url,
-        )
-        print(f"pos-plugin (simulated devices, sandbox ledger) listening on {agent.url}")
-        print(f"  pos token:     {agent.tokens['pos']}")
-        print(f"  manager token: {agent.tokens['manager']}")
-        print(f"  OpenAPI:       {agent.url}/docs")
-        # Card numbers are personal data even in a sandbox banner (it ends up in
-        # terminals, screenshots and CI logs): the full numbers are in the world file.
-        cards = [c.card_no for p in (agent.world.persons if agent.world else ()) for c in p.cards]
-        example = mask_card_no(cards[0]) if cards else "..."
-        print(
-            '  present a card: POST /v1/simulator/present {"card_no": CARD, "pin": "correct"}'
-            f" (CARD: a card_no from the world file, e.g. {example})",
-            flush=True,
-        )
-    else:
+    if not args.simulate:
         if not args.config:
             print("give --config FILE (see config.example.toml), or --simulate", file=sys.stderr)
             return 2
-        agent = start_from_config(load_config(args.config))
-        print(f"pos-plugin listening on {agent.url}", flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+        from pos_plugin.service.run import run_till
+
+        with stop_on_signals(threading.Event()) as stop:
+            return run_till(
+                args.config,
+                stop,
+                log_level=args.log_level,
+                on_ready=lambda url: print(f"pos-plugin listening on {url}", flush=True),
+            )
+
+    from pos_plugin.agent import start_simulated
+    from pos_plugin.logs import setup_logging
+    from pos_plugin.world import load_world
+
+    if args.ledger_url is not None:
+        try:
+            check_ledger_url(args.ledger_url, "--ledger-url")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    load_world(args.world)  # a missing or invalid world file: one sentence, before anything starts
+    setup_logging(args.log_level or "WARNING", Path(args.workdir) / "logs" if args.workdir else None)
+    with stop_on_signals(threading.Event()) as stop:
+        try:
+            agent = start_simulated(
+                world_path=args.world,
+                port=args.port,  # 0: a free port, chosen by the OS; the banner says which
+                workdir=args.workdir,
+                ledger_url=args.ledger_url,
+                transport=args.transport,
+            )
+        except OSError as e:
+            if e.errno in ADDR_IN_USE:
+                print(f"port {args.port} is in use: give another --port", file=sys.stderr)
+                return 2
+            raise
+        try:
+            print(f"pos-plugin (simulated devices, sandbox ledger) listening on {agent.url}")
+            print(f"  pos token:     {agent.tokens['pos']}")
+            print(f"  manager token: {agent.tokens['manager']}")
+            print(f"  OpenAPI:       {agent.url}/docs")
+            print(f"  serial line:   {agent.simulator.path if agent.simulator else '-'}")
+            # Card numbers are personal data even in a sandbox banner (it ends up in
+            # terminals, screenshots and CI logs): the full numbers are in the world file.
+            persons = agent.world.persons if agent.world else ()
+            cards = [c.card_no for p in persons for c in p.cards]
+            example = mask_card_no(cards[0]) if cards else "..."
+            print(
+                '  present a card: POST /v1/simulator/present {"card_no": CARD, "pin": "correct"}'
+                f" (CARD: a card_no from the world file, e.g. {example})",
+                flush=True,
+            )
+            wait_until_stopped(stop)
+        finally:
+            agent.stop()
+    return 0
+
+
+def _cmd_service(args: argparse.Namespace) -> int:
+    from pos_plugin.service import LINUX_CONFIG, ServiceError, systemd_unit, windows_action
+
+    config = Path(args.config) if args.config else None
+    if args.action == "unit":
+        print(systemd_unit(config.resolve() if config else LINUX_CONFIG, user=args.user), end="")
+        return 0
     try:
-        done.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        agent.stop()
+        print(windows_action(args.action, config))
+    except ServiceError as e:
+        print(str(e), file=sys.stderr)
+        return 2
     return 0
 
 
@@ -167,17 +206,31 @@ def _cmd_journal(args: argparse.Namespace) -> int:
 
     target, password = args.path, None
     if args.config:
-        from pos_plugin.config import journal_password, load_config
+        from pos_plugin.config import journal_password, load_config, secret_store
 
         cfg = load_config(args.config)
-        target = target or cfg.journal.target
-        password = journal_password(cfg.journal) if target == cfg.journal.url else None
+        target = target or cfg.journal_target
+        if target == cfg.journal.url:
+            password = journal_password(cfg.journal, secret_store(cfg))
     if not target:
         print("give the journal file (or postgresql:// URL), or --config FILE", file=sys.stderr)
         return 2
     if not is_postgres_url(target):
-        j = Journal(target, hmac_key=b"verify-only", pharmacy_code="X" * 12, terminal_id="-")
-        return _print_verify(j.verify())
+        p = Path(target)
+        if p.is_dir():
+            print(f"{p} is a folder: give the journal file in it (journal.sqlite3)", file=sys.stderr)
+            return 2
+        if not p.is_file():  # never create an empty journal only to call it intact
+            print(f"no journal at {p}: check the path (see [journal] path)", file=sys.stderr)
+            return 2
+        j = Journal(
+            target, hmac_key=b"verify-only", pharmacy_code="X" * 12, terminal_id="-",
+            upgrade=False,  # verifying an old journal (or a backup) must not change it
+        )  # fmt: skip
+        try:
+            return _print_verify(j.verify())
+        finally:
+            j.close()
     try:
         tills = _shared_tills(target, password, args.pharmacy, args.terminal)
         if not tills:
@@ -245,7 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
     secrets_sub = secrets.add_subparsers(dest="action", required=True)
     s_set = secrets_sub.add_parser("set", help="store one secret (read from the terminal or stdin)")
     s_set.add_argument("name", choices=ALL_SECRET_NAMES)
-    secrets_sub.add_parser("check", help="say which secrets are set")
+    s_set.add_argument(
+        "--config", help="the store this config.toml names ([secrets] store); default the keyring"
+    )
+    s_check = secrets_sub.add_parser("check", help="say which secrets are set")
+    s_check.add_argument(
+        "--config", help="the store this config.toml names ([secrets] store); default the keyring"
+    )
     secrets.set_defaults(func=_cmd_secrets)
 
     serve = sub.add_parser("serve", help="run the agent (--config FILE, or --simulate)")
@@ -262,7 +321,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--ledger-url", help="--simulate: use this ledger instead of an embedded one"
     )
+    serve.add_argument(
+        "--transport",
+        choices=("auto", "pty", "socket"),
+        default="auto",
+        help="--simulate: the simulator's serial line (auto: a pty on POSIX, a socket on Windows)",
+    )
+    serve.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="override [log] level (DEBUG also shows the serial trace when [serial] trace is on)",
+    )
     serve.set_defaults(func=_cmd_serve)
+
+    service = sub.add_parser(
+        "service", help="run as a service: Windows install|uninstall|start|stop, Linux unit"
+    )
+    service.add_argument("action", choices=("install", "uninstall", "start", "stop", "unit"))
+    service.add_argument("--config", help="the config.toml the service runs with")
+    service.add_argument("--user", default="pos-plugin", help="unit: the service's Linux user")
+    service.set_defaults(func=_cmd_service)
 
     journal = sub.add_parser("journal", help="journal tools")
     journal_sub = journal.add_subparsers(dest="action", required=True)
@@ -312,7 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     nhsa.set_defaults(func=_cmd_sandbox_nhsa)
 
     sim = sub.add_parser(
-        "simulate-devices", help="run the card reader / PIN pad simulator on a pty"
+        "simulate-devices",
+        help="run the card reader / PIN pad simulator (a pty, or --transport socket)",
     )
     sim.set_defaults(func=_cmd_simulate_devices)
     return parser
@@ -333,7 +413,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"configuration problem: {e}", file=sys.stderr)
         return 2
-    except JournalUnavailable as e:  # a shared journal's database down or empty
+    except (WorldError, StartError) as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except (JournalUnavailable, JournalSchemaError) as e:
         print(str(e), file=sys.stderr)
         return 3
     except DeviceError as e:  # the reader (library) cannot be used: say why, in both languages
@@ -341,6 +424,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     except KeyboardInterrupt:
         return 130
+    except OSError as e:  # a port in use, a folder that cannot be written...
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{args.command} failed: {where}{e.strerror or e}", file=sys.stderr)
+        return 3
+    except Exception as e:  # the last net: one sentence, and where the details are
+        logging.getLogger("pos_plugin.cli").exception("%s failed", args.command)
+        print(
+            f"{args.command} failed unexpectedly ({type(e).__name__}: {e}); "
+            "please report this with the log",
+            file=sys.stderr,
+        )
+        return 1
     return code
 
 

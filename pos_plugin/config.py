@@ -2,25 +2,41 @@
 
 config.toml holds no secret. The ledger token, the local API tokens and the
 journal's HMAC key live in the keyring (``keyring`` picks the OS backend:
-Windows Credential Locker, macOS Keychain, Secret Service on Linux). A headless
-till without a backend gets an error that says exactly how to configure one.
+Windows Credential Locker, macOS Keychain, Secret Service on Linux), or, for an
+unattended till run as a service, in a file only the service can read
+(``[secrets] store = "file"``, pos_plugin/secrets_store.py). A till without a
+usable store gets an error that says exactly how to configure one.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import sys
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from drivers.readers.settings import ReaderConfig
 from pos_plugin.ledger.nhsa.settings import NhsaSettings
+from pos_plugin.paths import default_data_dir, default_log_dir, resolve
 from pos_plugin.rules.family import ProvincePair, parse_province_pair
-
-KEYRING_SERVICE = "pos-plugin"
+from pos_plugin.secrets_store import (
+    FileStore,
+    KeyringStore,
+    SecretStore,
+    SecretStoreError,
+)
 
 
 class ConfigError(Exception):
@@ -100,12 +116,46 @@ class LedgerConfig(_C):
 
 
 class SerialConfig(_C):
-    url: str = "/dev/ttyUSB0"  # or COM3, socket://host:port, rfc2217://..., loop://
+    # The reader's port: COM3 on Windows, /dev/ttyUSB0 on Linux, or a pyserial URL
+    # (socket://host:port, rfc2217://host:port); by default the usual first port of each OS.
+    url: str = "COM3" if sys.platform == "win32" else "/dev/ttyUSB0"
     baudrate: Annotated[int, Field(gt=0)] = 9600
     card_timeout: Annotated[float, Field(gt=0, le=600)] = 60.0
     pin_timeout: Annotated[float, Field(gt=0, le=600)] = 60.0
     # After a sale or inquiry with a card: how long to watch for the card to be taken.
     card_removal_timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
+    # Every frame on the serial line, in hex with card data masked, at DEBUG in the log.
+    trace: bool = False
+
+
+class DataConfig(_C):
+    """The data folder (pos_plugin/paths.py): journal and logs live under it."""
+
+    dir: str | None = None  # relative: from the config file's folder
+
+
+class LogConfig(_C):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    dir: str | None = None  # default <data>/logs; relative: from the data folder
+    max_bytes: Annotated[int, Field(ge=10_000)] = 5_000_000
+    backup_count: Annotated[int, Field(ge=1, le=1000)] = 10
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
+
+
+class SecretsConfig(_C):
+    """Where the secrets are: the OS keyring, or a file only the service can read.
+
+    ``store = "file"`` is for an unattended till (a service account has no desktop
+    keyring, and on Windows another user's Credential Manager is invisible to it);
+    docs/operations.md says how to create the file with the right permissions.
+    """
+
+    store: Literal["keyring", "file"] = "keyring"
+    file: str = "secrets.json"  # relative: from the config file's folder
 
 
 class ApiConfig(_C):
@@ -186,6 +236,71 @@ class Config(_C):
     reader: ReaderConfig = ReaderConfig()
     api: ApiConfig = ApiConfig()
     journal: JournalConfig = JournalConfig()
+    data: DataConfig = DataConfig()
+    log: LogConfig = LogConfig()
+    secrets: SecretsConfig = SecretsConfig()
+
+    # Set by load_config from where the file is (not keys of the file).
+    _config_dir: Path = Path(".")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files_from_the_config_folder(cls, data: Any, info: ValidationInfo) -> Any:
+        """File settings ([api] tls_cert / tls_key, [ledger] ca_bundle) given relative
+        are taken from the config file's folder, not from the working directory (which
+        is System32 under a Windows service). Rewritten before the sections check that
+        the files exist."""
+        base = (info.context or {}).get("config_dir")
+        if base is None or not isinstance(data, dict):
+            return data
+        for section, keys in (("api", ("tls_cert", "tls_key")), ("ledger", ("ca_bundle",))):
+            table = data.get(section)
+            if not isinstance(table, dict):
+                continue
+            for key in keys:
+                value = table.get(key)
+                if isinstance(value, str) and value:
+                    table[key] = str(resolve(value, base))
+        return data
+
+    @property
+    def config_dir(self) -> Path:
+        return self._config_dir
+
+    @property
+    def data_dir(self) -> Path:
+        """``[data] dir`` (relative: from the config file's folder), else the OS default."""
+        if self.data.dir:
+            return resolve(self.data.dir, self._config_dir)
+        return default_data_dir()
+
+    @property
+    def log_dir(self) -> Path:
+        if self.log.dir:
+            return resolve(self.log.dir, self.data_dir)
+        return default_log_dir(self.data_dir)
+
+    @property
+    def secrets_file(self) -> Path:
+        return resolve(self.secrets.file, self._config_dir)
+
+    def serial_url(self) -> str:
+        """``[serial] url``, or ConfigError saying what to put there."""
+        if not self.serial.url:
+            raise ConfigError(
+                "[serial] url is not set: give the reader's port (COM3 on Windows, "
+                "the ttyUSB0 device on Linux, or socket://host:port)"
+            )
+        return self.serial.url
+
+    @property
+    def journal_target(self) -> str:
+        """What the till's Journal opens: the shared journal's URL, or its SQLite file
+        with a relative ``[journal] path`` taken from the data folder (never from the
+        working directory, which is System32 under a Windows service)."""
+        if self.journal.url:
+            return self.journal.url
+        return str(resolve(self.journal.path, self.data_dir))
 
     @model_validator(mode="after")
     def _backend_table(self) -> Config:
@@ -211,15 +326,21 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(
             f"config file {p} not found: copy config.example.toml and edit it"
         ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p} is a folder: give the config.toml file in it") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {p} cannot be read: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p} is not valid TOML: {e}") from None
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data, context={"config_dir": p.resolve().parent})
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
         )
         raise ConfigError(f"{p}: {problems}") from None
+    cfg._config_dir = p.resolve().parent
+    return cfg
 
 
 # --------------------------------------------------------------------------- secrets
@@ -238,34 +359,43 @@ OPTIONAL_SECRET_NAMES = (
 ALL_SECRET_NAMES = SECRET_NAMES + OPTIONAL_SECRET_NAMES
 
 NO_BACKEND_HELP = (
-    "no usable OS keyring backend was found. On Windows and macOS the system keyring "
-    "works out of the box. On a headless Linux till either run a Secret Service "
-    "(e.g. `apt-get install gnome-keyring dbus-x11` and start it in the agent's session), "
-    "or install the encrypted file backend: `pip install keyrings.cryptfile` and set "
-    "PYTHON_KEYRING_BACKEND=keyrings.cryptfile.cryptfile.CryptFileKeyring with "
-    "KEYRING_CRYPTFILE_PASSWORD in the service's environment. Then run "
-    "`pos-plugin secrets set NAME` for each of: " + ", ".join(SECRET_NAMES) + "."
+    "no usable OS keyring backend was found. On Windows and macOS the system keyring works "
+    "for a till run by a logged-in user. For a service, or a headless Linux till, keep the "
+    'secrets in a file only the service can read: put [secrets] store = "file" in '
+    "config.toml (docs/operations.md, \"Secrets\"), then run "
+    "`pos-plugin secrets set NAME --config config.toml` as the service's user for each of: "
+    + ", ".join(SECRET_NAMES)
+    + "."
 )
 
 
-def get_secret(name: str) -> str:
-    """Read one secret from the keyring, or raise ConfigError saying how to set it."""
-    value = _read_secret(name)
+def secret_store(cfg: Config | None = None) -> SecretStore:
+    """The store ``cfg`` names (``[secrets] store``); the OS keyring without a config."""
+    if cfg is not None and cfg.secrets.store == "file":
+        return FileStore(cfg.secrets_file)
+    return KeyringStore(NO_BACKEND_HELP)
+
+
+def get_secret(name: str, store: SecretStore | None = None) -> str:
+    """Read one secret, or raise ConfigError saying how to set it."""
+    value = _read_secret(name, store)
     if not value:
+        where = (store or secret_store()).describe()
         raise ConfigError(
-            f"secret {name!r} is not set in the keyring: run `pos-plugin secrets set {name}`"
+            f"secret {name!r} is not set in {where}: run `pos-plugin secrets set {name}`"
+            + ("" if store is None or isinstance(store, KeyringStore) else " --config CONFIG")
         )
     return value
 
 
-def get_optional_secret(name: str) -> str | None:
+def get_optional_secret(name: str, store: SecretStore | None = None) -> str | None:
     """A secret some installations need (``OPTIONAL_SECRET_NAMES``): None when unset."""
-    return _read_secret(name) or None
+    return _read_secret(name, store) or None
 
 
-def journal_password(journal: JournalConfig) -> str | None:
+def journal_password(journal: JournalConfig, store: SecretStore | None = None) -> str | None:
     """The shared journal's password: None for a SQLite journal or a URL that holds one;
-    else the keyring's ``journal_db_password``, or None to let libpq look (PGPASSWORD,
+    else the secret ``journal_db_password``, or None to let libpq look (PGPASSWORD,
     ~/.pgpass, or no password at all)."""
     if journal.url is None:
         return None
@@ -273,39 +403,30 @@ def journal_password(journal: JournalConfig) -> str | None:
 
     if url_has_password(journal.url):
         return None
-    return get_optional_secret("journal_db_password")
+    return get_optional_secret("journal_db_password", store)
 
 
-def _read_secret(name: str) -> str | None:
-    import keyring
-    from keyring.errors import KeyringError, NoKeyringError
+def check_store(store: SecretStore | None = None) -> None:
+    """Raise ConfigError (once, with the how-to) if the store cannot be used at all."""
+    try:
+        (store or secret_store()).check()
+    except SecretStoreError as e:
+        raise ConfigError(str(e)) from None
 
+
+def _read_secret(name: str, store: SecretStore | None) -> str | None:
     if name not in ALL_SECRET_NAMES:
         raise ConfigError(f"unknown secret {name!r}; known: {', '.join(ALL_SECRET_NAMES)}")
     try:
-        value = keyring.get_password(KEYRING_SERVICE, name)
-    except NoKeyringError:
-        raise ConfigError(NO_BACKEND_HELP) from None
-    except KeyringError as e:
-        raise ConfigError(f"the keyring could not be read ({e}). {NO_BACKEND_HELP}") from None
-    if _is_fail_backend(keyring.get_keyring()):
-        raise ConfigError(NO_BACKEND_HELP)
-    return value
+        return (store or secret_store()).get(name)
+    except SecretStoreError as e:
+        raise ConfigError(str(e)) from None
 
 
-def set_secret(name: str, value: str) -> None:
-    import keyring
-    from keyring.errors import KeyringError, NoKeyringError
-
+def set_secret(name: str, value: str, store: SecretStore | None = None) -> None:
     if name not in ALL_SECRET_NAMES:
         raise ConfigError(f"unknown secret {name!r}; known: {', '.join(ALL_SECRET_NAMES)}")
-    if _is_fail_backend(keyring.get_keyring()):
-        raise ConfigError(NO_BACKEND_HELP)
     try:
-        keyring.set_password(KEYRING_SERVICE, name, value)
-    except (NoKeyringError, KeyringError) as e:
-        raise ConfigError(f"the keyring refused the secret ({e}). {NO_BACKEND_HELP}") from None
-
-
-def _is_fail_backend(backend: object) -> bool:
-    return type(backend).__module__.startswith("keyring.backends.fail")
+        (store or secret_store()).set(name, value)
+    except SecretStoreError as e:
+        raise ConfigError(str(e)) from None

@@ -182,13 +182,24 @@ class WorldError(ConfigError):
 
 
 def load_world(path: str | Path | None = None) -> World:
-    """Load a world file; ``None`` loads the embedded example world."""
+    """Load a world file; ``None`` loads the embedded example world.
+
+    Raises :class:`WorldError` (a ValueError) naming the file and the problem."""
     if path is None:
         text = resources.files("pos_plugin.data").joinpath("world.example.json").read_text("utf-8")
     else:
-        text = Path(path).read_text("utf-8")
+        try:
+            text = Path(path).read_text("utf-8")
+        except FileNotFoundError:
+            raise WorldError(
+                f"world file {path} not found: give an existing file (docs/world.example.json)"
+            ) from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise WorldError(f"world file {path} cannot be read: {e}") from None
     try:
         return World.model_validate(json.loads(text))
+    except json.JSONDecodeError as e:
+        raise WorldError(f"world file {path} is not valid JSON: {e}") from None
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(x) for x in err['loc']) or 'world'}: "

@@ -75,7 +75,7 @@ def test_no_keyring_backend_says_how_to_configure_one(monkeypatch: pytest.Monkey
 
     keyring.core._keyring_backend = None  # let keyring pick again from the environment
     try:
-        with pytest.raises(ConfigError, match=r"keyrings\.cryptfile"):
+        with pytest.raises(ConfigError, match=r'\[secrets\] store = "file"'):
             get_secret("ledger_token")
         with pytest.raises(ConfigError, match="pos-plugin secrets set"):
             set_secret("ledger_token", "x")
@@ -100,7 +100,9 @@ def test_journal_url_is_the_target_and_must_be_postgresql(tmp_path: Path) -> Non
     url = "postgresql://pos@db.example:5432/journal"
     cfg = load_config(_journal_config(tmp_path, f'url = "{url}"'))
     assert (cfg.journal.url, cfg.journal.target) == (url, url)
-    assert load_config(_journal_config(tmp_path, 'path = "t.db"')).journal.target == "t.db"
+    # A relative path is taken from the data folder, never from the working directory.
+    cfg = load_config(_journal_config(tmp_path, 'path = "t.db"\n[data]\ndir = "d"'))
+    assert cfg.journal_target == str(tmp_path / "d" / "t.db")
     with pytest.raises(ConfigError, match=r"journal\.url: .*postgresql://"):
         load_config(_journal_config(tmp_path, 'url = "mysql://db/journal"'))
     with pytest.raises(ConfigError, match=r"journal: .*journal\.path .* or journal\.url"):
@@ -140,3 +142,58 @@ def test_journal_password_comes_from_the_url_or_the_keyring(
     assert journal_password(plain) == "from-keyring"
     ring.values.clear()
     assert journal_password(plain) is None  # unset: libpq's PGPASSWORD / ~/.pgpass
+
+
+def test_relative_file_settings_are_taken_from_the_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service's working folder is System32 or /: files named in config.toml are found
+    beside it, and the journal in the data folder."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    for name in ("api.pem", "api.key", "ca.pem"):
+        (folder / name).write_text("-----BEGIN-----\n", "utf-8")
+    p = folder / "config.toml"
+    p.write_text(
+        '[pharmacy]\ncode = "H11010500001"\nterminal_id = "T1"\n'
+        '[ledger]\nca_bundle = "ca.pem"\n'
+        '[api]\ntls_cert = "api.pem"\ntls_key = "api.key"\n'
+        '[data]\ndir = "../var"\n[log]\ndir = "logs-here"\n',
+        "utf-8",
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(p)
+    assert (cfg.api.tls_cert, cfg.api.tls_key) == (str(folder / "api.pem"), str(folder / "api.key"))
+    assert cfg.ledger.ca_bundle == str(folder / "ca.pem")
+    assert cfg.data_dir == folder / ".." / "var"
+    assert cfg.journal_target == str(folder / ".." / "var" / "journal.sqlite3")
+    assert cfg.log_dir == folder / ".." / "var" / "logs-here"
+    assert cfg.secrets_file == folder / "secrets.json"
+
+
+def test_the_default_data_folder_per_os(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from pos_plugin import paths
+
+    for var in ("POS_PLUGIN_DATA_DIR", "STATE_DIRECTORY", "LOGS_DIRECTORY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("POS_PLUGIN_DATA_DIR", str(tmp_path / "mine"))
+    assert paths.default_data_dir() == tmp_path / "mine"
+    monkeypatch.delenv("POS_PLUGIN_DATA_DIR")
+    monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path / 'state'}{paths.os.pathsep}/other")
+    assert paths.default_data_dir() == tmp_path / "state"  # systemd's StateDirectory
+    monkeypatch.delenv("STATE_DIRECTORY")
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setenv("PROGRAMDATA", str(tmp_path / "ProgramData"))
+    assert paths.default_data_dir() == tmp_path / "ProgramData" / "pos-plugin"
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(paths, "LINUX_SERVICE_DIR", tmp_path / "var-lib-pos-plugin")
+    assert paths.default_data_dir().name == "pos-plugin"  # the user's data folder
+    assert paths.default_data_dir() != tmp_path / "var-lib-pos-plugin"
+    (tmp_path / "var-lib-pos-plugin").mkdir()
+    assert paths.default_data_dir() == tmp_path / "var-lib-pos-plugin"  # the service's
+    monkeypatch.setenv("LOGS_DIRECTORY", str(tmp_path / "var-log"))
+    assert paths.default_log_dir(tmp_path) == tmp_path / "var-log"

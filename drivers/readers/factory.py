@@ -65,9 +65,13 @@ def build_device(cfg: Config) -> CardDevice:
     """The (not yet opened) device for this till."""
     reader = cfg.reader
     if reader.kind == "serial":
+        import logging
+
         from drivers.terminal import Terminal
 
-        return Terminal(cfg.serial.url, baudrate=cfg.serial.baudrate)
+        # [serial] trace: every frame, masked, in the log at DEBUG (pos_plugin/logs.py)
+        trace = logging.getLogger("drivers.trace").debug if cfg.serial.trace else None
+        return Terminal(cfg.serial_url(), baudrate=cfg.serial.baudrate, trace=trace)
     from drivers.readers.device import LibraryReader
 
     return LibraryReader(

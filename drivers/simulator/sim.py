@@ -1,31 +1,29 @@
-"""The device simulator: a pty that speaks the protocol as reader + PIN pad + scanner.
+"""The device simulator: a serial line that speaks the protocol as reader + PIN pad + scanner.
 
-POSIX only (os.openpty); nothing outside drivers.simulator imports this.
+The line is a pty on POSIX (``transport="pty"``, the default there) or a TCP
+socket on loopback (``transport="socket"``, the default on Windows): the host
+opens :attr:`Simulator.path` through pyserial either way (a device path, or
+``socket://127.0.0.1:PORT``). See ``drivers.simulator.lines``.
 
-One thread serves the line: it reads the pty master, decodes frames with the
+One thread serves the line: it reads the line, decodes frames with the
 same codec as the host, ACKs/NAKs, filters duplicate SEQs (re-sends are
 answered from a cache, never executed twice), asks the :class:`Firmware` for
 the answer and writes it back, applying any injected faults. With
 ``pace_baud`` every byte costs its wire time in both directions (10 bits per
 byte, 8N1), so timings are those of a real 9600-baud line.
 
-The Terminal opens :attr:`Simulator.path`, a symlink in a private temp
-directory that always points at the current pty; ``replug()`` creates a new
-pty and moves the symlink, so a Terminal reconnecting to the same path finds
-the device again.
+``unplug()`` takes the line away (the pty disappears, or the socket stops
+listening); ``replug()`` brings it back at the same :attr:`Simulator.path`, so a
+Terminal reconnecting to the same path finds the device again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import select
-import shutil
-import tempfile
+import socket
 import threading
 import time
-import tty
 from dataclasses import asdict, dataclass
 
 from drivers import packets as pk
@@ -45,6 +43,7 @@ from drivers.codec import (
 )
 from drivers.simulator.chip import DEFECTS, Defect, SimChip
 from drivers.simulator.firmware import PIN_SCRIPTS, Firmware
+from drivers.simulator.lines import Line, SocketLine, Transport, make_line
 from pos_plugin.world import World
 
 FAULTS = ("corrupt_crc", "drop_bytes", "stall", "nak_all", "garbage")
@@ -68,7 +67,14 @@ class SimStats:
 
 
 class Simulator:
-    def __init__(self, world: World, *, pace_baud: int | None = None) -> None:
+    def __init__(
+        self,
+        world: World,
+        *,
+        pace_baud: int | None = None,
+        transport: Transport = "auto",
+        port: int = 0,
+    ) -> None:
         self.world = world
         self.pace_baud = pace_baud
         self.stall_seconds = 1.0
@@ -76,13 +82,12 @@ class Simulator:
         self.stats = SimStats()
         self.faults: dict[str, int] = {}
         self._chips: dict[str, SimChip] = {}
-        self._dir = tempfile.mkdtemp(prefix="pos-sim-")
-        self.path = os.path.join(self._dir, "ttySIM0")
-        self.pty_path: str | None = None
-        self._master: int | None = None
-        self._slave: int | None = None
-        self._lock = threading.Lock()  # guards the pty fds
-        self._wake_r, self._wake_w = os.pipe()
+        self._line: Line = make_line(transport, port=port)
+        self.transport = "socket" if isinstance(self._line, SocketLine) else "pty"
+        self._lock = threading.Lock()  # guards the line
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._decoder = FrameDecoder()
@@ -95,9 +100,19 @@ class Simulator:
 
     # ------------------------------------------------------------ lifecycle
 
+    @property
+    def path(self) -> str:
+        """What the host opens: the pty's stable symlink, or ``socket://127.0.0.1:PORT``."""
+        return self._line.path
+
+    @property
+    def pty_path(self) -> str | None:
+        return self._line.pty_path
+
     def start(self) -> str:
-        """Open the pty and serve; returns the stable path to open (a symlink)."""
-        self._open_pty()
+        """Plug the line in and serve; returns the stable path (or URL) to open."""
+        with self._lock:
+            self._plug_locked()
         self._thread = threading.Thread(target=self._serve, name="device-sim", daemon=True)
         self._thread.start()
         return self.path
@@ -109,11 +124,10 @@ class Simulator:
         if self._thread is not None:
             self._thread.join(timeout=5)
         with self._lock:
-            self._close_pty()
-        for fd in (self._wake_r, self._wake_w):
+            self._line.close()
+        for s in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
-                os.close(fd)
-        shutil.rmtree(self._dir, ignore_errors=True)
+                s.close()
 
     def __enter__(self) -> Simulator:
         self.start()
@@ -123,22 +137,24 @@ class Simulator:
         self.stop()
 
     def unplug(self) -> None:
-        """The cable is pulled: the pty disappears, the host's reads fail.
+        """The cable is pulled: the line disappears, the host's reads fail.
 
-        The pty goes first, so no answer to a held request slips out after the
+        The line goes first, so no answer to a held request slips out after the
         pull; then the pad forgets its PIN entry, as it loses power.
         """
         self._wake()
         with self._lock:
-            self._close_pty()
+            self._line.unplug()
         self.firmware.power(False)
         self.firmware.note("unplug")
 
     def replug(self) -> str:
-        """The cable is back: a new pty, the symlink moved to it."""
+        """The cable is back, at the same path: a new pty behind the symlink, or the
+        socket listening again on its port."""
+        self._wake()
         with self._lock:
-            if self._master is None:
-                self._open_pty_locked()
+            if not self._line.plugged:
+                self._plug_locked()
         self.firmware.power(True)
         self.firmware.note("replug")
         return self.path
@@ -226,58 +242,30 @@ class Simulator:
     def stats_dict(self) -> dict[str, int]:
         return asdict(self.stats)
 
-    # ------------------------------------------------------------ pty
+    # ------------------------------------------------------------ line
 
-    def _open_pty(self) -> None:
-        with self._lock:
-            self._open_pty_locked()
+    def _plug_locked(self) -> None:
+        self._line.plug()
+        self._reset_session()
 
-    def _open_pty_locked(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(slave)  # no echo, no line editing: a serial line, not a terminal
-        os.set_blocking(master, False)  # bytes nobody reads are lost, as on a wire
-        self._master, self._slave = master, slave
-        self.pty_path = os.ttyname(slave)
-        tmp = self.path + ".new"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        os.symlink(self.pty_path, tmp)
-        os.replace(tmp, self.path)
+    def _reset_session(self) -> None:
         self._decoder.reset()
         self._last_seq, self._cached, self._awaiting = None, None, None
 
-    def _close_pty(self) -> None:
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._master = self._slave = None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
+            self._wake_w.send(b"x")
 
     # ------------------------------------------------------------ serving
 
     def _serve(self) -> None:
         while not self._stop.is_set():
-            data = b""
             with self._lock:
-                fd = self._master
-                if fd is not None:
-                    ready, _, _ = select.select([fd, self._wake_r], [], [], 0.05)
-                    if self._wake_r in ready:
-                        os.read(self._wake_r, 64)
-                    if fd in ready:
-                        try:
-                            data = os.read(fd, 4096)
-                        except (BlockingIOError, InterruptedError):
-                            data = b""
-                        except OSError:
-                            data = b""
-            if fd is None:
+                plugged = self._line.plugged
+                data = self._line.poll(self._wake_r, 0.05) if plugged else b""
+                if self._line.new_session():  # the host (re)connected: a fresh line
+                    self._reset_session()
+            if not plugged:
                 self._stop.wait(0.02)
                 continue
             self._check_ack_timeout()
@@ -424,13 +412,7 @@ class Simulator:
 
     def _write(self, data: bytes) -> None:
         with self._lock:
-            if self._master is None:
-                return  # unplugged: the bytes go nowhere
-            try:
-                os.write(self._master, data)
-                self.stats.bytes_tx += len(data)
-            except OSError:
-                pass  # buffer full / nobody reading: lost, as on a wire
+            self.stats.bytes_tx += self._line.write(data)  # 0 if unplugged: bytes lost
 
 
 _NOISE = bytes(b for b in range(256) if b not in RESERVED)

@@ -37,14 +37,15 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from pos_plugin.journal.postgres import (
+    DDL_LOCK,
     PG_SCHEMA,
     PgDb,
     SharedJournal,
     begin_till_tx,
-    ensure_schema,
     is_postgres_url,
     redact,
 )
+from pos_plugin.journal.schema import JournalNotADatabase, migrate_pg, migrate_sqlite
 from pos_plugin.rules.identity import mask_id_number, normalize_id_number
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -248,6 +249,7 @@ class Journal:
         terminal_id: str,
         till_index: int = 0,
         password: str | None = None,
+        upgrade: bool = True,
     ) -> None:
         if len(pharmacy_code) != 12:
             raise ValueError("the pharmacy code has 12 characters")
@@ -271,19 +273,38 @@ class Journal:
             self.path = redact(str(path))
             self._pg = PgDb(self._shared, dict_rows=True)
             self._db = self._pg
-            ensure_schema(self._pg, PG_SCHEMA)
+            pg = self._pg
+            migrate_pg(
+                pg,
+                PG_SCHEMA,
+                where=self.path,
+                lock=DDL_LOCK,
+                table_exists=lambda t: bool(pg.scalar("SELECT to_regclass(?) IS NOT NULL", (t,))),
+            )
             self._and = " AND pharmacy_code = ? AND terminal_id = ?"
             self._where = " WHERE pharmacy_code = ? AND terminal_id = ?"
             self._till = (pharmacy_code, terminal_id)
             return
         self._shared = None
         self.path = str(path)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=5000")
-        db.executescript(_SCHEMA)
+        # The backup copy made before this open upgraded the file (journal/schema.py).
+        self.upgrade_backup: Path | None = None
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as e:
+            raise JournalNotADatabase(f"the journal {self.path} cannot be opened ({e})") from None
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA busy_timeout=5000")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            self.upgrade_backup = migrate_sqlite(db, self.path, _SCHEMA, upgrade=upgrade)
+        except sqlite3.DatabaseError as e:
+            db.close()
+            raise JournalNotADatabase(f"{self.path} is not a journal file ({e})") from None
+        except BaseException:
+            db.close()
+            raise
         self._db = db
 
     @property

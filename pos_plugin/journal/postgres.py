@@ -118,6 +118,7 @@ CREATE INDEX IF NOT EXISTS pending_by_till
 # Serialises CREATE ... IF NOT EXISTS between processes starting together (two
 # concurrent CREATE TABLE IF NOT EXISTS can still collide in the catalogue).
 _DDL_LOCK = 7_201_101
+DDL_LOCK = _DDL_LOCK  # also taken by journal.schema.migrate_pg
 
 
 class JournalUnavailable(Exception):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -102,7 +103,13 @@ def build_close_parser() -> argparse.ArgumentParser:
 
 def _sources(args: argparse.Namespace) -> tuple[list[JournalSource], Any, str | None]:
     """(journal sources, ledger client, pharmacy code) from the arguments."""
-    from pos_plugin.config import ConfigError, get_secret, journal_password, load_config
+    from pos_plugin.config import (
+        ConfigError,
+        get_secret,
+        journal_password,
+        load_config,
+        secret_store,
+    )
     from pos_plugin.journal.postgres import SharedJournal, is_postgres_url
     from pos_plugin.ledger.own.client import HttpLedgerClient
 
@@ -114,12 +121,14 @@ def _sources(args: argparse.Namespace) -> tuple[list[JournalSource], Any, str | 
     if cfg is not None:
         pharmacy = pharmacy or cfg.pharmacy.code
     terminals = tuple(args.terminal)
-    given = list(args.journal) or ([cfg.journal.target] if cfg is not None else [])
+    given = list(args.journal) or ([cfg.journal_target] if cfg is not None else [])
     journals: list[JournalSource] = []
     for j in given:
         if is_postgres_url(j):
             own = cfg is not None and j == cfg.journal.url  # its password from the keyring
-            password = journal_password(cfg.journal) if cfg is not None and own else None
+            password = (
+                journal_password(cfg.journal, secret_store(cfg)) if cfg is not None and own else None
+            )
             journals.append(SharedJournal(j, pharmacy, terminals, password))
         else:
             journals.append(os.path.abspath(j))
@@ -130,7 +139,7 @@ def _sources(args: argparse.Namespace) -> tuple[list[JournalSource], Any, str | 
             "read_timeout": cfg.ledger.read_timeout,
             "ca_bundle": cfg.ledger.ca_bundle,
         }
-        token = token or get_secret("ledger_token")
+        token = token or get_secret("ledger_token", secret_store(cfg))
     journals = list(dict.fromkeys(journals))
     if terminals and not any(isinstance(j, SharedJournal) for j in journals):
         raise ConfigError("--terminal narrows a shared postgresql:// journal; give files per till")
@@ -243,6 +252,16 @@ def _guard(fn: Any, argv: Sequence[str] | None) -> int:
     except LedgerError as e:
         print(f"the ledger could not be read: {e}", file=sys.stderr)
         return 3
+    except sqlite3.DatabaseError as e:  # a --journal that is not a journal file
+        print(
+            f"a journal could not be read ({e}): give the till's journal file",
+            file=sys.stderr,
+        )
+        return 3
+    except OSError as e:  # --csv / --html / --json into a missing or read-only folder
+        where = f" {e.filename}" if e.filename else ""
+        print(f"cannot write{where}: {e.strerror or e}; check the folder exists", file=sys.stderr)
+        return 2
 
 
 def _reconcile(argv: Sequence[str] | None) -> int:

@@ -197,8 +197,11 @@ class SaleService:
         cancel = self._cancels.setdefault(req.sale_ref, threading.Event())
         try:
             with self._card_session(req.sale_ref):
-                return 200, self._sell(req, cancel)
+                result = self._sell(req, cancel)
+            log.info("sale %s: %s, msgid %s", req.sale_ref, result.status, result.msgid)
+            return 200, result
         except SaleError as e:
+            log.info("sale %s: %s (%s)", req.sale_ref, e.code, e.message)
             row = self.journal.get(req.sale_ref)
             if row is not None and row.state not in (J.SETTLED, J.UNKNOWN, J.SETTLING):
                 state = J.REFUSED if e.http_status == 422 else J.FAILED

@@ -1,4 +1,5 @@
-"""An agent on the real device simulator (pty + pyserial) and a real sandbox ledger."""
+"""An agent on the real device simulator (pyserial on a pty, and on a TCP socket: the
+counter suite runs on both where there is a pty) and a real sandbox ledger."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import requests
 
+from drivers.simulator.lines import pty_available
 from pos_plugin.agent import Agent, start_simulated
 from pos_plugin.ledger.own.client import HttpLedgerClient
 from pos_plugin.ledger.own.schemas import Credential
@@ -104,15 +106,23 @@ def balances(agent: Agent, card_no: str, client: HttpLedgerClient | None = None)
     return out
 
 
+@pytest.fixture(params=["pty", "socket"] if pty_available() else ["socket"])
+def sim_transport(request: pytest.FixtureRequest) -> str:
+    """The simulator's serial line: the pty (POSIX), and the socket a Windows till uses."""
+    return str(request.param)
+
+
 @pytest.fixture
 def agent_device() -> Any:
-    """The device the agent drives: None is the serial terminal on the simulator's pty.
+    """The device the agent drives: None is the serial terminal on the simulator's line.
     tests/readers overrides it with a library reader on the stub library."""
     return None
 
 
 @pytest.fixture
-def agent(tmp_path: Path, request: pytest.FixtureRequest, agent_device: Any) -> Iterator[Agent]:
+def agent(
+    tmp_path: Path, request: pytest.FixtureRequest, agent_device: Any, sim_transport: str
+) -> Iterator[Agent]:
     """The agent on a SQLite journal; ``parametrize("agent", ["postgres"], indirect=True)``
     runs it on a shared PostgreSQL journal (a fresh schema) instead."""
     with ExitStack() as stack:
@@ -128,6 +138,7 @@ def agent(tmp_path: Path, request: pytest.FixtureRequest, agent_device: Any) -> 
             pin_timeout=5.0,
             recovery_interval=0.5,
             device=agent_device,
+            transport=sim_transport,
         )
         try:
             yield a

@@ -39,11 +39,11 @@ def test_a_till_configured_with_a_shared_journal_settles_into_it(
     }
     asked: list[str] = []
 
-    def optional(name: str) -> str | None:
+    def optional(name: str, store: object = None) -> str | None:
         asked.append(name)
         return None  # unset: libpq's own sources (here: trust authentication)
 
-    monkeypatch.setattr("pos_plugin.agent.get_secret", secrets.__getitem__)
+    monkeypatch.setattr("pos_plugin.agent.get_secret", lambda name, store=None: secrets[name])
     monkeypatch.setattr("pos_plugin.config.get_optional_secret", optional)
     with fresh_schema("cfg") as url:
         sandbox = SandboxServer(str(tmp_path / "ledger.sqlite3"), world)

@@ -1,18 +1,19 @@
-"""Fixtures: a simulator on a real pty and a Terminal opened on it through pyserial."""
+"""Fixtures: a simulator on a real pty or a real TCP socket, and a Terminal opened on it
+through pyserial. Every test using ``sim`` runs once per transport available here (the
+pty on POSIX, the socket everywhere: it is what a Windows till's tests run on)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from drivers import LinkTiming, Terminal
+from drivers.simulator.lines import pty_available
 from pos_plugin.world import World, load_world
 
-if os.name != "posix":  # the simulator needs os.openpty
-    collect_ignore_glob = ["test_terminal*.py", "test_faults.py", "test_simulator_cli.py"]
+TRANSPORTS = ["pty", "socket"] if pty_available() else ["socket"]
 
 # Generous deadlines: a loaded 2-core CI box must not turn into re-sends.
 TIMING = LinkTiming(first_byte=0.5, inter_byte=0.2, response=1.5, exchange=8.0)
@@ -23,11 +24,11 @@ def world() -> World:
     return load_world()
 
 
-@pytest.fixture
-def sim(world: World) -> Iterator[Any]:
+@pytest.fixture(params=TRANSPORTS)
+def sim(world: World, request: pytest.FixtureRequest) -> Iterator[Any]:
     from drivers.simulator import Simulator
 
-    s = Simulator(world)
+    s = Simulator(world, transport=request.param)
     s.start()
     yield s
     s.stop()

@@ -17,15 +17,15 @@ import pytest
 
 from drivers import CardPresented, DeviceError, PinOutcome, Terminal
 
-from .conftest import TIMING
+from .conftest import TIMING, TRANSPORTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def cli_sim() -> Iterator[tuple[str, tuple[str, int]]]:
+@pytest.fixture(params=TRANSPORTS)
+def cli_sim(request: pytest.FixtureRequest) -> Iterator[tuple[str, tuple[str, int]]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "drivers.simulator"],
+        [sys.executable, "-m", "drivers.simulator", "--transport", request.param],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -37,6 +37,7 @@ def cli_sim() -> Iterator[tuple[str, tuple[str, int]]]:
         control_line = proc.stdout.readline()
         assert serial_line.startswith("serial: "), serial_line
         path = serial_line.split()[1]
+        assert path.startswith("socket://127.0.0.1:") == (request.param == "socket"), path
         host, port = control_line.split()[1].rsplit(":", 1)
         yield path, (host, int(port))
     finally:

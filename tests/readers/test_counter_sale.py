@@ -30,6 +30,12 @@ from .test_heasec_voucher import voucher_library
 
 agent = agent_conftest.agent  # the agent fixture itself, with the device below
 
+
+@pytest.fixture
+def sim_transport() -> str:
+    """Once, not per serial transport: the library reader never opens the serial line."""
+    return "socket"
+
 # Every scenario of tests/agent/test_sales.py runs here too, on the library reader.
 for _name in dir(test_sales):
     if _name.startswith("test_"):

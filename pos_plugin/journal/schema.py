@@ -1,0 +1,225 @@
+"""The journal's schema version and its migrations, for SQLite and the shared PostgreSQL.
+
+Why: a till is upgraded in place and its journal is the record of money taken; an
+upgrade must carry the journal forward, and an older release must never write into
+a journal a newer one has changed.
+
+* **Versions.** Version 1 is the schema of every journal written before versions
+  existed (the tables as journal/journal.py first created them). Each later version is one
+  entry of ``SQLITE_MIGRATIONS`` / ``PG_MIGRATIONS``, applied in order.
+* **SQLite** keeps the version in ``PRAGMA user_version`` (in the file's header, so
+  it travels with the file). A file with tables but ``user_version = 0`` is version 1.
+  Before migrating a file that holds a journal, a backup copy is made beside it
+  (``journal.sqlite3.v1-20261201T083000.bak``, SQLite's online backup, consistent even
+  in WAL mode); then every step runs in ONE transaction with the new user_version, so
+  a crash leaves the old version or the new one, never half.
+* **PostgreSQL** keeps it in a ``schema_version`` table (one row per applied version),
+  changed under the same advisory lock that creates the tables, so two tills starting
+  together migrate once. A database whose tables exist and are current needs no DDL,
+  so the tills' role still needs only SELECT, INSERT, UPDATE.
+* **From the future.** A journal whose version is newer than this code is refused
+  with :class:`JournalTooNew`, before anything is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# Version 2: a history of the migrations applied, so support can see when a till's
+# journal was upgraded and from which version.
+SQLITE_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS schema_history (
+        version INTEGER PRIMARY KEY,
+        applied_at TEXT NOT NULL,
+        from_version INTEGER NOT NULL
+    )
+    """,
+)
+PG_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS schema_history (
+        version INTEGER PRIMARY KEY,
+        applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        from_version INTEGER NOT NULL
+    )
+    """,
+)
+BASE_VERSION = 1
+LATEST = BASE_VERSION + len(SQLITE_MIGRATIONS)
+assert len(PG_MIGRATIONS) == len(SQLITE_MIGRATIONS)
+
+
+class JournalSchemaError(Exception):
+    """The journal cannot be opened as this code's journal; the message says why."""
+
+
+class JournalTooNew(JournalSchemaError):
+    """The journal was written by a newer pos-plugin; this one must not touch it."""
+
+    def __init__(self, where: str, version: int) -> None:
+        self.version = version
+        super().__init__(
+            f"the journal {where} has schema version {version}, newer than this pos-plugin "
+            f"knows (up to {LATEST}): it was upgraded by a newer release. Install that release "
+            "again (or newer); do not open it with this one"
+        )
+
+
+class JournalNotADatabase(JournalSchemaError):
+    """The file given as a journal is not an SQLite journal."""
+
+
+class JournalUpgradeFailed(JournalSchemaError):
+    """A migration failed; its transaction was rolled back, the journal is unchanged."""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------- SQLite
+
+
+def sqlite_version(db: sqlite3.Connection) -> int:
+    """The file's schema version: 0 for an empty file, 1 for a pre-version journal."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version:
+        return version
+    has_sales = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sales'"
+    ).fetchone()
+    return BASE_VERSION if has_sales else 0
+
+
+def migrate_sqlite(
+    db: sqlite3.Connection,
+    path: str,
+    base_schema: str,
+    *,
+    backup: bool = True,
+    upgrade: bool = True,
+) -> Path | None:
+    """Bring the file to ``LATEST``: create it, or back it up and upgrade it.
+
+    Returns the backup file made, if any. ``db`` is in autocommit mode
+    (``isolation_level=None``). Raises JournalTooNew, or JournalNotADatabase.
+    ``upgrade=False`` (``journal verify``): an older journal is read as it is, not
+    changed; one from the future is still refused.
+    """
+    try:
+        current = sqlite_version(db)
+    except sqlite3.DatabaseError as e:
+        raise JournalNotADatabase(f"{path} is not a journal file ({e})") from None
+    if current > LATEST:
+        raise JournalTooNew(path, current)
+    if current == LATEST or (not upgrade and current >= BASE_VERSION):
+        return None
+    saved: Path | None = None
+    if current >= BASE_VERSION and backup and path not in ("", ":memory:"):
+        stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+        saved = Path(f"{path}.v{current}-{stamp}.bak")
+        dest = sqlite3.connect(saved)
+        try:
+            db.backup(dest)
+        finally:
+            dest.close()
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        # Read again under the write lock: another process may have migrated meanwhile.
+        current = sqlite_version(db)
+        if current > LATEST:
+            raise JournalTooNew(path, current)
+        if current == 0:
+            for stmt in base_schema.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+            current = BASE_VERSION
+        start = current
+        for version in range(current + 1, LATEST + 1):
+            db.execute(SQLITE_MIGRATIONS[version - BASE_VERSION - 1])
+            db.execute(
+                "INSERT OR REPLACE INTO schema_history (version, applied_at, from_version) "
+                "VALUES (?, ?, ?)",
+                (version, _now(), start),
+            )
+        db.execute(f"PRAGMA user_version = {LATEST}")
+        db.execute("COMMIT")
+    except BaseException as e:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        if isinstance(e, sqlite3.Error):
+            kept = f"; a copy from before is {saved}" if saved else ""
+            raise JournalUpgradeFailed(
+                f"upgrading the journal {path} to schema version {LATEST} failed ({e}); "
+                f"it is unchanged{kept}. Call support with the log"
+            ) from None
+        raise
+    return saved
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def migrate_pg(
+    db: Any,
+    base_schema: str,
+    *,
+    where: str,
+    lock: int,
+    table_exists: Callable[[str], bool],
+) -> None:
+    """The shared journal's schema to ``LATEST`` under the DDL advisory lock.
+
+    ``db`` is a PgDb (``?`` placeholders, ``scalar``, ``rollback_quietly``);
+    nothing is run when the schema is current.
+    """
+
+    def version() -> int:
+        if table_exists("schema_version"):
+            v = db.scalar("SELECT max(version) FROM schema_version")
+            return int(v) if v is not None else BASE_VERSION
+        return BASE_VERSION if table_exists("sales") else 0
+
+    current = version()
+    if current > LATEST:
+        raise JournalTooNew(where, current)
+    if current == LATEST:
+        return
+    db.execute("BEGIN")
+    try:
+        db.execute("SELECT pg_advisory_xact_lock(?)", (lock,))
+        current = version()  # again, under the lock: another till may have done it
+        if current > LATEST:
+            raise JournalTooNew(where, current)
+        if current < LATEST:
+            if current == 0:
+                for stmt in base_schema.split(";"):
+                    if stmt.strip():
+                        db.execute(stmt)
+                current = BASE_VERSION
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                "version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            db.execute(
+                "INSERT INTO schema_version (version) VALUES (?) ON CONFLICT DO NOTHING",
+                (current,),
+            )
+            start = current
+            for v in range(current + 1, LATEST + 1):
+                db.execute(PG_MIGRATIONS[v - BASE_VERSION - 1])
+                db.execute(
+                    "INSERT INTO schema_history (version, from_version) VALUES (?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    (v, start),
+                )
+                db.execute("INSERT INTO schema_version (version) VALUES (?)", (v,))
+    except BaseException:
+        db.rollback_quietly()
+        raise
+    db.execute("COMMIT")
