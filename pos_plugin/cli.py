@@ -46,7 +46,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         from pos_plugin.rules_demo import run_rules_demo
 
         return run_rules_demo()
-    return run_demo()
+    return run_demo(ledger_kind=args.ledger_kind)
 
 
 def _cmd_secrets(args: argparse.Namespace) -> int:
@@ -137,6 +137,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 workdir=args.workdir,
                 ledger_url=args.ledger_url,
                 transport=args.transport,
+                ledger_kind=args.ledger_kind,
             )
         except OSError as e:
             if e.errno in ADDR_IN_USE:
@@ -144,7 +145,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 return 2
             raise
         try:
-            print(f"pos-plugin (simulated devices, sandbox ledger) listening on {agent.url}")
+            ledger = ("the national platform's interface (sandbox-nhsa)"
+                      if args.ledger_kind == "nhsa" else "our ledger API (sandbox-ledger)")  # fmt: skip
+            print(f"pos-plugin (simulated devices, {ledger}) listening on {agent.url}")
             print(f"  pos token:     {agent.tokens['pos']}")
             print(f"  manager token: {agent.tokens['manager']}")
             print(f"  OpenAPI:       {agent.url}/docs")
@@ -292,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the scripted demo on the embedded defaults")
     demo.add_argument("--rules-only", action="store_true", help="show only the rule decisions")
+    demo.add_argument(
+        "--ledger-kind",
+        choices=("own", "nhsa"),
+        default="own",
+        help="the scripted day through our own ledger API or the national platform's interface",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     secrets = sub.add_parser("secrets", help="set and check the keyring entries")
@@ -320,6 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workdir", help="--simulate: keep the journal and sandbox here")
     serve.add_argument(
         "--ledger-url", help="--simulate: use this ledger instead of an embedded one"
+    )
+    serve.add_argument(
+        "--ledger-kind",
+        choices=("own", "nhsa"),
+        default="own",
+        help="--simulate: settle through our own ledger API (own) or the national platform's "
+        "pharmacy interface (nhsa: 9001, 1101, 2102, 2601, 2103; an embedded sandbox-nhsa "
+        "unless --ledger-url)",
     )
     serve.add_argument(
         "--transport",

@@ -84,20 +84,37 @@ class Pos:
                 self.remove()
 
 
+# A catalogue code of each class in the example world's catalogue: the national platform
+# settles only lines with a code (and classes them itself); our own ledger records it.
+CATALOGUE = {"A": "XA01AAA0001", "B": "XB01BBB0001", "C": "ZC01CCC0001"}
+
+
 def item(sku: str, cls: str, qty: int, price: int, **kw: Any) -> dict[str, Any]:
-    return {
+    line: dict[str, Any] = {
         "sku": sku,
         "name": f"药品{sku}",
         "insurance_class": cls,
         "quantity": qty,
         "unit_price": price,
-    } | kw
+    }
+    if cls in CATALOGUE:
+        line["catalogue_code"] = CATALOGUE[cls]
+    return line | kw
+
+
+def on_nhsa(agent: Agent) -> bool:
+    """True when the agent settles through the national platform (its sandbox)."""
+    return type(agent.ledger_sandbox).__name__ == "NhsaSandboxServer"
 
 
 def balances(agent: Agent, card_no: str, client: HttpLedgerClient | None = None) -> dict[str, int]:
     """What the ledger says now: the holder's account and each binding's payer."""
     assert agent.world is not None
     person, card = agent.world.card_owner(card_no)
+    if on_nhsa(agent):  # the platform keeps the bindings: read its books
+        books = agent.ledger_sandbox.store.balances()
+        payers = [b.payer for b in agent.world.bindings if b.patient == person.psn_no]
+        return {p: books.get(f"PA{p}", 0) for p in [*payers, person.psn_no]}
     client = client or agent.service.ledger  # type: ignore[assignment]
     assert isinstance(client, HttpLedgerClient)
     lookup = client.lookup(Credential.card(card.card_no, card.card_sn))
@@ -120,8 +137,19 @@ def agent_device() -> Any:
 
 
 @pytest.fixture
+def ledger_kind(request: pytest.FixtureRequest) -> str:
+    """The backend: "own" (our ledger API); a module parametrizes it (indirect) to run
+    its scenarios through the national platform's interface ("nhsa") as well."""
+    return str(getattr(request, "param", "own"))
+
+
+@pytest.fixture
 def agent(
-    tmp_path: Path, request: pytest.FixtureRequest, agent_device: Any, sim_transport: str
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    agent_device: Any,
+    sim_transport: str,
+    ledger_kind: str,
 ) -> Iterator[Agent]:
     """The agent on a SQLite journal; ``parametrize("agent", ["postgres"], indirect=True)``
     runs it on a shared PostgreSQL journal (a fresh schema) instead."""
@@ -139,6 +167,7 @@ def agent(
             recovery_interval=0.5,
             device=agent_device,
             transport=sim_transport,
+            ledger_kind=ledger_kind,
         )
         try:
             yield a

@@ -1,16 +1,45 @@
-"""Every sale scenario end to end: HTTP -> agent -> pyserial on the simulator's pty -> sandbox."""
+"""Every sale scenario end to end: HTTP -> agent -> pyserial on the simulator's line ->
+the ledger, through both backends: our own ledger API and the national platform's
+interface (where the family cascade runs centrally: the answer then gives the family
+share, ``mutual_aid``, without naming each payer)."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+import pytest
+
 from pos_plugin.agent import Agent
 from pos_plugin.rules.identity import mask_id_number
 
-from .conftest import LI_NA, WANG_FANG, WANG_JIANGUO, XIAOMING, ZHANG_WEI, Pos, balances, item
+from .conftest import (
+    LI_NA,
+    WANG_FANG,
+    WANG_JIANGUO,
+    XIAOMING,
+    ZHANG_WEI,
+    Pos,
+    balances,
+    item,
+    on_nhsa,
+)
+
+pytestmark = pytest.mark.parametrize("ledger_kind", ["own", "nhsa"], indirect=True)
 
 COLD = [item("6901", "A", 2, 1850)]
+
+
+def family_paid(agent: Agent, body: dict[str, object], expected: list[tuple[str, str, int]]) -> None:
+    """The family share as the backend reports it: each payer on our own ledger; the
+    total only (``mutual_aid``) on the national platform, which does not name them."""
+    assert body["mutual_aid"] == sum(amount for _, _, amount in expected)
+    family = body["family"]
+    assert isinstance(family, list)
+    if on_nhsa(agent):
+        assert family == []
+    else:
+        assert [(f["name"], f["relation"], f["amount"]) for f in family] == expected
 
 
 def test_own_card_settles_from_the_personal_account(pos: Pos, agent: Agent) -> None:
@@ -69,10 +98,7 @@ def test_cascade_over_two_family_payers_with_cash_rest(pos: Pos, agent: Agent) -
     status, body = pos.sale("R5", "B11000003", XIAOMING, basket)
     assert status == 200, body
     assert body["personal_account"] == 0  # residents' insurance: no own account
-    assert [(f["name"], f["relation"], f["amount"]) for f in body["family"]] == [
-        ("张*", "parent", 20000),
-        ("王*", "parent", 15000),
-    ]
+    family_paid(agent, body, [("张*", "parent", 20000), ("王*", "parent", 15000)])
     assert body["cash"] == 45000 - 35000 + 2500
     assert body["total"] == 47500 and body["account_payable"] == 45000
     after = balances(agent, "B11000003")
@@ -83,11 +109,12 @@ def test_spouse_parent_and_cross_province_payer_are_skipped(pos: Pos, agent: Age
     status, body = pos.sale("R6", "B11000001", ZHANG_WEI, [item("8802", "B", 10, 5000)])
     assert status == 200, body
     assert body["personal_account"] == 20000
-    assert [(f["relation"], f["amount"]) for f in body["family"]] == [("spouse", 15000)]
-    assert [(s["relation"], s["reason_code"]) for s in body["skipped"]] == [
-        ("spouse_parent", "spouse_parent_not_close_relative"),
-        ("parent", "cross_province"),
-    ]
+    family_paid(agent, body, [("王*", "spouse", 15000)])
+    if not on_nhsa(agent):  # the agent's own plan names who could not pay, and why
+        assert [(s["relation"], s["reason_code"]) for s in body["skipped"]] == [
+            ("spouse_parent", "spouse_parent_not_close_relative"),
+            ("parent", "cross_province"),
+        ]
     assert body["cash"] == 50000 - 35000
     assert balances(agent, "B11000001")[WANG_JIANGUO] == 50000  # untouched
 
@@ -287,6 +314,9 @@ def test_reader_unplugged_gives_device_unavailable_and_charges_nothing(
 
 def test_a_closed_day_refuses_new_sales_but_answers_old_ones(pos: Pos, agent: Agent) -> None:
     from pos_plugin.reconcile.cli import close_day_main
+
+    if on_nhsa(agent):
+        pytest.skip("close-day on the national platform reconciles by 3201/3202 (issue 13)")
 
     status, first = pos.sale("BEFORE-CLOSE", "B11000001", ZHANG_WEI, COLD)
     assert status == 200

@@ -125,6 +125,7 @@ def create_app(platform: Platform, faults: Faults, *, test_endpoints: bool = Fal
                             media_type=MEDIA)
         infno = body.get("infno") if isinstance(body, dict) else None
         infno = infno if isinstance(infno, str) else ""
+        faults.calls.append(infno)  # what the till sent, in order (for the tests and benches)
         if faults.take_expiry():
             await run_in_threadpool(platform.expire_sign_ins)
         fail = faults.take("fail", infno)

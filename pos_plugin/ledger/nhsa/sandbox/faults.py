@@ -52,6 +52,8 @@ class Faults:
     _armed: list[Armed] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     expire_requests: int = 0  # bumped by expire_sign_in; the platform applies it
+    # Every envelope's infno as it arrived, in order: which calls a sale costs.
+    calls: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ arming
     def lose_answer(self, infno: str, mode: LoseMode = "close", seconds: float = 30.0,
