@@ -29,6 +29,7 @@ from .conftest import Stub, sscard_backend
 from .test_heasec_voucher import voucher_library
 
 agent = agent_conftest.agent  # the agent fixture itself, with the device below
+ledger_kind = agent_conftest.ledger_kind  # our own ledger: the subject here is the reader
 
 
 @pytest.fixture
