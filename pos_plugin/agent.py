@@ -176,6 +176,7 @@ def start_simulated(
     card_removal_timeout: float = 30.0,
     ledger_kind: str = "own",
     transport: str = "auto",
+    receipt_width: int = 80,
 ) -> Agent:
     """The agent on the device simulator and an embedded sandbox ledger (the example world).
 
@@ -251,6 +252,8 @@ def start_simulated(
         pin_timeout=pin_timeout,
         card_removal_timeout=card_removal_timeout,
         opened_pairs=frozenset(frozenset(p.split("-")) for p in world.cross_province_pairs),
+        store_name=pharmacy.name,
+        receipt_width=receipt_width,
     )
     service = SaleService(settings, journal, ledger, terminal)
     tokens = {
@@ -327,6 +330,8 @@ def start_from_config(cfg: Config) -> Agent:
         pin_timeout=cfg.serial.pin_timeout,
         card_removal_timeout=cfg.serial.card_removal_timeout,
         opened_pairs=cfg.ledger.opened_pairs(),
+        store_name=cfg.receipt.store_name,
+        receipt_width=cfg.receipt.width,
     )
     service = SaleService(settings, journal, ledger, terminal)
     app = create_app(

@@ -228,6 +228,14 @@ class JournalConfig(_C):
         return self.url or self.path
 
 
+class ReceiptConfig(_C):
+    """The till's receipt printer: 58 mm (32 columns) or 80 mm (48 columns) paper, and
+    the store name printed at the top (the pharmacy code when left empty)."""
+
+    width: Literal[58, 80] = 80
+    store_name: Annotated[str, Field(max_length=64)] = ""
+
+
 class Config(_C):
     pharmacy: PharmacyConfig
     ledger: LedgerConfig = LedgerConfig()
@@ -239,6 +247,7 @@ class Config(_C):
     data: DataConfig = DataConfig()
     log: LogConfig = LogConfig()
     secrets: SecretsConfig = SecretsConfig()
+    receipt: ReceiptConfig = ReceiptConfig()
 
     # Set by load_config from where the file is (not keys of the file).
     _config_dir: Path = Path(".")

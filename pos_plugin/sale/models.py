@@ -19,7 +19,7 @@ from pos_plugin.models import (
     Relation,
     too_large,
 )
-from pos_plugin.money import yuan
+from pos_plugin.sale.receipts import Receipt, ReceiptReversal
 
 
 class _M(BaseModel):
@@ -92,7 +92,12 @@ class SaleResult(_M):
     cash: int | None = None
     skipped: list[SkippedLine] = []
     notices: list[NoticeLine] = []
+    # The receipt as lines for the till's printer ([receipt] width: 32 or 48 columns,
+    # CJK double width), and the same receipt as facts for a POS that lays it out itself.
+    # On a reversed sale both are the reversal's own receipt (冲正/退款, negative amounts).
     receipt: list[str] = []
+    receipt_detail: Receipt | None = None
+    reversal: ReceiptReversal | None = None  # on a manager's reversal: its msgid, time, reason
 
 
 class BalanceRequest(_M):
@@ -122,21 +127,3 @@ class SaleError(Exception):
     def refused(cls, r: Refusal) -> SaleError:
         """A rule's refusal: the POS shows it as ``status: refused`` (HTTP 422)."""
         return cls(r.code.value, r.message_zh, r.message_en, http_status=422)
-
-
-def receipt_lines(r: SaleResult) -> list[str]:
-    """Receipt lines for the POS to print: masked names, yuan amounts."""
-    lines = [
-        f"医保结算 Insurance settlement  {r.msgid}",
-        f"合计 Total                 {yuan(r.total or 0)}",
-        f"医保可付 Account-payable   {yuan(r.account_payable or 0)}",
-        f"个人账户 Personal account  {yuan(r.personal_account or 0)}",
-    ]
-    for p in r.family:
-        lines.append(f"家庭共济 {p.relation_zh} {p.name}  {yuan(p.amount)}")
-    if r.mutual_aid and not r.family:  # the ledger paid from family accounts, unnamed
-        lines.append(f"家庭共济 Family accounts  {yuan(r.mutual_aid)}")
-    lines.append(f"现金 Cash                  {yuan(r.cash or 0)}")
-    for sk in r.skipped:
-        lines.append(f"未共济 not used: {sk.name} ({sk.reason_code})")
-    return lines

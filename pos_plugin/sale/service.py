@@ -69,7 +69,7 @@ from pos_plugin.rules.basket import check_basket
 from pos_plugin.rules.cascade import allocate
 from pos_plugin.rules.evidence import check_card_status, check_whose_card
 from pos_plugin.rules.family import ProvincePair, eligible_payers
-from pos_plugin.rules.identity import check_document, mask_id_number, mask_name
+from pos_plugin.rules.identity import check_document, mask_card_no, mask_id_number, mask_name
 from pos_plugin.sale.models import (
     BalanceRequest,
     BalanceResult,
@@ -79,7 +79,16 @@ from pos_plugin.sale.models import (
     SaleRequest,
     SaleResult,
     SkippedLine,
-    receipt_lines,
+)
+from pos_plugin.sale.receipts import (
+    Receipt,
+    ReceiptItem,
+    ReceiptPayer,
+    ReceiptReversal,
+    not_used_sentence,
+    payer_was_needed,
+    render,
+    reversed_receipt,
 )
 
 log = logging.getLogger("pos_plugin.sale.service")
@@ -117,6 +126,8 @@ class SaleSettings:
     card_removal_timeout: float = 30.0
     opened_pairs: frozenset[ProvincePair] = frozenset()
     today: Callable[[], dt.date] = lambda: now_shanghai().date()
+    store_name: str = ""  # printed at the top of every receipt
+    receipt_width: int = 80  # the till's printer, 58 or 80 mm ([receipt] width)
 
 
 TAKE_CARD_AFTER_FAILURE = ("交易未完成 请取卡", "Please take your card")
@@ -283,6 +294,7 @@ class SaleService:
             NoticeLine(code=n.code, message=f"{n.message_zh} / {n.message_en}")
             for n in evidence.notices
         ]
+        receipt_facts = self._receipt_facts(req, credential, holder_id, holder_name, lookup)
 
         msgid: str | None = None
         for _attempt in range(MAX_REPLANS + 1):
@@ -296,6 +308,7 @@ class SaleService:
             )
             payers = {b.payer_psn_no: b for b in family.eligible}
             plan_doc = self._plan_doc(plan, payers, family.skipped, notices)
+            plan_doc["receipt"] = receipt_facts
             # The intent, durable before the request leaves (the msgid is allocated
             # in the same transaction; a re-plan keeps it).
             row = self.journal.update(
@@ -598,8 +611,90 @@ class SaleService:
             skipped=[SkippedLine(**sk) for sk in plan.get("skipped", ())],
             notices=[NoticeLine(**n) for n in plan.get("notices", ())],
         )
-        result.receipt = receipt_lines(result)
+        facts = dict(plan.get("receipt") or {})
+        account_id = facts.pop("patient_account_id", None)
+        balance_after = settlement.balances_after.get(account_id) if account_id else None
+        receipt = self._receipt(result, facts, balance_after)
+        result.receipt_detail = receipt
+        result.receipt = render(receipt, self.settings.receipt_width)
         return result
+
+    def _receipt_facts(
+        self,
+        req: SaleRequest,
+        credential: Credential,
+        holder_id: str,
+        holder_name: str,
+        lookup: PersonLookup,
+    ) -> dict[str, Any]:
+        """What the receipt needs of the sale beyond the ledger's split, masked, kept in
+        the journaled plan so a sale concluded later (recovery) prints the same receipt."""
+        buyer = req.buyer.id_document if req.buyer.role == "proxy" else None
+        return {
+            "operator": req.operator or self.settings.operator,
+            "credential": credential.kind,
+            "card_no_masked": mask_card_no(credential.card_no) if credential.card_no else None,
+            "patient_name": mask_name(holder_name) if holder_name else None,
+            "patient_id_masked": mask_id_number(holder_id),
+            "proxy": None
+            if buyer is None
+            else {
+                "doc_type": buyer.doc_type.value,
+                "number_masked": mask_id_number(buyer.number),
+                "name": mask_name(buyer.name) if buyer.name else None,
+            },
+            "items": [
+                {
+                    "name": i.name,
+                    "quantity": i.quantity,
+                    "amount": i.amount,
+                    "insurance_class": i.insurance_class.value,
+                }
+                for i in req.items
+            ],
+            "patient_account_id": (
+                lookup.personal_account.account_id if lookup.personal_account else None
+            ),
+        }
+
+    def _receipt(
+        self, result: SaleResult, facts: dict[str, Any], balance_after: int | None
+    ) -> Receipt:
+        """A settled sale's receipt from its answer (the ledger's split) and the plan's facts.
+
+        Skipped payers are printed only when one was needed (part of what the accounts
+        may pay went to cash), each as a plain sentence naming the relation."""
+        personal = result.personal_account or 0
+        mutual = result.mutual_aid or 0
+        needed = payer_was_needed(result.account_payable, personal, mutual)
+        s = self.settings
+        return Receipt(
+            store_name=s.store_name or s.pharmacy_code,
+            pharmacy_code=s.pharmacy_code,
+            terminal_id=s.terminal_id,
+            at=msgid_time(result.msgid).strftime("%Y-%m-%d %H:%M:%S") if result.msgid else "",
+            sale_ref=result.sale_ref,
+            msgid=result.msgid or "",
+            settlement_id=result.settlement_id,
+            total=result.total or 0,
+            account_payable=result.account_payable,
+            personal_account=personal,
+            mutual_aid=mutual,
+            family=[
+                ReceiptPayer(relation_zh=p.relation_zh, name=p.name, amount=p.amount)
+                for p in result.family
+            ],
+            cash=result.cash or 0,
+            balance_after=balance_after,
+            not_used=[
+                not_used_sentence(RELATION_ZH[sk.relation], sk.name, sk.reason_code)
+                for sk in result.skipped
+            ]
+            if needed
+            else [],
+            **{k: v for k, v in facts.items() if k != "items"},
+            items=[ReceiptItem(**i) for i in facts.get("items", ())],
+        )
 
     def _record_settled(
         self, sale_ref: str, msgid: str, settlement: Settlement, plan: dict[str, Any]
@@ -853,6 +948,15 @@ class SaleService:
             rev = None
         status, answer = loaded(row.result or {})
         answer.status = "reversed"
+        reversal = ReceiptReversal(
+            msgid=reversal_msgid,
+            at=now_shanghai().strftime("%Y-%m-%d %H:%M:%S"),
+            reason=reason,
+        )
+        sale_receipt = answer.receipt_detail or self._receipt(answer, {}, None)
+        answer.reversal = reversal
+        answer.receipt_detail = reversed_receipt(sale_receipt, reversal)
+        answer.receipt = render(answer.receipt_detail, self.settings.receipt_width)
         self.journal.update(
             sale_ref,
             J.REVERSED,
