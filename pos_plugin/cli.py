@@ -7,6 +7,7 @@ Every sub-command returns an exit code and prints errors as one plain sentence
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import logging
 import sys
@@ -32,7 +33,7 @@ from pos_plugin.service.run import ADDR_IN_USE, StartError
 from pos_plugin.world import WorldError
 
 if TYPE_CHECKING:
-    from pos_plugin.journal.journal import VerifyReport
+    from pos_plugin.journal.journal import SaleRow, VerifyReport
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -256,6 +257,88 @@ def _cmd_journal(args: argparse.Namespace) -> int:
     return worst
 
 
+def _cmd_journal_search(args: argparse.Namespace) -> int:
+    """A person's sales, proxy purchases and refused attempts, found by the keyed hash.
+
+    The ID number is read from ``--person`` (or typed at a hidden prompt with ``-``,
+    so it stays out of the shell's history), hashed with the journal key and
+    forgotten; the listing shows only masked documents.
+    """
+    from pathlib import Path
+
+    from pos_plugin.journal.journal import Journal
+    from pos_plugin.rules.identity import check_resident_id, normalize_id_number
+
+    target, password, code, terminal = args.path, None, "X" * 12, "-"
+    if args.config:
+        from pos_plugin.config import journal_password, load_config
+
+        cfg = load_config(args.config)
+        target = target or cfg.journal.target
+        password = journal_password(cfg.journal) if target == cfg.journal.url else None
+        code, terminal = cfg.pharmacy.code, cfg.pharmacy.terminal_id
+    if not target:
+        print("give the journal file (or postgresql:// URL), or --config FILE", file=sys.stderr)
+        return 2
+    if args.key_file:  # a sandbox journal (serve --simulate keeps its key in journal.key)
+        key = Path(args.key_file).read_bytes()
+    else:
+        key = get_secret("journal_hmac_key").encode("utf-8")
+    person = args.person if args.person != "-" else getpass.getpass("ID number: ")
+    person = normalize_id_number(person)
+    if not person:
+        print("give the person's ID number: --person NUMBER (or - to type it)", file=sys.stderr)
+        return 2
+    if len(person) == 18 and not check_resident_id(person, dt.date.today()).valid:
+        print("note: this is not a valid resident ID number; searching anyway", file=sys.stderr)
+    j = Journal(target, hmac_key=key, pharmacy_code=code, terminal_id=terminal, password=password)
+    try:
+        found = j.rows_of_person(person)
+    finally:
+        j.close()
+    from pos_plugin.rules.identity import mask_id_number
+
+    print(f"{mask_id_number(person)}: {len(found)} record(s)")
+    for row, roles in found:
+        print("  " + _search_line(row, roles))
+    return 0
+
+
+_ROLE_WORDS = {"holder": "card holder", "patient": "patient", "buyer": "proxy buyer"}
+
+
+def _search_line(row: SaleRow, roles: tuple[str, ...]) -> str:
+    """One journal row as an auditor reads it, masked."""
+    ev = row.evidence or {}
+    kind = "proxy purchase" if row.proxy or ev.get("buyer_role") == "proxy" else "sale"
+    if row.state in ("refused", "failed"):
+        kind = f"{kind} {row.state.upper()} ({row.refusal_code})"
+    else:
+        kind = f"{kind} {row.state}"
+    parts = [
+        row.created_at[:19].replace("T", " "),
+        row.sale_ref,
+        kind,
+        "as " + "+".join(_ROLE_WORDS.get(r, r) for r in roles),
+    ]
+    if ev.get("card_no_masked"):
+        parts.append(f"card {ev['card_no_masked']}")
+    elif ev.get("credential") == "evoucher":
+        parts.append("e-voucher")
+    for who in ("holder", "patient", "buyer"):
+        doc = ev.get(who)
+        if doc:
+            name = f" {doc['name_masked']}" if doc.get("name_masked") else ""
+            parts.append(f"{who} {doc['number_masked']}{name}")
+    if ev.get("operator"):
+        parts.append(f"operator {ev['operator']}")
+    if row.total is not None:
+        parts.append(f"total {row.total} fen")
+    if row.msgid:
+        parts.append(f"msgid {row.msgid}")
+    return "; ".join(parts)
+
+
 def _shared_tills(
     url: str, password: str | None, pharmacy: str | None, terminals: Sequence[str]
 ) -> list[tuple[str, str]]:
@@ -373,7 +456,21 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--terminal", action="append", default=[], help="shared journal: only this till (repeat)"
     )
-    journal.set_defaults(func=_cmd_journal)
+    verify.set_defaults(func=_cmd_journal)
+    search = journal_sub.add_parser(
+        "search",
+        help="a person's sales, proxy purchases and refused attempts (by keyed hash)",
+    )
+    search.add_argument("path", nargs="?", help="the journal file, or a postgresql:// URL")
+    search.add_argument("--config", help="search the journal of this config.toml")
+    search.add_argument(
+        "--person", required=True, help="the person's ID number (- to type it unseen)"
+    )
+    search.add_argument(
+        "--key-file",
+        help="the journal key in a file (a sandbox's journal.key); default: the keyring",
+    )
+    search.set_defaults(func=_cmd_journal_search)
 
     reader = sub.add_parser("reader", help="reader tools")
     reader_sub = reader.add_subparsers(dest="action", required=True)

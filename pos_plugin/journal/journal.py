@@ -46,7 +46,7 @@ from pos_plugin.journal.postgres import (
     redact,
 )
 from pos_plugin.journal.schema import JournalNotADatabase, migrate_pg, migrate_sqlite
-from pos_plugin.rules.identity import mask_id_number, normalize_id_number
+from pos_plugin.rules.identity import mask_id_number, mask_name, normalize_id_number
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -378,13 +378,49 @@ class Journal:
             self._key, normalize_id_number(id_number).encode("utf-8"), hashlib.sha256
         ).hexdigest()
 
-    def evidence_of(self, doc_type: str, number: str) -> dict[str, str]:
-        """What an audit keeps of a shown document: its type, masked number and keyed hash."""
-        return {
+    def evidence_of(self, doc_type: str, number: str, name: str | None = None) -> dict[str, str]:
+        """What an audit keeps of a shown document: its type, masked number and keyed hash
+        (and the masked name, where one was given)."""
+        ev = {
             "doc_type": doc_type,
             "number_masked": mask_id_number(number),
             "number_hmac": self.person_key(number),
         }
+        if name:
+            ev["name_masked"] = mask_name(name)
+        return ev
+
+    def rows_of_person(self, id_number: str) -> list[tuple[SaleRow, tuple[str, ...]]]:
+        """Every sale, proxy purchase and refused or failed attempt that names this person,
+        with the parts they played (``holder``: the card or voucher was theirs;
+        ``patient``: their document was shown as the patient's; ``buyer``: they bought
+        for someone else). Found by the keyed hash: the number itself is never stored,
+        and the caller should not keep it either.
+
+        The hash is looked up in the row's ``patient_id_hmac`` column and in the
+        evidence JSON (a 64-hex HMAC cannot occur there by accident), so refused
+        attempts, journaled before any column names a patient, are found too.
+        """
+        key = self.person_key(id_number)
+        rows = self.query(
+            "SELECT * FROM sales WHERE (patient_id_hmac = ? OR evidence LIKE ?)"
+            + self._and
+            + " ORDER BY created_at",
+            (key, f"%{key}%", *self._till),
+        )
+        found: list[tuple[SaleRow, tuple[str, ...]]] = []
+        for raw in rows:
+            row = self._decode(raw)
+            ev = row.evidence or {}
+            roles = [
+                role
+                for role in ("holder", "patient", "buyer")
+                if (ev.get(role) or {}).get("number_hmac") == key
+            ]
+            if row.patient_id_hmac == key and "holder" not in roles:
+                roles.insert(0, "holder")
+            found.append((row, tuple(roles)))
+        return found
 
     # ------------------------------------------------------------------ msgid
 

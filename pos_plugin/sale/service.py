@@ -164,6 +164,9 @@ class SaleService:
         self._cancels: dict[str, threading.Event] = {}
         # States a sale passed through that are not yet journaled (see _sell).
         self._passed: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        # What the sale saw of the credential (masked card number, the holder's keyed
+        # hash), for the audit record of a refused or failed attempt (see _evidence).
+        self._seen: dict[str, dict[str, Any]] = {}
         self.ledger_round_trips = 0  # for the benchmark: lookups + settlement requests
         self._session: _CardSession | None = None
         self._removal: tuple[threading.Thread, threading.Event] | None = None
@@ -202,6 +205,7 @@ class SaleService:
                 req.sale_ref,
                 J.FAILED,
                 refusal_code="device_unavailable",
+                evidence=self._evidence(req),
                 result=self._error_result(req, busy),
             )
             raise busy
@@ -215,13 +219,22 @@ class SaleService:
             log.info("sale %s: %s (%s)", req.sale_ref, e.code, e.message)
             row = self.journal.get(req.sale_ref)
             if row is not None and row.state not in (J.SETTLED, J.UNKNOWN, J.SETTLING):
+                # The attempt as an audit needs it (issue 15): the documents shown and the
+                # credential's holder, masked and keyed-hashed, the card masked, the
+                # operator; the refusal code; the time is the event's. In the hash chain.
                 state = J.REFUSED if e.http_status == 422 else J.FAILED
+                holder = self._seen.get(req.sale_ref, {}).get("holder")
+                audit: dict[str, Any] = {"evidence": self._evidence(req)}
+                if holder is not None and row.patient_id_hmac is None:
+                    audit["patient_id_masked"] = holder["number_masked"]
+                    audit["patient_id_hmac"] = holder["number_hmac"]
                 self.journal.update(
                     req.sale_ref,
                     state,
                     via=self._passed.get(req.sale_ref, ()),
                     refusal_code=e.code,
                     result=self._error_result(req, e),
+                    **audit,
                 )
             elif row is not None and row.state == J.SETTLING:
                 # The ledger answered "no" (a refusal, or a msgid voided by recovery):
@@ -232,6 +245,7 @@ class SaleService:
             raise
         finally:
             self._passed.pop(req.sale_ref, None)
+            self._seen.pop(req.sale_ref, None)
             self._cancels.pop(req.sale_ref, None)
             self._busy.release()
 
@@ -267,6 +281,7 @@ class SaleService:
             raise SaleError.refused(refusal)
         if holder_id is None:  # electronic voucher: the ledger names the holder
             holder_id, holder_name = lookup.person.id_number, lookup.person.name
+        self._saw_holder(req.sale_ref, holder_id, holder_name)
         evidence = check_whose_card(
             holder_id_number=holder_id,
             holder_name=holder_name,
@@ -403,6 +418,12 @@ class SaleService:
             if isinstance(presented, CardPresented):
                 session.card_in = True
                 self.card_left_in_reader = False  # a card inserted now: the old one is out
+                self._seen.setdefault(req.sale_ref, {}).update(
+                    credential="card", card_no_masked=mask_card_no(presented.card.card_no)
+                )
+                self._saw_holder(
+                    req.sale_ref, presented.card.id_number, presented.card.holder_name
+                )
                 if req.credential != "card":
                     raise SaleError(
                         "credential_mismatch",
@@ -439,6 +460,7 @@ class SaleService:
                     "unexpected answer from the reader",
                     http_status=502,
                 )
+            self._seen.setdefault(req.sale_ref, {})["credential"] = "evoucher"
             if req.credential != "evoucher":
                 raise SaleError(
                     "credential_mismatch",
@@ -784,13 +806,28 @@ class SaleService:
         row = self.journal.get(sale_ref)
         return None if row is None else self._replay(row)
 
+    def _saw_holder(self, sale_ref: str, id_number: str, name: str) -> None:
+        """Note whose credential this sale was shown (masked, keyed hash) for its audit."""
+        self._seen.setdefault(sale_ref, {})["holder"] = self.journal.evidence_of(
+            "resident_id", id_number, name
+        )
+
     def _evidence(self, req: SaleRequest) -> dict[str, Any]:
-        ev: dict[str, Any] = {"buyer_role": req.buyer.role}
+        """What an audit keeps of an attempt: who stood at the counter for whom, with
+        which credential, and who rang it up. Documents masked plus a keyed hash (so
+        ``journal search --person`` finds every part a person played), never in clear."""
+        ev: dict[str, Any] = {
+            "buyer_role": req.buyer.role,
+            "operator": req.operator or self.settings.operator,
+            "credential_asked": req.credential,
+        }
         if req.patient is not None:
-            ev["patient"] = self.journal.evidence_of(req.patient.doc_type.value, req.patient.number)
+            p = req.patient
+            ev["patient"] = self.journal.evidence_of(p.doc_type.value, p.number, p.name)
         if req.buyer.id_document is not None:
             d = req.buyer.id_document
-            ev["buyer"] = self.journal.evidence_of(d.doc_type.value, d.number)
+            ev["buyer"] = self.journal.evidence_of(d.doc_type.value, d.number, d.name)
+        ev.update(self._seen.get(req.sale_ref, {}))
         return ev
 
     def _show_done(self, result: SaleResult) -> None:
@@ -905,6 +942,7 @@ class SaleService:
             )
         finally:
             self._cancels.pop("__balance__", None)
+            self._seen.pop("balance", None)
             self._busy.release()
 
     # ------------------------------------------------------------------ reversal
