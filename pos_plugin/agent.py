@@ -190,7 +190,7 @@ def start_simulated(
     """
     from drivers import Terminal
     from drivers.simulator import Simulator
-    from pos_plugin.ledger.own.client import HttpLedgerClient
+    from pos_plugin.ledger.own.faults import FaultyLedgerClient
     from pos_plugin.ledger.own.sandbox.server import SandboxServer
 
     world = load_world(world_path)
@@ -244,7 +244,8 @@ def start_simulated(
         ledger = NhsaLedgerClient(ledger_url, nhsa, msgids=journal.next_msgid)
         stops.append(ledger.close)
     else:
-        ledger = HttpLedgerClient(ledger_url, pharmacy.api_token)
+        # The sandbox's client takes faults (POST /v1/simulator/faults) for integrators.
+        ledger = FaultyLedgerClient(ledger_url, pharmacy.api_token)
     settings = SaleSettings(
         pharmacy_code=pharmacy.code,
         terminal_id="T01",

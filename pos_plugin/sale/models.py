@@ -6,7 +6,7 @@ Kept apart from the orchestration in ``sale.service`` so that the contract can b
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -75,12 +75,79 @@ class NoticeLine(_M):
     message: str
 
 
+SaleCode = Literal[
+    # the rules' refusals (RefusalCode)
+    "invalid_id_number",
+    "card_not_patients_own",
+    "proxy_evidence_missing",
+    "proxy_evidence_mismatch",
+    "proxy_is_patient",
+    "card_reported_lost",
+    "card_expired",
+    "prescription_required",
+    "ephedrine_id_required",
+    "ephedrine_limit",
+    "nothing_to_pay",
+    # the card, the PIN pad, the customer
+    "pin_wrong",
+    "pin_blocked",
+    "card_not_found",
+    "credential_mismatch",
+    "card_not_presented",
+    "cancelled",
+    "device_timeout",
+    "device_unavailable",
+    "protocol_error",
+    # the ledger and the outcome
+    "outcome_pending",
+    "not_charged",
+    "interrupted",
+    "cash_fallback",
+    "msgid_voided",
+    "ledger_unavailable",
+    "ledger_refused",
+    "day_closed",
+]
+"""Every code a sale's answer may carry (a contract: docs/pos-api.md's table).
+
+Closed on purpose: a POS switches on these, so a code the ledger invents is answered
+as ``ledger_refused`` (its own code in the message) rather than leak into the API."""
+
+SALE_CODES: frozenset[str] = frozenset(get_args(SaleCode))
+
+ErrorCode = Literal[
+    SaleCode,
+    "sale_ref_reused",
+    "invalid_request",
+    "not_reversible",
+    "not_found",
+    "not_waiting",
+    "unauthorised",
+    "forbidden",
+    "method_not_allowed",
+    "payload_too_large",
+    "internal_error",
+    "reconciliation_unavailable",
+]
+"""Every code of an error body ``{code, message}`` (the API's own, and a sale's)."""
+
+SaleStatus = Literal["settled", "refused", "failed", "unknown", "reversed", "in_progress"]
+Stage = Literal["waiting_for_card", "waiting_for_pin", "checking", "settling"]
+
+
+def sale_code(code: str) -> SaleCode:
+    """A code as the API may say it: one of ``SaleCode``, else ``ledger_refused``."""
+    return code if code in SALE_CODES else "ledger_refused"  # type: ignore[return-value]
+
+
 class SaleResult(_M):
     """The answer to a sale: ``settled`` with the split, or ``refused``/an error with a code."""
 
     sale_ref: str
-    status: Literal["settled", "refused", "failed", "unknown", "reversed", "in_progress"]
-    code: str | None = None
+    status: SaleStatus
+    # While in_progress on this till: what it waits for (GET ?wait= returns on a change).
+    stage: Stage | None = None
+    code: SaleCode | None = None
     message: str | None = None
     msgid: str | None = None
     settlement_id: str | None = None
@@ -119,7 +186,10 @@ class SaleError(Exception):
 
     def __init__(self, code: str, message_zh: str, message_en: str, *, http_status: int) -> None:
         super().__init__(f"{code}: {message_en}")
-        self.code = code
+        if code not in SALE_CODES and code not in ("not_found", "not_reversible"):
+            message_en = f"{message_en} (ledger code {code})"
+            code = "ledger_refused"
+        self.code: str = code
         self.message = f"{message_zh} / {message_en}"
         self.http_status = http_status
 

@@ -79,6 +79,7 @@ from pos_plugin.sale.models import (
     SaleRequest,
     SaleResult,
     SkippedLine,
+    sale_code,
 )
 from pos_plugin.sale.receipts import (
     Receipt,
@@ -167,6 +168,9 @@ class SaleService:
         # What the sale saw of the credential (masked card number, the holder's keyed
         # hash), for the audit record of a refused or failed attempt (see _evidence).
         self._seen: dict[str, dict[str, Any]] = {}
+        # What a running sale waits for, and a condition a long-poll (GET ?wait=) waits on.
+        self._stage: dict[str, str] = {}
+        self._changed = threading.Condition()
         self.ledger_round_trips = 0  # for the benchmark: lookups + settlement requests
         self._session: _CardSession | None = None
         self._removal: tuple[threading.Thread, threading.Event] | None = None
@@ -247,7 +251,23 @@ class SaleService:
             self._passed.pop(req.sale_ref, None)
             self._seen.pop(req.sale_ref, None)
             self._cancels.pop(req.sale_ref, None)
+            self._stage.pop(req.sale_ref, None)
             self._busy.release()
+            self._notify()
+
+    def _set_stage(self, sale_ref: str, stage: str) -> None:
+        self._stage[sale_ref] = stage
+        self._notify()
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Block until some sale moved on (a stage, an outcome) or ``timeout`` passed;
+        the long-poll re-reads its sale after each wake-up."""
+        with self._changed:
+            self._changed.wait(timeout)
 
     def cancel(self, sale_ref: str) -> bool:
         """Stop a sale still waiting for the customer; False if none is waiting."""
@@ -271,6 +291,7 @@ class SaleService:
                 raise SaleError.refused(check_document(doc, today).refusal(whose, en))
 
         credential, holder_id, holder_name, card_expiry = self._present(req, basket.total, cancel)
+        self._set_stage(req.sale_ref, "checking")
         # Card read and validated need no fsync of their own: they are journaled in
         # the same transaction as the intent (settling), or with the refusal.
         passed: list[tuple[str, dict[str, Any]]] = [(J.CARD_READ, {})]
@@ -322,6 +343,7 @@ class SaleService:
                 family_payers=family.eligible,
             )
             payers = {b.payer_psn_no: b for b in family.eligible}
+            self._set_stage(req.sale_ref, "settling")
             plan_doc = self._plan_doc(plan, payers, family.skipped, notices)
             plan_doc["receipt"] = receipt_facts
             # The intent, durable before the request leaves (the msgid is allocated
@@ -411,6 +433,7 @@ class SaleService:
         session = self._session or _CardSession()
         self._stop_removal_watch()  # the reader is this sale's now
         try:
+            self._set_stage(req.sale_ref, "waiting_for_card")
             self.devices.show_amount(total, "应付 Total")
             presented = self.devices.wait_for_credential(
                 s.card_timeout, cancel, presented_after=asked_at
@@ -434,6 +457,7 @@ class SaleService:
                         http_status=422,
                     )
                 card = presented.card
+                self._set_stage(req.sale_ref, "waiting_for_pin")
                 for attempt in range(PIN_ATTEMPTS_PER_SALE):
                     self.devices.show("请输入密码", "Enter PIN")
                     pin = self.devices.verify_pin(s.pin_timeout, cancel)
@@ -796,11 +820,18 @@ class SaleService:
             return 202, SaleResult(
                 sale_ref=row.sale_ref,
                 status="in_progress",
+                stage="settling",
                 code="outcome_pending",
                 msgid=row.msgid,
                 message=OUTCOME_PENDING_MESSAGE,
             )
-        return 202, SaleResult(sale_ref=row.sale_ref, status="in_progress", msgid=row.msgid)
+        stage = self._stage.get(row.sale_ref) or ("settling" if row.state == J.SETTLING else None)
+        return 202, SaleResult(
+            sale_ref=row.sale_ref,
+            status="in_progress",
+            stage=stage,
+            msgid=row.msgid,
+        )
 
     def status_of(self, sale_ref: str) -> SaleResult | None:
         row = self.journal.get(sale_ref)
@@ -1184,5 +1215,7 @@ def loaded(doc: dict[str, Any]) -> tuple[int, SaleResult]:
     body = dict(doc)
     status = body.pop("http_status", None)
     body.pop("ledger_detail", None)
+    if body.get("code") is not None:  # an older journal's ledger code: as the API says it
+        body["code"] = sale_code(str(body["code"]))
     result = SaleResult.model_validate(body)
     return (int(status) if status is not None else _default_status(result)), result
