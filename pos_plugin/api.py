@@ -463,7 +463,7 @@ def create_app(
                     simulator.scan_voucher(body.evoucher_token, at_once=body.at_once)
                 else:
                     raise ApiError(422, "invalid_request", "give card_no or evoucher_token")
-            except KeyError:
+            except (KeyError, ValueError):  # the simulator says "no card ... in the world"
                 raise ApiError(
                     404, "not_found", "no such card or voucher in the world file"
                 ) from None
@@ -548,7 +548,18 @@ def _document(app: FastAPI) -> None:
         for path, ops in doc.get("paths", {}).items():
             for method, op in ops.items():
                 responses = op.setdefault("responses", {})
-                for status, description in _EVERYWHERE.items():
+                for response in responses.values():  # FastAPI's own 422 shape is not ours
+                    content = response.get("content", {}).get("application/json", {})
+                    if "HTTPValidationError" in json.dumps(content.get("schema", {})):
+                        content["schema"] = error_ref
+                        response["description"] = (
+                            "invalid_request: a parameter or the body is malformed; `field` names it"
+                        )
+                everywhere = dict(_EVERYWHERE)
+                if op.get("security"):
+                    everywhere["401"] = "unauthorised: a missing or wrong bearer token"
+                    everywhere["403"] = "forbidden: the pos token on a manager endpoint"
+                for status, description in everywhere.items():
                     responses.setdefault(
                         status,
                         {
@@ -564,6 +575,8 @@ def _document(app: FastAPI) -> None:
                         status = {"settled": "200", "refused": "422"}.get(name, "202")
                         content = responses[status]["content"]["application/json"]
                         content.setdefault("examples", {})[name] = {"value": example}
+        for unused in ("HTTPValidationError", "ValidationError"):
+            doc.get("components", {}).get("schemas", {}).pop(unused, None)
         app.openapi_schema = doc
         return doc
 
