@@ -280,7 +280,9 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
-        first = e.errors()[0] if e.errors() else {"loc": (), "msg": "invalid request"}
+        first: dict[str, Any] = (
+            dict(e.errors()[0]) if e.errors() else {"loc": (), "msg": "invalid request"}
+        )
         if first.get("type") == "json_invalid":  # where in the text, not a field
             at = first.get("ctx", {}).get("error", "")
             return JSONResponse(

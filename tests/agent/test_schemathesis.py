@@ -65,31 +65,35 @@ def test_pos_api_answers_as_documented(fuzzed_agent: Agent) -> None:
     assert len(operations) >= 8
     for operation in operations:
         role = "manager" if operation.path.endswith("/reversal") else "pos"
-        headers = {"Authorization": f"Bearer {fuzzed_agent.tokens[role]}"}
-
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=15,
-            deadline=None,
-            phases=[Phase.explicit, Phase.generate],
-            suppress_health_check=list(HealthCheck),
-            derandomize=True,
-            database=None,
-        )
-        def run(case: Any) -> None:
-            calls.append(case.path)
-            case.call_and_validate(
-                headers=headers,
-                checks=[
-                    no_internal_error,
-                    status_code_conformance,
-                    content_type_conformance,
-                    response_schema_conformance,
-                ],
-                timeout=30,
-            )
-
-        run()
+        fuzz(operation, {"Authorization": f"Bearer {fuzzed_agent.tokens[role]}"}, calls)
     assert len(calls) > 5 * len(operations)  # the run really ran
     sales = fuzzed_agent.service.journal.query("SELECT count(*) AS n FROM sales")[0]["n"]
     assert sales > 0  # some generated sales were valid and got journaled
+
+
+def fuzz(operation: Any, headers: dict[str, str], calls: list[str]) -> None:
+    """A few generated cases of one operation, each answer checked against the schema."""
+
+    @given(case=operation.as_strategy())
+    @settings(
+        max_examples=15,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
+    def run(case: Any) -> None:
+        calls.append(case.path)
+        case.call_and_validate(
+            headers=headers,
+            checks=[
+                no_internal_error,
+                status_code_conformance,
+                content_type_conformance,
+                response_schema_conformance,
+            ],
+            timeout=30,
+        )
+
+    run()
