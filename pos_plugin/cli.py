@@ -266,24 +266,28 @@ def _cmd_journal_search(args: argparse.Namespace) -> int:
     """
     from pathlib import Path
 
+    from pos_plugin.config import journal_password, load_config, secret_store
     from pos_plugin.journal.journal import Journal
+    from pos_plugin.journal.postgres import is_postgres_url
     from pos_plugin.rules.identity import check_resident_id, normalize_id_number
 
     target, password, code, terminal = args.path, None, "X" * 12, "-"
-    if args.config:
-        from pos_plugin.config import journal_password, load_config
-
-        cfg = load_config(args.config)
-        target = target or cfg.journal.target
-        password = journal_password(cfg.journal) if target == cfg.journal.url else None
+    cfg = load_config(args.config) if args.config else None
+    if cfg is not None:
+        target = target or cfg.journal_target
+        if target == cfg.journal.url:
+            password = journal_password(cfg.journal, secret_store(cfg))
         code, terminal = cfg.pharmacy.code, cfg.pharmacy.terminal_id
     if not target:
         print("give the journal file (or postgresql:// URL), or --config FILE", file=sys.stderr)
         return 2
+    if not is_postgres_url(target) and not Path(target).is_file():
+        print(f"no journal at {target}: check the path (see [journal] path)", file=sys.stderr)
+        return 2
     if args.key_file:  # a sandbox journal (serve --simulate keeps its key in journal.key)
         key = Path(args.key_file).read_bytes()
     else:
-        key = get_secret("journal_hmac_key").encode("utf-8")
+        key = get_secret("journal_hmac_key", secret_store(cfg)).encode("utf-8")
     person = args.person if args.person != "-" else getpass.getpass("ID number: ")
     person = normalize_id_number(person)
     if not person:
@@ -291,7 +295,10 @@ def _cmd_journal_search(args: argparse.Namespace) -> int:
         return 2
     if len(person) == 18 and not check_resident_id(person, dt.date.today()).valid:
         print("note: this is not a valid resident ID number; searching anyway", file=sys.stderr)
-    j = Journal(target, hmac_key=key, pharmacy_code=code, terminal_id=terminal, password=password)
+    j = Journal(
+        target, hmac_key=key, pharmacy_code=code, terminal_id=terminal, password=password,
+        upgrade=False,  # a search reads; it must not migrate (or back up) the journal
+    )  # fmt: skip
     try:
         found = j.rows_of_person(person)
     finally:
