@@ -43,7 +43,10 @@ def sell(http: requests.Session, sale: dict[str, Any], overall: float = 180.0) -
     while answer["status"] == "in_progress" and time.monotonic() < deadline:
         if answer.get("stage"):
             print(f"  ... {answer['stage']}", file=sys.stderr)
-        r = http.get(f"{URL}/v1/sales/{ref}", params={"wait": 10}, timeout=(3, 15))
+        params: dict[str, Any] = {"wait": 10}
+        if answer.get("stage"):
+            params["since"] = answer["stage"]  # wake as soon as it is past this stage
+        r = http.get(f"{URL}/v1/sales/{ref}", params=params, timeout=(3, 15))
         if r.status_code == 404:  # the POST had not reached the agent yet: send it again
             r = http.post(f"{URL}/v1/sales", json=sale, timeout=(3, 2))
         answer = r.json()

@@ -32,6 +32,7 @@ from pos_plugin.sale.models import (
     SaleError,
     SaleRequest,
     SaleResult,
+    Stage,
 )
 from pos_plugin.sale.service import SaleService
 
@@ -370,6 +371,13 @@ def create_app(
                 "seconds for its stage or outcome to change (0: answer at once)",
             ),
         ] = 0,
+        since: Annotated[
+            Stage | None,
+            Query(
+                description="with wait: the stage of the POS's last answer; the wait ends as "
+                "soon as the sale is past it (so no stage is missed between two polls)",
+            ),
+        ] = None,
         _: str = pos,
     ) -> SaleResult:
         """The same body a replayed POST answers, in every state (always HTTP 200).
@@ -381,7 +389,9 @@ def create_app(
         if result is None:
             raise ApiError(404, "not_found", f"no sale {sale_ref}")
         deadline = time.monotonic() + wait
-        seen = (result.status, result.stage, result.code)
+        seen = (result.status, since or result.stage, result.code)
+        if since is not None and (result.status, result.stage, result.code) != seen:
+            return result  # already past what the POS last saw
         while result.status == "in_progress" and (left := deadline - time.monotonic()) > 0:
             service.wait_for_change(min(left, 0.25))
             now = service.status_of(sale_ref)
