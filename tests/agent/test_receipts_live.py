@@ -11,7 +11,7 @@ import pytest
 from pos_plugin.agent import Agent, start_simulated
 from pos_plugin.sale.receipts import Receipt, render, text_width
 
-from .conftest import LI_NA, WANG_FANG, ZHANG_WEI, Pos, item
+from .conftest import LI_NA, WANG_FANG, XIAOMING, ZHANG_WEI, Pos, item
 
 COLD = [item("6901", "A", 2, 1850), item("7701", "none", 1, 990)]
 BIG = [item("6901", "A", 20, 1850), item("8802", "B", 1, 40000)]
@@ -119,3 +119,18 @@ def test_reversal_answers_its_own_receipt(pos: Pos) -> None:
     assert status == 200 and again == body
     status, twice = pos.call("POST", "/v1/sales/RC5/reversal", {"reason": "x"}, role="manager")
     assert status == 200 and twice == body
+
+
+@pytest.mark.parametrize("ledger_kind", ["nhsa"], indirect=True)
+def test_national_platform_receipt_prints_the_family_share_as_one_line(pos: Pos) -> None:
+    """The platform says how much the family accounts paid, not who: one 家庭共济 line."""
+    status, body = pos.sale("RC6", "B11000003", XIAOMING, BIG)
+    assert status == 200, body
+    r = detail(body)
+    assert r.mutual_aid == body["mutual_aid"] > 0 and body["family"] == [] and r.family == []
+    assert any(
+        x.startswith("家庭共济 ") and x.endswith(f"{r.mutual_aid // 100}.{r.mutual_aid % 100:02d}")
+        for x in body["receipt"]
+    ), body["receipt"]
+    assert not any(x.startswith("家庭共济 父母") for x in body["receipt"])
+    assert body["receipt"] == render(r, 80)
