@@ -162,11 +162,11 @@ def _print_summary(agent: Agent) -> None:
 def _reconcile(pos: Pos, agent: Agent) -> bool:
     """End of day: the store manager reconciles the journal with the ledger's statement."""
     from pos_plugin.reconcile.cli import summary
-    from pos_plugin.reconcile.day import reconcile_day
+    from pos_plugin.reconcile.national import reconcile_for
 
     day = agent.service.settings.today().isoformat()
     status, body = pos.call("GET", f"/v1/reconciliation?date={day}", token=agent.tokens["manager"])
-    rec = reconcile_day(
+    rec = reconcile_for(
         agent.service.settings.today(),
         [agent.service.journal.path],
         agent.service.ledger,

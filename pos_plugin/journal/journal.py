@@ -658,6 +658,49 @@ class Journal:
                 (msgid, *self._till),
             )
 
+    # ------------------------------------------------------------------ centre reversals
+
+    def centre_reversal(self, msgid: str) -> dict[str, Any] | None:
+        """The manager's 2601 of a centre-only settlement under ``msgid``, if ever asked."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM centre_reversals WHERE msgid = ?", (msgid,)
+            ).fetchone()
+        return dict(row) if row is not None else None
+
+    def centre_reversal_begin(
+        self, msgid: str, psn_no: str, business_date: str, by: str
+    ) -> dict[str, Any]:
+        """Journal the intent (first) and count the attempt; the row as it is now."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO centre_reversals (msgid, pharmacy_code, psn_no, business_date, "
+                "requested_at, requested_by) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (msgid) DO NOTHING",
+                (msgid, self.pharmacy_code, psn_no, business_date, now, by),
+            )
+            db.execute(
+                "UPDATE centre_reversals SET attempts = attempts + 1 WHERE msgid = ?", (msgid,)
+            )
+        got = self.centre_reversal(msgid)
+        assert got is not None
+        return got
+
+    def centre_reversal_ended(self, msgid: str, error: str | None = None) -> None:
+        """Done (``error`` None), or the attempt's error kept for the next one."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        with self._tx() as db:
+            if error is None:
+                db.execute(
+                    "UPDATE centre_reversals SET done_at = ?, last_error = NULL WHERE msgid = ?",
+                    (now, msgid),
+                )
+            else:
+                db.execute(
+                    "UPDATE centre_reversals SET last_error = ? WHERE msgid = ?", (error, msgid)
+                )
+
     # ------------------------------------------------------------------ integrity
 
     def _append_event(

@@ -29,6 +29,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# Version 3 (the national platform's day end, issue 13): the manager's reversals (2601)
+# of a settlement the centre has and the till does not (a 2102 that landed after its
+# 2601), one row per msgid: asked, then done. The key makes the action idempotent.
+_CENTRE_REVERSALS = """
+    CREATE TABLE IF NOT EXISTS centre_reversals (
+        msgid TEXT PRIMARY KEY,
+        pharmacy_code TEXT NOT NULL,
+        psn_no TEXT NOT NULL,
+        business_date TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        done_at TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    )
+"""
+
 # Version 2: a history of the migrations applied, so support can see when a till's
 # journal was upgraded and from which version.
 SQLITE_MIGRATIONS: tuple[str, ...] = (
@@ -39,6 +56,7 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
         from_version INTEGER NOT NULL
     )
     """,
+    _CENTRE_REVERSALS,
 )
 PG_MIGRATIONS: tuple[str, ...] = (
     """
@@ -48,6 +66,7 @@ PG_MIGRATIONS: tuple[str, ...] = (
         from_version INTEGER NOT NULL
     )
     """,
+    _CENTRE_REVERSALS,
 )
 BASE_VERSION = 1
 LATEST = BASE_VERSION + len(SQLITE_MIGRATIONS)

@@ -72,6 +72,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", help=f"the ledger token (sandbox); or set {TOKEN_ENV}")
     p.add_argument("--pharmacy", help="pharmacy code (default: from the config or the journals)")
     p.add_argument(
+        "--ledger-kind",
+        choices=("own", "nhsa"),
+        default=None,
+        help="own: our ledger API's statement; nhsa: the national platform's 3201/3202 "
+        "(default: the config's [ledger] kind, else own)",
+    )
+    p.add_argument(
+        "--world",
+        help="nhsa without --config: the world file whose first pharmacy is this one (as "
+        "serve --simulate); default the example world",
+    )
+    p.add_argument(
         "--no-resolve",
         action="store_true",
         help="do not resolve 'settling' rows by msgid (writes nothing to the journals)",
@@ -87,6 +99,12 @@ def build_reconcile_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="FILE", help="write the breaks and every msgid (UTF-8, BOM)")
     p.add_argument("--html", metavar="FILE", help="write the manager's page (printable)")
     p.add_argument("--json", metavar="FILE", help="write the result as JSON")
+    p.add_argument(
+        "--reverse-msgid",
+        metavar="MSGID",
+        help="nhsa: reverse (2601) this centre-only settlement, the break's one action "
+        "(journaled, never twice), then reconcile again",
+    )
     return p
 
 
@@ -147,24 +165,74 @@ def _sources(args: argparse.Namespace) -> tuple[list[JournalSource], Any, str | 
         raise ConfigError("give --journal FILE (one per till) or --config config.toml")
     if not url:
         raise ConfigError("give --ledger-url URL or --config config.toml")
+    kind = args.ledger_kind or (cfg.ledger.kind if cfg is not None else "own")
+    if kind == "nhsa":
+        return journals, _nhsa_client(args, cfg, url), pharmacy
     if not token:
         raise ConfigError(f"give --token, set {TOKEN_ENV}, or use --config (keyring)")
     return journals, HttpLedgerClient(url, token, **kw), pharmacy
+
+
+def _nhsa_client(args: argparse.Namespace, cfg: Any, url: str) -> Any:
+    """The national platform's client: the config's [nhsa] (keyring secrets), or the world
+    file's first pharmacy over the ``plain`` transport (the sandbox, as serve --simulate)."""
+    from pos_plugin.config import ConfigError, get_secret, secret_store
+    from pos_plugin.ledger.nhsa.client import NhsaLedgerClient
+    from pos_plugin.ledger.nhsa.settings import NhsaSettings
+    from pos_plugin.world import load_world
+
+    if cfg is not None:
+        if cfg.nhsa is None:
+            raise ConfigError('--ledger-kind nhsa needs an [nhsa] table in the config')
+        store = secret_store(cfg)
+        secrets = {n: get_secret(n, store) or "" for n in cfg.nhsa.secret_names()}
+        return NhsaLedgerClient(url, cfg.nhsa, secrets=secrets)
+    pharmacy = load_world(args.world).pharmacies[0]
+    settings = NhsaSettings(
+        fixmedins_code=pharmacy.code,
+        fixmedins_name=pharmacy.name[:20],
+        mdtrtarea_admvs=pharmacy.region,
+    )
+    return NhsaLedgerClient(url, settings)
 
 
 def _run(
     args: argparse.Namespace,
 ) -> tuple[Reconciliation, list[JournalSource], dict[str, Any] | None]:
     from pos_plugin.reconcile.close import closed_state
-    from pos_plugin.reconcile.day import reconcile_day
+    from pos_plugin.reconcile.national import reconcile_for
 
     journals, ledger, pharmacy = _sources(args)
     day = args.date or dt.datetime.now(SHANGHAI).date()
     try:
-        rec = reconcile_day(day, journals, ledger, pharmacy, resolve=not args.no_resolve)
+        rec = reconcile_for(day, journals, ledger, pharmacy, resolve=not args.no_resolve)
+        wanted = getattr(args, "reverse_msgid", None)
+        if wanted:
+            _reverse_one(rec, journals, ledger, wanted)
+            rec = reconcile_for(day, journals, ledger, pharmacy, resolve=not args.no_resolve)
     finally:
         ledger.close()
     return rec, journals, closed_state(journals, rec)
+
+
+def _reverse_one(rec: Reconciliation, journals: list[JournalSource], ledger: Any, msgid: str
+                 ) -> None:  # fmt: skip
+    """The break's one action (national: 2601 of a centre-only settlement), or say why not."""
+    from pos_plugin.reconcile.errors import ReconcileError
+    from pos_plugin.reconcile.national import REVERSE_ACTION, reverse_centre_only
+
+    b = next((b for b in rec.breaks if b.msgid == msgid), None)
+    if b is None or b.action != REVERSE_ACTION:
+        raise ReconcileError(
+            f"{msgid} is not a centre-only settlement this day offers to reverse "
+            "(only a break marked with the 2601 action can be reversed this way)"
+        )
+    psn_no = next(e.patient for e in b.ledger if e.patient)
+    done = reverse_centre_only(journals[0], ledger, msgid, psn_no or "", rec.date)
+    print(
+        f"冲正 2601 {msgid}: "
+        + ("已于之前完成 already done before" if done.already else "已完成 done")
+    )
 
 
 def summary(rec: Reconciliation, closed: dict[str, Any] | None = None) -> str:
@@ -214,6 +282,8 @@ def summary(rec: Reconciliation, closed: dict[str, Any] | None = None) -> str:
         zh, en = KIND_LABEL[b.kind]
         lines.append("")
         lines.append(f"[{i}] {zh} / {en}  {b.msgid}" + "".join(f" + {r}" for r in b.related))
+        if b.action:
+            lines.append(f"    可操作 action: {b.action} (pos-plugin reconcile --reverse-msgid {b.msgid})")
         if b.explanation:
             lines.append(f"    {b.explanation.what_zh}")
             lines.append(f"    {b.explanation.what_en}")

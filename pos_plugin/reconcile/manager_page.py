@@ -31,8 +31,8 @@ from pos_plugin.journal.sources import JournalSource
 from pos_plugin.money import yuan
 from pos_plugin.reconcile.close import closed_state
 from pos_plugin.reconcile.csv_report import render_csv
-from pos_plugin.reconcile.day import reconcile_day
 from pos_plugin.reconcile.matching import KIND_LABEL, BreakKind, Match, Reconciliation, SideTotals
+from pos_plugin.reconcile.national import reconcile_for
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 COOKIE = "pos_manager_token"
@@ -49,7 +49,7 @@ class ReconcileSource:
     today: Callable[[], dt.date] = field(default=lambda: dt.datetime.now(SHANGHAI).date())
 
     def run(self, day: dt.date) -> tuple[Reconciliation, dict[str, Any] | None]:
-        rec = reconcile_day(
+        rec = reconcile_for(
             day, self.journal_paths, self.ledger, self.pharmacy_code, resolve=self.resolve
         )
         return rec, closed_state(self.journal_paths, rec)

@@ -253,6 +253,9 @@ class Match:
     ledger: tuple[Entry, ...]
     related: tuple[str, ...] = ()  # reversal msgids folded into this break
     explanation: Explanation | None = None
+    # The one repair the manager is offered, if any: "reverse_2601" (the national
+    # platform: reverse a centre-only settlement under its msgid, reconcile.national).
+    action: str | None = None
 
     @property
     def terminal_id(self) -> str:
@@ -292,6 +295,7 @@ class Match:
             "ledger_amounts": led.as_dict(),
             "difference": led.minus(j).as_dict(),  # ledger minus journal
             "explanation": self.explanation.as_dict() if self.explanation else None,
+            "action": self.action,
         }
 
 

@@ -1026,11 +1026,16 @@ class SaleService:
         answer.reversal = reversal
         answer.receipt_detail = reversed_receipt(sale_receipt, reversal)
         answer.receipt = render(answer.receipt_detail, self.settings.receipt_width)
+        doc = stored(answer, status)
+        # The backend's record of the sale stays with it: the national day end writes the
+        # forward line of a reversed sale from it (3202), beside the reverse line.
+        if (row.result or {}).get("ledger_detail") is not None:
+            doc["ledger_detail"] = (row.result or {})["ledger_detail"]
         self.journal.update(
             sale_ref,
             J.REVERSED,
             reversal_id=getattr(rev, "reversal_id", None),
-            result=stored(answer, status),
+            result=doc,
         )
         return answer
 

@@ -20,6 +20,7 @@ split (acct_pay, acct_mulaid_pay, psn_cash_pay) is what is returned and journale
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
 import threading
@@ -244,6 +245,58 @@ class NhsaLedgerClient:
 
     def get_reversal(self, msgid: str) -> ReversalResult | None:
         raise e.LookupUnsupported("the national platform has no query by msgid")
+
+    # ------------------------------------------------------------------ day end
+    # The national day-end is driven by ``pos_plugin.reconcile.national`` (the journal's
+    # side goes up first); these are its four calls. Each only compares or stores, so
+    # each is safe to repeat and retried.
+    def totals_check(self, data: Mapping[str, Any]) -> tuple[str, str]:
+        """3201 with ``data`` (表146): (stmt_rslt, stmt_rslt_dscr); "0" balanced."""
+        answer = self.platform.call("3201", {"data": dict(data)}, opter=self.settings.opter,
+                                    safe=True)  # fmt: skip
+        node = answer.node("stmtinfo")
+        return env.text(node, "stmt_rslt"), env.text(node, "stmt_rslt_dscr")
+
+    def upload_file(self, filename: str, content: bytes) -> str:
+        """9101 by ``settings.upload_encoding``; the platform's ``file_qury_no``."""
+        node: dict[str, Any] = {"filename": filename,
+                                "fixmedins_code": self.settings.fixmedins_code}
+        upload = None
+        if self.settings.upload_encoding == "multipart":
+            upload = (filename, content)
+        else:
+            node["in"] = base64.b64encode(content).decode("ascii")
+        answer = self.platform.call("9101", {"fsUploadIn": node}, opter=self.settings.opter,
+                                    safe=True, upload=upload)  # fmt: skip
+        no = env.text(answer.output, "file_qury_no") or env.text(answer.node("data"),
+                                                                 "file_qury_no")
+        if not no:
+            raise e.LedgerError("the platform's 9101 answer has no file_qury_no",
+                                code="bad_response")  # fmt: skip
+        return no
+
+    def detail_check(self, data: Mapping[str, Any]) -> tuple[str, str]:
+        """3202 with ``data`` (表148): the result file's (file_qury_no, filename)."""
+        answer = self.platform.call("3202", {"data": dict(data)}, opter=self.settings.opter,
+                                    safe=True)  # fmt: skip
+        node = answer.node("fileinfo")
+        no = env.text(node, "file_qury_no")
+        if not no:
+            raise e.LedgerError("the platform's 3202 answer has no fileinfo.file_qury_no",
+                                code="bad_response")  # fmt: skip
+        return no, env.text(node, "filename")
+
+    def download_file(self, file_qury_no: str, filename: str = "",
+                      fixmedins_code: str | None = None) -> bytes:
+        """9102: the file's bytes (``fixmedins_code`` "plc" for the catalogue files)."""
+        data = {"fsDownloadIn": {"file_qury_no": file_qury_no, "filename": filename,
+                                 "fixmedins_code": fixmedins_code
+                                 or self.settings.fixmedins_code}}
+        answer = self.platform.call("9102", data, opter=self.settings.opter, safe=True)
+        if answer.content is None:
+            raise e.LedgerError("the platform answered 9102 without the file",
+                                code="bad_response")  # fmt: skip
+        return answer.content
 
     # ------------------------------------------------------------------ statements
     def statement(

@@ -126,6 +126,7 @@ class Answer:
     inf_refmsgid: str = ""
     warn_msg: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # nodes outside output (idetinfo)
+    content: bytes | None = None  # 9102: the file itself (an application/octet-stream answer)
 
     @property
     def ok(self) -> bool:

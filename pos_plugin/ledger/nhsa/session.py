@@ -110,7 +110,10 @@ class PlatformSession:
         self.posts: dict[str, int] = {}  # infno -> POSTs sent (tests, the benchmark)
 
     # ------------------------------------------------------------------ sending
-    def _post(self, infno: str, envelope: dict[str, Any], *, safe: bool) -> env.Answer:
+    def _post(
+        self, infno: str, envelope: dict[str, Any], *, safe: bool,
+        upload: tuple[str, bytes] | None = None,
+    ) -> env.Answer:
         """POST, retried with backoff only when ``safe``; transport faults as ledger errors."""
         attempts = self.settings.retries + 1 if safe else 1
         last: Exception | None = None
@@ -120,6 +123,8 @@ class PlatformSession:
                 self._sleep(random.uniform(0, cap))
             self.posts[infno] = self.posts.get(infno, 0) + 1
             try:
+                if upload is not None:
+                    return self.transport.post(infno, envelope, upload=upload)
                 return self.transport.post(infno, envelope)
             except (NotSent, Unknown) as exc:
                 last = exc
@@ -178,9 +183,10 @@ class PlatformSession:
         safe: bool,
         msgid: str | None = None,
         insuplc_admdvs: str = "",
+        upload: tuple[str, bytes] | None = None,
     ) -> env.Answer:
         """One business call: signed in, re-signed once on a sign-in error; ``infcode``
-        non-zero raised as the typed refusal."""
+        non-zero raised as the typed refusal. ``upload``: a multipart 9101's file."""
         msgid = msgid or self.msgids()
         answer: env.Answer | None = None
         for renew in (False, True):
@@ -189,7 +195,7 @@ class PlatformSession:
                 sign_no=self.sign_no(renew=renew), insuplc_admdvs=insuplc_admdvs,
                 now=self.clock(),
             )  # fmt: skip
-            answer = self._post(infno, envelope, safe=safe)
+            answer = self._post(infno, envelope, safe=safe, upload=upload)
             if answer.ok or not is_sign_in_error(answer.err_msg):
                 break
             log.warning("nhsa %s msgid=%s: sign-in refused, signing in again", infno, msgid)

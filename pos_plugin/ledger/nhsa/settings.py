@@ -34,6 +34,9 @@ class NhsaSettings(BaseModel):
     opter_names: dict[str, Annotated[str, Field(min_length=1, max_length=50)]] = {}
     signer: SignerKind = "plain"
     content_type: str = "application/json"  # Guangdong: "text/plain; charset=utf-8"
+    # 9101's file: "json" = Base64 in ``fsUploadIn.in`` (openhis), "multipart" = a
+    # ``jsonStr`` + ``file`` form (the Guangdong demo, Hunan appendix A).
+    upload_encoding: Literal["json", "multipart"] = "json"
     presettle: bool = False  # 2101 before each 2102 (one more round trip)
     connect_timeout: Annotated[float, Field(gt=0, le=60)] = 3.0
     read_timeout: Annotated[float, Field(gt=0, le=120)] = 15.0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import requests
 
@@ -75,8 +76,14 @@ class Transport:
     def close(self) -> None:
         self.session.close()
 
-    def post(self, infno: str, envelope: dict[str, object]) -> env.Answer:
-        """Send once; return the parsed answer or raise (module docstring)."""
+    def post(
+        self, infno: str, envelope: dict[str, object], *, upload: tuple[str, bytes] | None = None
+    ) -> env.Answer:
+        """Send once; return the parsed answer or raise (module docstring).
+
+        ``upload`` (filename, bytes): a multipart 9101 (``jsonStr`` = the envelope,
+        ``file`` = the ZIP; the signature is over the envelope). An
+        ``application/octet-stream`` answer (9102's file) is returned as ``content``."""
         body = env.encode(envelope)
         headers = {
             "Content-Type": self.content_type,
@@ -86,10 +93,14 @@ class Transport:
         }
         msgid = envelope.get("msgid")
         started = time.perf_counter()
+        kw: dict[str, Any] = {"data": body}
+        if upload is not None:
+            del headers["Content-Type"]  # requests writes the multipart boundary
+            kw = {"data": {"jsonStr": body.decode("utf-8")},
+                  "files": {"file": (upload[0], upload[1], "application/zip")}}
         try:
             resp = self.session.post(
-                self.url, data=body, headers=headers, timeout=self.timeouts,
-                allow_redirects=False,
+                self.url, headers=headers, timeout=self.timeouts, allow_redirects=False, **kw
             )  # fmt: skip
         except requests.RequestException as exc:
             kind = "not sent" if _nothing_sent(exc) else "outcome unknown"
@@ -114,6 +125,11 @@ class Transport:
                 f"{resp.status_code}): check the nhsa URL",
                 code=f"http_{resp.status_code}", status=resp.status_code,
             )  # fmt: skip
+        media = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media in ("application/octet-stream", "application/zip"):
+            log.info("nhsa %s msgid=%s: a file of %d bytes in %.0f ms", infno, msgid,
+                     len(resp.content), elapsed)  # fmt: skip
+            return env.Answer(infcode=0, content=resp.content)
         try:
             answer = env.parse(resp.content)
         except env.AnswerError as exc:

@@ -17,10 +17,13 @@ server was started with ``faults=True``.
 from __future__ import annotations
 
 import asyncio
+import base64
+import email.policy
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from decimal import Decimal
+from email.parser import BytesParser
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -91,6 +94,28 @@ def _is_accepted(content_type: str | None) -> bool:
     return media in ("application/json", "text/plain") or media.endswith("+json")
 
 
+def _multipart_9101(content_type: str, raw: bytes) -> Any:
+    """The multipart 9101 (Guangdong demo, Hunan appendix A): ``jsonStr`` is the envelope,
+    ``file`` the ZIP; returned as the JSON form's envelope (``in`` = Base64) so the
+    platform has one code path. Parsed with the standard library's MIME parser."""
+    msg = BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw)
+    parts: dict[str, bytes] = {}
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            parts[name] = payload
+    if "jsonStr" not in parts:
+        raise ValueError("multipart without jsonStr")
+    body = wire.loads(parts["jsonStr"].decode("utf-8"))
+    if isinstance(body, dict) and isinstance(body.get("input"), dict) and "file" in parts:
+        node = body["input"].setdefault("fsUploadIn", {})
+        if isinstance(node, dict):
+            node["in"] = base64.b64encode(parts["file"]).decode("ascii")
+    return body
+
+
 def _broken(text: str, which: str) -> str:
     """The answer with one §2 invariant broken by one fen (the fault ``break_invariants``)."""
     body = wire.loads(text)
@@ -114,15 +139,23 @@ def create_app(platform: Platform, faults: Faults, *, test_endpoints: bool = Fal
     )
 
     async def envelope(request: Request) -> Response:
-        if not _is_accepted(request.headers.get("content-type")):
+        content_type = request.headers.get("content-type")
+        multipart = (content_type or "").lower().startswith("multipart/form-data")
+        if not multipart and not _is_accepted(content_type):
             return Response(platform.refusal(
                 "Content-Type 应为 application/json (the envelope is JSON)"), media_type=MEDIA)
         raw = await request.body()
         try:
-            body = wire.loads(raw.decode("utf-8"))
+            body = _multipart_9101(content_type or "", raw) if multipart else \
+                wire.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             return Response(platform.refusal("报文不是有效的UTF-8 JSON (not valid JSON)"),
                             media_type=MEDIA)
+        if isinstance(body, dict) and body.get("infno") == "9102":
+            got = await run_in_threadpool(platform.download, body)
+            if isinstance(got, bytes):
+                return Response(got, media_type="application/octet-stream")
+            return Response(got, media_type=MEDIA)
         infno = body.get("infno") if isinstance(body, dict) else None
         infno = infno if isinstance(infno, str) else ""
         faults.calls.append(infno)  # what the till sent, in order (for the tests and benches)

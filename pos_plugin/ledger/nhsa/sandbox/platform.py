@@ -1,4 +1,5 @@
-"""The platform's transactions: 9001/9002, 1101, 2101/2102, 2103, 2601.
+"""The platform's transactions: 9001/9002, 1101, 2101/2102, 2103, 2601 (3201/3202 and
+9101/9102 in ``daybook``).
 
 ``Platform.call`` takes one request envelope (already JSON-decoded with exact
 decimals) and returns the answer envelope as JSON text. Every refusal is an
@@ -33,14 +34,15 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pos_plugin.ledger.nhsa.sandbox import wire
+from pos_plugin.ledger.nhsa.sandbox import daybook, wire
 from pos_plugin.ledger.nhsa.sandbox.store import Row, Store, Tx, personal_id, receivable_id
 from pos_plugin.ledger.nhsa.sandbox.wire import F, Refused, fen_of, yuan
 from pos_plugin.ledger.own.sandbox import rules
 from pos_plugin.rules.identity import mask_card_no, mask_id_number, normalize_id_number
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-INFNOS = ("9001", "9002", "1101", "2101", "2102", "2103", "2601")
+INFNOS = ("9001", "9002", "1101", "2101", "2102", "2103", "2601", "3201", "3202", "9101",
+          "9102")
 BUSINESS = ("1101", "2101", "2102", "2103", "2601")
 LINES_MAX = 1000  # drugdetail rows in one purchase: far more than a counter rings up
 ZERO = Decimal("0.00")
@@ -282,7 +284,7 @@ class Platform:
         raw_input = body.get("input")
         if not isinstance(raw_input, Mapping):
             raise Refused("input 不能为空，应为JSON对象 (input must be a JSON object)", "input")
-        if len(wire.dumps(raw_input)) > wire.INPUT_MAX:
+        if env["infno"] != "9101" and len(wire.dumps(raw_input)) > wire.INPUT_MAX:
             raise Refused(f"input 超出长度{wire.INPUT_MAX}", "input")
         return Env(env, raw_input, region)
 
@@ -314,7 +316,27 @@ class Platform:
             return self._settle(env)
         if infno == "2103":
             return self._undo(env)
+        if infno == "3201":
+            return daybook.totals(self, env)
+        if infno == "3202":
+            return daybook.detail(self, env)
+        if infno == "9101":
+            return daybook.upload(self, env)
+        if infno == "9102":  # over ``call``: the file itself is ``download``'s
+            daybook.download(self, env)
+            return self._answer({}, env.pharmacy_region)
         return self._reverse_msg(env)
+
+    def download(self, body: Any) -> bytes | str:
+        """9102: the file's bytes, or the refusal envelope (JSON text) when it cannot be had."""
+        try:
+            env = self.check_envelope(body)
+            if env["infno"] != "9102":
+                raise Refused("infno 应为 9102", "infno")
+            self._check_sign_no(env["sign_no"], env["fixmedins_code"])
+            return daybook.download(self, env)
+        except Refused as r:
+            return self.refusal(r.err_msg)
 
     # ------------------------------------------------------------------ 9001 / 9002
     def expire_sign_ins(self) -> int:

@@ -93,6 +93,9 @@ CREATE TABLE IF NOT EXISTS messages (
   msgid TEXT PRIMARY KEY, fixmedins_code TEXT NOT NULL, infno TEXT NOT NULL,
   request_hash TEXT NOT NULL, response TEXT NOT NULL, received_at TEXT NOT NULL,
   omsgid TEXT, outcome TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS files (
+  file_qury_no TEXT PRIMARY KEY, fixmedins_code TEXT NOT NULL, filename TEXT NOT NULL,
+  content BLOB NOT NULL, dld_endtime TEXT NOT NULL, created_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS messages_omsgid ON messages(omsgid) WHERE omsgid IS NOT NULL;
 """
 
