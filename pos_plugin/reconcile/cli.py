@@ -228,7 +228,7 @@ def _reverse_one(rec: Reconciliation, journals: list[JournalSource], ledger: Any
             "(only a break marked with the 2601 action can be reversed this way)"
         )
     psn_no = next(e.patient for e in b.ledger if e.patient)
-    done = reverse_centre_only(journals[0], ledger, msgid, psn_no or "", rec.date)
+    done = reverse_centre_only(journals, ledger, msgid, psn_no or "", rec.date)
     print(
         f"冲正 2601 {msgid}: "
         + ("已于之前完成 already done before" if done.already else "已完成 done")

@@ -17,22 +17,25 @@ ID numbers come from the journal already masked).
 
 import datetime as dt
 import html
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from pos_plugin.journal.sources import JournalSource
 from pos_plugin.money import yuan
 from pos_plugin.reconcile.close import closed_state
 from pos_plugin.reconcile.csv_report import render_csv
 from pos_plugin.reconcile.matching import KIND_LABEL, BreakKind, Match, Reconciliation, SideTotals
-from pos_plugin.reconcile.national import reconcile_for
+from pos_plugin.reconcile.national import REVERSE_ACTION, reconcile_for, reverse_centre_only
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 COOKIE = "pos_manager_token"
@@ -53,6 +56,20 @@ class ReconcileSource:
             day, self.journal_paths, self.ledger, self.pharmacy_code, resolve=self.resolve
         )
         return rec, closed_state(self.journal_paths, rec)
+
+    def reverse(self, day: dt.date, msgid: str, by: str = "manager") -> dict[str, Any]:
+        """The break's one action (a centre-only sale: 2601), only where the day offers it.
+
+        The day is reconciled again first, so the action is taken on what the centre says
+        now, never on a stale page; raises ``LookupError`` when the break offers none."""
+        rec, _closed = self.run(day)
+        b = next((b for b in rec.breaks if b.msgid == msgid), None)
+        if b is None or b.action != REVERSE_ACTION:
+            raise LookupError(f"{msgid} is not a centre-only settlement offered for 2601")
+        psn_no = next((e.patient for e in b.ledger if e.patient), "") or ""
+        done = reverse_centre_only(self.journal_paths, self.ledger, msgid, psn_no, rec.date,
+                                   by=by)  # fmt: skip
+        return {"msgid": msgid, "done": done.done, "already": done.already}
 
 
 def source_for_service(
@@ -103,6 +120,42 @@ def reconciliation_extra(source: ReconcileSource) -> Callable[[FastAPI, Callable
             body = rec.as_dict(details=details)
             body["closed"] = closed
             return JSONResponse(body)
+
+        def take_action(day: dt.date, msgid: str) -> dict[str, Any]:
+            try:
+                return source.reverse(day, msgid)
+            except LookupError as e:
+                raise ApiError(409, "no_action", str(e)) from None
+            except Exception as e:  # the platform unreachable or refusing: say so
+                raise ApiError(503, "action_failed", f"the 2601 could not be sent: {e}") from None
+
+        @app.post("/v1/reconciliation/reverse", tags=["manager"])
+        async def reverse(request: Request, _: str = Depends(manager)) -> JSONResponse:
+            try:
+                body = json.loads(await request.body() or b"{}")
+                msgid = str(body["msgid"])
+            except (ValueError, KeyError, TypeError):
+                raise ApiError(422, "invalid_request", "give {date, msgid}") from None
+            day = parse_day(body.get("date"))
+            return JSONResponse(await run_in_threadpool(take_action, day, msgid))
+
+        @app.post("/manager/reconciliation/reverse", tags=["manager"])
+        async def reverse_form(request: Request) -> Response:
+            given = request.cookies.get(COOKIE)
+            if not (given and _allowed(manager, f"Bearer {given}")):
+                return HTMLResponse(_login_page(None, bool(given)), status_code=401)
+            form = parse_qs((await request.body()).decode("utf-8", "replace"))
+            date = (form.get("date") or [""])[0]
+            msgid = (form.get("msgid") or [""])[0]
+            try:
+                day = dt.date.fromisoformat(date)
+                await run_in_threadpool(take_action, day, msgid)
+            except ValueError:
+                return HTMLResponse(_message_page("日期格式应为 YYYY-MM-DD"), 422)
+            except ApiError as e:
+                return HTMLResponse(_message_page(f"未冲正 / not reversed: {e}"), 409)
+            return RedirectResponse(f"/manager/reconciliation?date={day.isoformat()}",
+                                    status_code=303)  # fmt: skip
 
         @app.get("/v1/reconciliation.csv", tags=["manager"])
         def reconciliation_csv(date: str | None = None, _: str = Depends(manager)) -> Response:
@@ -358,7 +411,16 @@ def _break_html(b: Match, day: str) -> str:
         )
         + "<table><thead><tr><th class='l'>当日金额 This day</th><th>本店 Till</th>"
         f"<th>中心 Centre</th><th>差额 Difference</th></tr></thead><tbody>{rows}</tbody></table>"
-        "</article>"
+        + (
+            "<form method='post' action='/manager/reconciliation/reverse' class='noprint'>"
+            f"<input type='hidden' name='date' value='{_e(day)}'>"
+            f"<input type='hidden' name='msgid' value='{_e(b.msgid)}'>"
+            "<button type='submit'>冲正 2601 <span class='en'>reverse at the centre"
+            "</span></button></form>"
+            if b.action == REVERSE_ACTION
+            else ""
+        )
+        + "</article>"
     )
 
 

@@ -351,6 +351,38 @@ def _with_actions(rec: Reconciliation, paths: Sequence[JournalSource]) -> Reconc
 # --------------------------------------------------------------------------- the action
 
 
+def _where_and_region(paths: Sequence[JournalSource], msgid: str, psn_no: str
+                      ) -> tuple[JournalSource, str | None]:  # fmt: skip
+    """Which journal keeps the action (the till that holds the msgid, else the first given:
+    the same answer every time, so the action stays idempotent) and the patient's insured
+    region for the 2601's envelope: journaled with the sale's intent
+    (``evidence.insured_region``), or with another sale of theirs (None: the client's own
+    memory of their 1101, else the pharmacy's region)."""
+    home: JournalSource | None = None
+    region: str | None = None
+    for path in paths:
+        db, _ = open_source(path)
+        try:
+            rows = db.execute(
+                "SELECT msgid, evidence FROM sales WHERE msgid = ? OR patient_psn_no = ? "
+                "ORDER BY created_at DESC LIMIT 50",
+                (msgid, psn_no),
+            ).fetchall()
+        finally:
+            db.close()
+        for m, text in rows:
+            if m == msgid and home is None:
+                home = path
+            try:
+                ev = json.loads(text) if text else {}
+            except ValueError:
+                continue
+            if isinstance(ev, dict) and ev.get("insured_region") and (region is None
+                                                                       or m == msgid):
+                region = str(ev["insured_region"])
+    return (home if home is not None else paths[0]), region
+
+
 @dataclasses.dataclass(frozen=True)
 class CentreReversal:
     msgid: str
@@ -360,13 +392,16 @@ class CentreReversal:
 
 
 def reverse_centre_only(
-    journal_path: JournalSource, ledger: Any, msgid: str, psn_no: str, business_date: str,
-    *, by: str = "manager",
+    journal_paths: Sequence[JournalSource], ledger: Any, msgid: str, psn_no: str,
+    business_date: str, *, by: str = "manager",
 ) -> CentreReversal:  # fmt: skip
     """2601 for ``msgid``, journaled first; idempotent (module docstring).
 
-    ``journal_path``: the till's journal (or the shared one) where the action is kept;
-    ``psn_no``: the patient, as the 3202 result names them (2601 needs it)."""
+    ``journal_paths``: the store's journals, as reconciled (the action is kept in the
+    one holding the msgid); ``psn_no``: the patient, as the 3202 result names them."""
+    if not journal_paths:
+        raise ReconcileError("give at least one journal file")
+    journal_path, region = _where_and_region(journal_paths, msgid, psn_no)
     shared = shared_of(journal_path)
     code = ledger.settings.fixmedins_code
     journal = Journal(
@@ -380,7 +415,7 @@ def reverse_centre_only(
             return CentreReversal(msgid, True, True, int(before["attempts"]))
         row = journal.centre_reversal_begin(msgid, psn_no, business_date, by)
         try:
-            ledger.void_settlement(msgid, psn_no=psn_no)
+            ledger.void_settlement(msgid, psn_no=psn_no, insuplc_admdvs=region)
         except Exception as exc:
             journal.centre_reversal_ended(msgid, str(exc)[:500])
             raise

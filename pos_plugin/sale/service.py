@@ -320,7 +320,14 @@ class SaleService:
                     patient_id_masked=mask_id_number(holder_id),
                     patient_id_hmac=self.journal.person_key(holder_id),
                     proxy=int(req.buyer.role == "proxy"),
-                    evidence=self._evidence(req),
+                    # the insured region too: a 2601 the manager sends days later (a
+                    # centre-only settlement, reconcile.national) must name it
+                    evidence=self._evidence(req)
+                    | (
+                        {"insured_region": lookup.person.insured_region}
+                        if lookup.person.insured_region
+                        else {}
+                    ),
                     total=basket.total,
                     account_payable=basket.account_payable,
                 ),

@@ -4,6 +4,7 @@ one 2102, outcome journaled by ``SaleService._record_settled``)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,8 @@ class Day:
         j.begin_sale(ref, "h-" + ref, now=when)
         j.update(ref, J.VALIDATED, patient_psn_no=psn_no, total=total, account_payable=total,
                  patient_id_masked=j.evidence_of("resident_id", person.id_number)
-                 ["number_masked"])  # fmt: skip
+                 ["number_masked"], evidence={"insured_region": person.insured_region}
+                 )  # fmt: skip
         msgid = j.next_msgid(when)
         plan: dict[str, Any] = {"total": total, "account_payable": total, "cash": 0,
                                 "cash_only": 0, "legs": [], "skipped": [], "notices": []}
@@ -170,10 +172,8 @@ class Day:
         j.update(sold.ref, J.SETTLED, reversal_msgid=j.next_msgid(when))  # the intent, at when
         if lose_answer:
             self.server.faults.lose_answer("2103", "close")
-            try:
+            with contextlib.suppress(Exception):  # ledger_unavailable: the msgid stays journaled
                 svc.reverse(sold.ref, "customer returned")
-            except Exception:  # ledger_unavailable: the reversal msgid stays journaled
-                pass
         else:
             svc.reverse(sold.ref, "customer returned")
         row = self.journals[sold.till].get(sold.ref)

@@ -189,14 +189,18 @@ class NhsaLedgerClient:
         )
 
     # ------------------------------------------------------------------ 2601
-    def void_settlement(self, msgid: str, *, psn_no: str | None = None) -> Settlement | None:
+    def void_settlement(
+        self, msgid: str, *, psn_no: str | None = None, insuplc_admdvs: str | None = None
+    ) -> Settlement | None:
         """2601 {psn_no, omsgid, oinfno 2102} under a new msgid: afterwards nothing is
         charged under ``msgid`` (a 2102 that lands later is reconciliation's). Safe to
-        repeat, so retried on transport failures; returns None."""
+        repeat, so retried on transport failures; returns None. ``insuplc_admdvs``: the
+        insured region when this process has not seen the person's 1101 (the journal's)."""
         if not psn_no:
             raise e.InvalidRequest("2601 needs the patient's psn_no", field="psn_no")
         known = self._known(psn_no)
-        region = known.insuplc_admdvs if known else self.settings.mdtrtarea_admvs
+        region = insuplc_admdvs or (known.insuplc_admdvs if known else
+                                    self.settings.mdtrtarea_admvs)  # fmt: skip
         data = {"data": {"psn_no": psn_no, "omsgid": msgid, "oinfno": "2102"}}
         self.platform.call("2601", data, opter=self.settings.opter, safe=True,
                            insuplc_admdvs=region)  # fmt: skip
