@@ -243,9 +243,11 @@ def start_simulated(
         )
         ledger = NhsaLedgerClient(ledger_url, nhsa, msgids=journal.next_msgid)
         stops.append(ledger.close)
+        catalogue = _catalogue_for(journal, ledger, download=True)
     else:
         # The sandbox's client takes faults (POST /v1/simulator/faults) for integrators.
         ledger = FaultyLedgerClient(ledger_url, pharmacy.api_token)
+        catalogue = None
     settings = SaleSettings(
         pharmacy_code=pharmacy.code,
         terminal_id="T01",
@@ -256,7 +258,7 @@ def start_simulated(
         store_name=pharmacy.name,
         receipt_width=receipt_width,
     )
-    service = SaleService(settings, journal, ledger, terminal)
+    service = SaleService(settings, journal, ledger, terminal, catalogue=catalogue)
     tokens = {
         "pos": "pos-" + secrets.token_urlsafe(16),
         "manager": "mgr-" + secrets.token_urlsafe(16),
@@ -334,7 +336,8 @@ def start_from_config(cfg: Config) -> Agent:
         store_name=cfg.receipt.store_name,
         receipt_width=cfg.receipt.width,
     )
-    service = SaleService(settings, journal, ledger, terminal)
+    catalogue = _catalogue_for(journal, ledger) if cfg.ledger.kind == "nhsa" else None
+    service = SaleService(settings, journal, ledger, terminal, catalogue=catalogue)
     app = create_app(
         service,
         tokens=tokens,
@@ -354,6 +357,24 @@ def start_from_config(cfg: Config) -> Agent:
     agent.start_recovery()
     log.info("local API on %s", agent.url)
     return agent
+
+
+def _catalogue_for(journal: Journal, ledger: Any, *, download: bool = False) -> Any:
+    """The national catalogue beside the till's journal file (``ledger.nhsa.catalogue``);
+    ``download``: fetch it now (simulate mode, where the platform is the embedded sandbox;
+    a real till runs ``pos-plugin catalogue update``). None on a shared journal (not
+    built there yet: the check is then the platform's own, at 2102)."""
+    from pos_plugin.ledger.nhsa import catalogue as cat
+
+    if journal.is_shared:
+        return None
+    store = cat.Catalogue(cat.path_beside(journal.path))
+    if download:
+        try:
+            cat.update(ledger, store)
+        except Exception as e:  # the sale still works: the platform checks at 2102
+            log.warning("the national catalogue could not be downloaded: %s", e)
+    return store
 
 
 def _ledger_for(cfg: Config, journal: Journal, ledger_secrets: dict[str, str]) -> Any:

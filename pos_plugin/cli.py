@@ -94,6 +94,12 @@ def _cmd_sandbox_nhsa(args: argparse.Namespace) -> int:
     return int(nhsa_main(args.rest))
 
 
+def _cmd_catalogue(args: argparse.Namespace) -> int:
+    from pos_plugin.catalogue_cli import main as catalogue_main
+
+    return int(catalogue_main(args.rest))
+
+
 def _cmd_simulate_devices(args: argparse.Namespace) -> int:
     from drivers.simulator.__main__ import main as sim_main
 
@@ -497,6 +503,12 @@ def build_parser() -> argparse.ArgumentParser:
         "close-day", help="record a reconciled day as closed (--date, --reason)", add_help=False
     )
     close.set_defaults(func=_cmd_close_day)
+    catalogue = sub.add_parser(
+        "catalogue",
+        help="the national drug catalogue on this till (update | show)",
+        add_help=False,
+    )
+    catalogue.set_defaults(func=_cmd_catalogue)
 
     sandbox = sub.add_parser(
         "sandbox-ledger",
@@ -520,7 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Sub-commands whose options belong to their own parser.
-_PASS_THROUGH = ("sandbox-ledger", "sandbox-nhsa", "simulate-devices", "reconcile", "close-day")
+_PASS_THROUGH = (
+    "sandbox-ledger", "sandbox-nhsa", "simulate-devices", "reconcile", "close-day", "catalogue"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -155,9 +155,19 @@ class SaleService:
     """Runs sales one at a time on this till's devices, against the ledger, into the journal."""
 
     def __init__(
-        self, settings: SaleSettings, journal: Journal, ledger: LedgerClient, devices: DevicePort
+        self,
+        settings: SaleSettings,
+        journal: Journal,
+        ledger: LedgerClient,
+        devices: DevicePort,
+        *,
+        catalogue: Any | None = None,
     ) -> None:
         self.settings = settings
+        # The platform's catalogue on this till (``ledger.nhsa.catalogue.Catalogue``: its
+        # ``unknown(codes)``), on the national backend: a line it does not know is refused
+        # before the card is asked (the platform would refuse it after).
+        self.catalogue = catalogue
         self.journal = journal
         self.ledger = ledger
         self.devices = devices
@@ -269,6 +279,29 @@ class SaleService:
         with self._changed:
             self._changed.wait(timeout)
 
+    def _check_catalogue(self, req: SaleRequest) -> None:
+        """Every line's catalogue code known to the platform, or the sale is refused now,
+        naming the lines (the customer has not been asked for anything yet)."""
+        if self.catalogue is None:
+            return
+        codes = [i.catalogue_code for i in req.items if i.catalogue_code]
+        unknown = set(self.catalogue.unknown(codes)) if codes else set()
+        if not unknown:
+            return
+        named = "; ".join(
+            f"{n}: {i.name} ({i.sku}, {i.catalogue_code})"
+            for n, i in enumerate(req.items, 1)
+            if i.catalogue_code in unknown
+        )
+        raise SaleError(
+            "catalogue_code_unknown",
+            f"医保目录中没有这些商品的医保编码，不能医保结算：{named}。请核对商品的医保编码，"
+            "或把这些商品改为自费后重新结算",
+            f"the national catalogue does not know these lines' codes: {named}. Check the "
+            "items' catalogue codes, or sell these lines as self-paid, then start again",
+            http_status=422,
+        )
+
     def cancel(self, sale_ref: str) -> bool:
         """Stop a sale still waiting for the customer; False if none is waiting."""
         event = self._cancels.get(sale_ref)
@@ -285,6 +318,7 @@ class SaleService:
         basket = check_basket(req.items, buyer_id_registered=buyer_doc is not None)
         if basket.refusal is not None:
             raise SaleError.refused(basket.refusal)
+        self._check_catalogue(req)
         for doc, whose in ((req.patient, "用药人证件："), (req.buyer.id_document, "代购人证件：")):
             if doc is not None and not check_document(doc, today).valid:
                 en = "patient's document: " if whose.startswith("用药人") else "buyer's document: "

@@ -302,6 +302,22 @@ class NhsaLedgerClient:
                                 code="bad_response")  # fmt: skip
         return answer.content
 
+    # ------------------------------------------------------------------ 1312
+    def catalogue_page(self, page_num: int, page_size: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of the platform's drug catalogue (1312): (rows, number of pages)."""
+        data = {"data": {"query_date": "", "hilist_code": "", "insu_admdvs":
+                         self.settings.mdtrtarea_admvs, "begndate": "", "hilist_name": "",
+                         "updt_time": "", "page_num": page_num, "page_size": page_size}}
+        answer = self.platform.call("1312", data, opter=self.settings.opter, safe=True)
+        rows = answer.node("data")
+        if not isinstance(rows, list):
+            rows = []
+        try:
+            pages = int(str(answer.output.get("pages") or 0))
+        except ValueError:
+            pages = 0
+        return [r for r in rows if isinstance(r, dict) and r.get("hilist_code")], pages
+
     # ------------------------------------------------------------------ statements
     def statement(
         self, pharmacy_code: str, date: dt.date, terminal_id: str | None = None

@@ -243,3 +243,47 @@ def detail(platform: Platform, env: Env) -> str:
                                           "filename": kept["filename"],
                                           "dld_endtime": kept["dld_endtime"]}},
                             env.pharmacy_region)
+
+
+# --------------------------------------------------------------------------- 1312
+CATALOGUE_QUERY = (  # 1312 医保目录信息查询 (the fields the agent sends)
+    F("query_date", "date", 0),
+    F("hilist_code", "str", 50),
+    F("insu_admdvs", "code", 6),
+    F("begndate", "date", 0),
+    F("hilist_name", "str", 200),
+    F("updt_time", "date", 0),
+    F("page_num", "num", (10, 0)),
+    F("page_size", "num", (10, 0)),
+)
+PAGE_MAX = 1000
+_LV = {"A": "01", "B": "02", "C": "03"}
+
+
+def catalogue(platform: Platform, env: Env) -> str:
+    """1312: the world's catalogue, paged (``page_num`` from 1, ``page_size`` at most
+    1000), in code order; ``hilist_code`` narrows it to one code. Each row: hilist_code,
+    hilist_name, chrgitm_lv (01 甲 / 02 乙 / 03 丙), hilist_pric_uplmt_amt (the price
+    limit, yuan, or null), begndate/enddate (a fixed validity), vali_flag 1."""
+    w = "input.data"
+    data = wire.check_fields(env.input.get("data"), CATALOGUE_QUERY, w)
+    num = int(data["page_num"]) or 1
+    size = int(data["page_size"]) or 100
+    if size > PAGE_MAX:
+        raise Refused(f"{w}.page_size 不能超过{PAGE_MAX}", f"{w}.page_size")
+    where, params = "", []
+    if data["hilist_code"]:
+        where, params = " WHERE med_list_codg = ?", [data["hilist_code"]]
+    with platform.store.read() as tx:
+        counted = tx.one(f"SELECT count(*) FROM catalogue{where}", *params)
+        total = int(counted[0]) if counted else 0
+        rows = tx.all(f"SELECT med_list_codg, name, insurance_class, price_limit FROM catalogue"
+                      f"{where} ORDER BY med_list_codg LIMIT ? OFFSET ?", *params, size,
+                      (num - 1) * size)  # fmt: skip
+    out = [{"hilist_code": c, "hilist_name": n, "chrgitm_lv": _LV[str(k)],
+            "hilist_pric_uplmt_amt": yuan(int(p)) if p is not None else None,
+            "begndate": "2020-01-01", "enddate": "2099-12-31", "vali_flag": "1"}
+           for c, n, k, p in rows]  # fmt: skip
+    return platform._answer({"data": out, "recordCounts": total, "pageNum": num,
+                             "pageSize": size, "pages": -(-total // size) if size else 0},
+                            env.pharmacy_region)  # fmt: skip

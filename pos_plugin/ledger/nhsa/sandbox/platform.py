@@ -41,8 +41,8 @@ from pos_plugin.ledger.own.sandbox import rules
 from pos_plugin.rules.identity import mask_card_no, mask_id_number, normalize_id_number
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-INFNOS = ("9001", "9002", "1101", "2101", "2102", "2103", "2601", "3201", "3202", "9101",
-          "9102")
+INFNOS = ("9001", "9002", "1101", "1312", "2101", "2102", "2103", "2601", "3201", "3202",
+          "9101", "9102")
 BUSINESS = ("1101", "2101", "2102", "2103", "2601")
 LINES_MAX = 1000  # drugdetail rows in one purchase: far more than a counter rings up
 ZERO = Decimal("0.00")
@@ -316,6 +316,8 @@ class Platform:
             return self._settle(env)
         if infno == "2103":
             return self._undo(env)
+        if infno == "1312":
+            return daybook.catalogue(self, env)
         if infno == "3201":
             return daybook.totals(self, env)
         if infno == "3202":

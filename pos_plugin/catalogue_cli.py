@@ -1,0 +1,96 @@
+"""``pos-plugin catalogue update|show``: the national drug catalogue on this till.
+
+Why a command and not a timer: the catalogue is published by the platform (daily at
+most), a download is ~10^5 rows over 1312 pages, and a store decides when the till may
+spend that time; ``show`` prints its date so a manager sees how fresh the counter's
+check is. The client is the config's ``[nhsa]`` (keyring secrets), or, for the sandbox,
+the world file's first pharmacy over ``plain`` (as ``reconcile --ledger-kind nhsa``).
+
+Exit codes: 0 done, 2 a usage or configuration problem, 3 the platform could not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pos-plugin catalogue",
+                                description="The national drug catalogue (1312) on this till.")
+    p.add_argument("action", choices=("update", "show"))
+    p.add_argument("--config", help="config.toml of a real till ([nhsa], journal path)")
+    p.add_argument("--journal", help="the till's journal file (the catalogue sits beside it)")
+    p.add_argument("--catalogue", help="the catalogue file (default: beside the journal)")
+    p.add_argument("--ledger-url", help="the platform's URL (sandbox)")
+    p.add_argument("--world", help="sandbox: the world file whose first pharmacy this is")
+    return p
+
+
+def _client(args: argparse.Namespace, cfg: Any) -> Any:
+    from pos_plugin.config import ConfigError, get_secret, secret_store
+    from pos_plugin.ledger.nhsa.client import NhsaLedgerClient
+    from pos_plugin.ledger.nhsa.settings import NhsaSettings
+    from pos_plugin.world import load_world
+
+    url = args.ledger_url or (cfg.ledger.url if cfg is not None else None)
+    if not url:
+        raise ConfigError("give --ledger-url URL or --config config.toml")
+    if cfg is not None:
+        if cfg.nhsa is None:
+            raise ConfigError('the catalogue needs ledger.kind = "nhsa" and an [nhsa] table')
+        store = secret_store(cfg)
+        secrets = {n: get_secret(n, store) or "" for n in cfg.nhsa.secret_names()}
+        return NhsaLedgerClient(url, cfg.nhsa, secrets=secrets)
+    ph = load_world(args.world).pharmacies[0]
+    return NhsaLedgerClient(url, NhsaSettings(fixmedins_code=ph.code,
+                                              fixmedins_name=ph.name[:20],
+                                              mdtrtarea_admvs=ph.region))  # fmt: skip
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    from pos_plugin.config import ConfigError, load_config
+    from pos_plugin.ledger.nhsa import catalogue as cat
+
+    args = build_parser().parse_args(argv)
+    cfg = load_config(args.config) if args.config else None
+    where: Path
+    if args.catalogue:
+        where = Path(args.catalogue)
+    elif args.journal or (cfg is not None and cfg.journal_target):
+        journal = args.journal or str(cfg.journal_target if cfg is not None else "")
+        if journal.startswith("postgres"):
+            raise ConfigError("a shared journal: give --catalogue FILE")
+        where = cat.path_beside(journal)
+    else:
+        raise ConfigError("give --journal FILE, --catalogue FILE or --config config.toml")
+    store = cat.Catalogue(where)
+    if args.action == "update":
+        client = _client(args, cfg)
+        try:
+            n = cat.update(client, store)
+        finally:
+            client.close()
+        print(f"医保目录已更新 catalogue updated: {n} items -> {where}")
+    info = store.info()
+    print(f"医保目录 catalogue {where}: {info['count']} items, "
+          f"updated {info['updated_at'] or 'never (run: pos-plugin catalogue update)'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """0 done, 2 usage/config, 3 the platform could not be read."""
+    from pos_plugin.config import ConfigError
+    from pos_plugin.ledger.errors import LedgerError
+
+    try:
+        return _run(argv)
+    except ConfigError as e:
+        print(f"configuration problem: {e}", file=sys.stderr)
+        return 2
+    except LedgerError as e:
+        print(f"the platform could not be read: {e}", file=sys.stderr)
+        return 3
