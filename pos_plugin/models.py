@@ -245,6 +245,13 @@ class BasketLine(Frozen):
     prescription: bool = False
     prescription_ref: Annotated[str, Field(max_length=64)] | None = None
     ephedrine_compound: bool = False
+    # 追溯码: one per pack sold (``quantity`` packs), scanned at the counter; a split-pack
+    # line (拆零) sells part of one opened pack and carries that pack's code.
+    trace_codes: Annotated[
+        tuple[Annotated[str, Field(min_length=1, max_length=100)], ...],
+        Field(max_length=QUANTITY_MAX),
+    ] = ()
+    split_pack: bool = False
 
     @field_validator("unit_price")
     @classmethod

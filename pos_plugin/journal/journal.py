@@ -658,6 +658,47 @@ class Journal:
                 (msgid, *self._till),
             )
 
+    # ------------------------------------------------------------------ 追溯码
+
+    def trace_codes_sold(self, codes: Sequence[str]) -> set[str]:
+        """Which of ``codes`` this store sold and did not take back."""
+        if not codes:
+            return set()
+        marks = ",".join("?" * len(codes))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT code FROM trace_codes WHERE code IN ({marks}) AND released_at IS NULL"
+                " AND pharmacy_code = ?",
+                (*codes, self.pharmacy_code),
+            ).fetchall()
+        return {r["code"] for r in rows}
+
+    def claim_trace_codes(self, sale_ref: str, msgid: str, codes: Sequence[str]) -> None:
+        """Record the packs of a settled sale (a code released before is sold again; a
+        code already held by another sale keeps its first sale: the counter checked, and
+        "notice" mode sells it knowingly)."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        with self._tx() as db:
+            for code in codes:
+                db.execute(
+                    "INSERT INTO trace_codes (code, pharmacy_code, sale_ref, msgid, sold_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (code) DO UPDATE SET "
+                    "sale_ref = excluded.sale_ref, msgid = excluded.msgid, "
+                    "sold_at = excluded.sold_at, released_at = NULL "
+                    "WHERE trace_codes.released_at IS NOT NULL",
+                    (code, self.pharmacy_code, sale_ref, msgid, now),
+                )
+
+    def release_trace_codes(self, sale_ref: str) -> None:
+        """A reversed sale's packs are sellable again."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        with self._tx() as db:
+            db.execute(
+                "UPDATE trace_codes SET released_at = ? WHERE sale_ref = ? "
+                "AND pharmacy_code = ? AND released_at IS NULL",
+                (now, sale_ref, self.pharmacy_code),
+            )
+
     # ------------------------------------------------------------------ centre reversals
 
     def centre_reversal(self, msgid: str) -> dict[str, Any] | None:

@@ -46,6 +46,20 @@ _CENTRE_REVERSALS = """
     )
 """
 
+# Version 4 (issue 13): the 追溯码 of every pack this store sold, one row per code
+# (the key refuses a second sale of it across every till of a shared journal);
+# ``released_at`` once the sale was reversed (the pack came back).
+_TRACE_CODES = """
+    CREATE TABLE IF NOT EXISTS trace_codes (
+        code TEXT PRIMARY KEY,
+        pharmacy_code TEXT NOT NULL,
+        sale_ref TEXT NOT NULL,
+        msgid TEXT NOT NULL,
+        sold_at TEXT NOT NULL,
+        released_at TEXT
+    )
+"""
+
 # Version 2: a history of the migrations applied, so support can see when a till's
 # journal was upgraded and from which version.
 SQLITE_MIGRATIONS: tuple[str, ...] = (
@@ -57,6 +71,7 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     )
     """,
     _CENTRE_REVERSALS,
+    _TRACE_CODES,
 )
 PG_MIGRATIONS: tuple[str, ...] = (
     """
@@ -67,6 +82,7 @@ PG_MIGRATIONS: tuple[str, ...] = (
     )
     """,
     _CENTRE_REVERSALS,
+    _TRACE_CODES,
 )
 BASE_VERSION = 1
 LATEST = BASE_VERSION + len(SQLITE_MIGRATIONS)

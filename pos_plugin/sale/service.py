@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -129,6 +130,12 @@ class SaleSettings:
     today: Callable[[], dt.date] = lambda: now_shanghai().date()
     store_name: str = ""  # printed at the top of every receipt
     receipt_width: int = 80  # the till's printer, 58 or 80 mm ([receipt] width)
+    # 追溯码 checks: the format (the national drug code: 20 digits starting with 8;
+    # a province with other formats sets its own), and what a code sold before in this
+    # store means: "refuse" the line, or "notice" (recorded, the sale goes on: where the
+    # province only logs reuse, 3505A "重复使用不影响结算，但会记录监管").
+    trace_code_pattern: str = r"^8\d{19}$"
+    trace_reuse: str = "refuse"
 
 
 TAKE_CARD_AFTER_FAILURE = ("交易未完成 请取卡", "Please take your card")
@@ -143,9 +150,13 @@ class _CardSession:
 
 
 def request_hash(req: SaleRequest) -> str:
-    return hashlib.sha256(
-        json.dumps(req.model_dump(mode="json"), sort_keys=True).encode("utf-8")
-    ).hexdigest()
+    doc = req.model_dump(mode="json")
+    for item in doc.get("items", ()):  # fields added later hash as before when unused
+        if not item.get("trace_codes"):
+            item.pop("trace_codes", None)
+        if not item.get("split_pack"):
+            item.pop("split_pack", None)
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------- the service
@@ -279,6 +290,57 @@ class SaleService:
         with self._changed:
             self._changed.wait(timeout)
 
+    def _check_trace_codes(self, req: SaleRequest) -> list[NoticeLine]:
+        """The packs' 追溯码, before the card is asked: the format, one per pack (a split
+        pack: its one opened pack), none twice in the basket, none sold before in this
+        store (the journal's ``trace_codes``: every till on a shared journal). A refusal
+        names the line; where reuse is only logged (``trace_reuse = "notice"``) it is a
+        notice on the sale."""
+        pattern = re.compile(self.settings.trace_code_pattern)
+        seen: dict[str, int] = {}
+        for n, i in enumerate(req.items, 1):
+            where_zh, where_en = f"第{n}行 {i.name}（{i.sku}）", f"line {n} {i.name} ({i.sku})"
+            expected = 1 if i.split_pack else i.quantity
+            if i.trace_codes and len(i.trace_codes) != expected:
+                raise SaleError(
+                    "trace_code_count",
+                    f"{where_zh}：应扫描 {expected} 个追溯码（每盒一个），收到 {len(i.trace_codes)} 个",
+                    f"{where_en}: {expected} traceability code(s) expected (one per pack), "
+                    f"{len(i.trace_codes)} given",
+                    http_status=422,
+                )
+            for code in i.trace_codes:
+                if not pattern.match(code):
+                    raise SaleError(
+                        "trace_code_invalid",
+                        f"{where_zh}：追溯码 {code} 格式不对（应为8开头的20位数字），请重新扫描",
+                        f"{where_en}: traceability code {code} is not valid (20 digits "
+                        "starting with 8): scan it again",
+                        http_status=422,
+                    )
+                if code in seen:
+                    raise SaleError(
+                        "trace_code_repeated",
+                        f"{where_zh}：追溯码 {code} 在本单中已扫描过（第{seen[code]}行），"
+                        "一盒只能扫一次",
+                        f"{where_en}: traceability code {code} was already scanned in this "
+                        f"basket (line {seen[code]}): one pack, one scan",
+                        http_status=422,
+                    )
+                seen[code] = n
+        if not seen:
+            return []
+        sold = self.journal.trace_codes_sold(list(seen))
+        if not sold:
+            return []
+        shown = "; ".join(f"{c} (第{seen[c]}行 line {seen[c]})" for c in sorted(sold))
+        zh = f"这些追溯码本店已售出过：{shown}。可能是回流药，请核实药品来源"
+        en = (f"these traceability codes were sold by this store before: {shown}. The "
+              "medicine may have been resold (回流): check where it came from")
+        if self.settings.trace_reuse == "notice":
+            return [NoticeLine(code="trace_code_sold_before", message=f"{zh} / {en}")]
+        raise SaleError("trace_code_sold_before", zh, en, http_status=422)
+
     def _check_catalogue(self, req: SaleRequest) -> None:
         """Every line's catalogue code known to the platform, or the sale is refused now,
         naming the lines (the customer has not been asked for anything yet)."""
@@ -319,6 +381,7 @@ class SaleService:
         if basket.refusal is not None:
             raise SaleError.refused(basket.refusal)
         self._check_catalogue(req)
+        trace_notices = self._check_trace_codes(req)
         for doc, whose in ((req.patient, "用药人证件："), (req.buyer.id_document, "代购人证件：")):
             if doc is not None and not check_document(doc, today).valid:
                 en = "patient's document: " if whose.startswith("用药人") else "buyer's document: "
@@ -370,7 +433,7 @@ class SaleService:
         notices = [
             NoticeLine(code=n.code, message=f"{n.message_zh} / {n.message_en}")
             for n in evidence.notices
-        ]
+        ] + trace_notices
         receipt_facts = self._receipt_facts(req, credential, holder_id, holder_name, lookup)
 
         msgid: str | None = None
@@ -387,6 +450,9 @@ class SaleService:
             self._set_stage(req.sale_ref, "settling")
             plan_doc = self._plan_doc(plan, payers, family.skipped, notices)
             plan_doc["receipt"] = receipt_facts
+            codes = [c for i in req.items for c in i.trace_codes]
+            if codes:  # journaled with the intent: claimed once settled, released if reversed
+                plan_doc["trace_codes"] = codes
             # The intent, durable before the request leaves (the msgid is allocated
             # in the same transaction; a re-plan keeps it).
             row = self.journal.update(
@@ -414,6 +480,8 @@ class SaleService:
                         quantity=i.quantity,
                         amount=i.amount,
                         catalogue_code=i.catalogue_code,
+                        trace_codes=i.trace_codes,
+                        split_pack=i.split_pack,
                         unit_price=i.unit_price,
                         prescription_ref=i.prescription_ref,
                     )
@@ -801,6 +869,9 @@ class SaleService:
             cash=settlement.cash,
             result=doc,
         )
+        codes = _plan_trace_codes(plan)
+        if codes:  # sold: no till of the store may sell these packs again
+            self.journal.claim_trace_codes(sale_ref, msgid, codes)
         return result
 
     def _error_result(self, req: SaleRequest, e: SaleError) -> dict[str, Any]:
@@ -1078,6 +1149,7 @@ class SaleService:
             reversal_id=getattr(rev, "reversal_id", None),
             result=doc,
         )
+        self.journal.release_trace_codes(sale_ref)  # the packs came back: sellable again
         return answer
 
     # ------------------------------------------------------------------ recovery
@@ -1235,6 +1307,10 @@ NOT_CHARGED = {
     "the agent restarted during this sale before anything was sent; nothing was "
     "charged: start the sale again with a new receipt number",
 }
+
+
+def _plan_trace_codes(plan: dict[str, Any]) -> list[str]:
+    return [str(c) for c in plan.get("trace_codes", ())]
 
 
 def msgid_time(msgid: str) -> dt.datetime:

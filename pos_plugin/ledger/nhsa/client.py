@@ -147,10 +147,13 @@ class NhsaLedgerClient:
         """Optional 2101, then one 2102 under ``request.msgid`` (module docstring)."""
         insured = self._insured_for(request)
         now = self.clock()
-        built = drug_input(request, insured, now=now)
-        if self.settings.presettle:
+        built = drug_input(request, insured, now=now, trace_key=self.settings.trace_info_key)
+        if self.settings.presettle:  # 2101 has no traceability node
+            preview_data = {"druginfo": built.data["druginfo"], "drugdetail": [
+                {k: v for k, v in row.items() if k != self.settings.trace_info_key}
+                for row in built.data["drugdetail"]]}  # fmt: skip
             preview = self.platform.call(
-                "2101", built.data, opter=request.operator, safe=True,
+                "2101", preview_data, opter=request.operator, safe=True,
                 insuplc_admdvs=insured.insuplc_admdvs,
             )  # fmt: skip
             setlinfo_fen(preview, built.medfee_fen, msgid=None, psn_no=insured.psn_no)

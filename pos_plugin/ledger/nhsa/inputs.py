@@ -68,8 +68,19 @@ def acct_used_flag(account_payable: int, balance: int | None) -> str:
     return "2"
 
 
-def drug_input(request: SettlementRequest, insured: Insured, *, now: dt.datetime) -> DrugInput:
-    """``druginfo`` + ``drugdetail`` (one row per catalogue line, feedetl_sn 1, 2, ...)."""
+def _trace(n: int, line: Any, key: str) -> dict[str, Any]:
+    """The row's 追溯码 node (2102 only): one entry per pack; none when nothing was scanned."""
+    if not line.trace_codes:
+        return {}
+    flag = "1" if line.split_pack else "0"
+    return {key: [{"feedetl_sn": str(n), "drug_trac_codg": c, "trdn_flag": flag}
+                  for c in line.trace_codes]}  # fmt: skip
+
+
+def drug_input(request: SettlementRequest, insured: Insured, *, now: dt.datetime,
+               trace_key: str = "durg_trac_info") -> DrugInput:  # fmt: skip
+    """``druginfo`` + ``drugdetail`` (one row per catalogue line, feedetl_sn 1, 2, ...);
+    ``trace_key``: the spelling of the traceability node (``settings.trace_info_key``)."""
     when = now.astimezone(env.CHINA).strftime(env.INF_TIME)
     sent = [line for line in request.lines if line.catalogue_code]
     if not sent:
@@ -98,6 +109,7 @@ def drug_input(request: SettlementRequest, insured: Insured, *, now: dt.datetime
             else unit_price_yuan(line.amount, line.quantity),
             "exp_content": "",
         }
+        | _trace(n, line, trace_key)
         for n, line in enumerate(sent, start=1)
     ]
     info = {

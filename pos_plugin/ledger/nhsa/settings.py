@@ -37,6 +37,9 @@ class NhsaSettings(BaseModel):
     # 9101's file: "json" = Base64 in ``fsUploadIn.in`` (openhis), "multipart" = a
     # ``jsonStr`` + ``file`` form (the Guangdong demo, Hunan appendix A).
     upload_encoding: Literal["json", "multipart"] = "json"
+    # The 2102 detail row's traceability node: the table spells it "durg_trac_info", the
+    # change log "drug_trac_info" (NHSA.md §2); the province's access document decides.
+    trace_info_key: Literal["durg_trac_info", "drug_trac_info"] = "durg_trac_info"
     presettle: bool = False  # 2101 before each 2102 (one more round trip)
     connect_timeout: Annotated[float, Field(gt=0, le=60)] = 3.0
     read_timeout: Annotated[float, Field(gt=0, le=120)] = 15.0

@@ -90,6 +90,9 @@ class LineSummary(_Wire):
     catalogue_code: Annotated[str, Field(max_length=64)] | None = None
     unit_price: SaleFen | None = None
     prescription_ref: Annotated[str, Field(max_length=64)] | None = None
+    # 追溯码 of the packs sold (the national platform's 2102 durg_trac_info); split pack 拆零
+    trace_codes: tuple[str, ...] = ()
+    split_pack: bool = False
 
 
 class SettlementRequest(_Wire):
