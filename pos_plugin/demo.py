@@ -204,11 +204,8 @@ def run_demo(ledger_kind: str = "own") -> int:
                     print(f"    {line}")
                 print()
             _print_summary(agent)
-            if ledger_kind == "own":
-                results.append(_reconcile(pos, agent))
-            else:  # 3201/3202 through 9101/9102: the national reconciliation (issue 13)
-                print("日终对账 end-of-day reconciliation: through 3201/3202 on the national "
-                      "platform, not run by this demo\n")  # fmt: skip
+            # own: the statement; nhsa: 3201 and the 3202 file through 9101/9102
+            results.append(_reconcile(pos, agent))
             verify = agent.service.journal.verify()
             print(
                 f"日志校验 journal verify: {'ok' if verify.ok else 'BROKEN'} ({verify.events} events)"

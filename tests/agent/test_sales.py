@@ -315,18 +315,16 @@ def test_reader_unplugged_gives_device_unavailable_and_charges_nothing(
 def test_a_closed_day_refuses_new_sales_but_answers_old_ones(pos: Pos, agent: Agent) -> None:
     from pos_plugin.reconcile.cli import close_day_main
 
-    if on_nhsa(agent):
-        pytest.skip("close-day on the national platform reconciles by 3201/3202 (issue 13)")
-
     status, first = pos.sale("BEFORE-CLOSE", "B11000001", ZHANG_WEI, COLD)
     assert status == 200
     assert agent.world is not None
     ledger = agent.service.ledger
     day = agent.service.settings.today().isoformat()
-    code = close_day_main(
-        ["--date", day, "--journal", agent.service.journal.path,
-         "--ledger-url", ledger.base_url, "--token", agent.world.pharmacies[0].api_token]  # type: ignore[attr-defined]
-    )  # fmt: skip
+    if on_nhsa(agent):  # the day by 3201 and the 3202 file exchange
+        where = ["--ledger-kind", "nhsa", "--ledger-url", ledger.transport.url]  # type: ignore[attr-defined]
+    else:
+        where = ["--ledger-url", ledger.base_url, "--token", agent.world.pharmacies[0].api_token]  # type: ignore[attr-defined]
+    code = close_day_main(["--date", day, "--journal", agent.service.journal.path, *where])
     assert code == 0
     before = balances(agent, "B11000001")
     status, body = pos.sale("AFTER-CLOSE", "B11000001", ZHANG_WEI, COLD)
