@@ -61,7 +61,8 @@ def test_a_sale_is_one_1101_and_one_2102_after_the_days_9001(pos: Pos, agent: Ag
     for ref in ("SEQ-1", "SEQ-2"):
         status, body = pos.sale(ref, "B11000001", ZHANG_WEI, COLD)
         assert status == 200 and body["status"] == "settled", body
-    assert _platform(agent).faults.calls == ["9001", "1101", "2102", "1101", "2102"]
+    # (simulate mode downloads the catalogue by 1312 when the agent starts)
+    assert _platform(agent).faults.calls == ["9001", "1312", "1101", "2102", "1101", "2102"]
 
 
 def test_a_lost_2102_answer_is_one_2601_net_zero_and_the_truth(pos: Pos, agent: Agent) -> None:
