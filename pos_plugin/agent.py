@@ -120,6 +120,7 @@ class Agent:
                 try:
                     self.service.resolve_unsettled()
                     self.service.send_owed_reversals()
+                    self.service.send_owed_uploads()
                 except Exception:  # keep the loop alive; the next round tries again
                     log.exception("background recovery round failed")
                 self._stop_event.wait(interval)

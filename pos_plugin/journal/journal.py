@@ -658,6 +658,78 @@ class Journal:
                 (msgid, *self._till),
             )
 
+    # ------------------------------------------------------------------ 3505 uploads
+
+    _OWED = (
+        " FROM sales s LEFT JOIN sales_uploads u ON u.sale_ref = s.sale_ref AND u.kind = ?"
+        " AND u.pharmacy_code = ? AND u.terminal_id = ?"
+        " WHERE s.state IN ('settled', 'reversed') AND s.plan LIKE '%\"lines\"%'"
+        " AND s.result LIKE '%\"ledger_detail\"%' AND u.done_at IS NULL"
+        " AND s.terminal_id = ?"
+    )
+
+    def uploads_owed(self, kind: str = "3505", *, due_at: str | None = None) -> list[SaleRow]:
+        """Settled national sales whose upload is not acknowledged (due ones if ``due_at``)."""
+        args: tuple[Any, ...] = (kind, self.pharmacy_code, self.terminal_id, self.terminal_id)
+        sql = "SELECT s.sale_ref" + self._OWED
+        if due_at is not None:
+            sql += " AND (u.next_attempt_at IS NULL OR u.next_attempt_at <= ?)"
+            args = (*args, due_at)
+        with self._lock:
+            refs = [r[0] if not isinstance(r, dict) else r["sale_ref"]
+                    for r in self._db.execute(sql + " ORDER BY s.created_at", args).fetchall()]
+        return [row for ref in refs if (row := self.get(ref)) is not None]
+
+    def uploads_owed_count(self, kind: str = "3505") -> int:
+        with self._lock:
+            r = self._db.execute(
+                "SELECT count(*) AS n" + self._OWED,
+                (kind, self.pharmacy_code, self.terminal_id, self.terminal_id),
+            ).fetchone()
+        return int(r[0] if not isinstance(r, dict) else r["n"])
+
+    def upload_begin(self, sale_ref: str, kind: str, msgid: str, now: str) -> tuple[str, int]:
+        """(msgid, attempts): the upload's msgid, journaled before the request leaves (the
+        first one wins: a resend after a crash carries the same msgid); the attempt counted."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO sales_uploads (sale_ref, kind, pharmacy_code, terminal_id, msgid, "
+                "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (sale_ref, kind, self.pharmacy_code, self.terminal_id, msgid, now),
+            )
+            db.execute(
+                "UPDATE sales_uploads SET attempts = attempts + 1 WHERE sale_ref = ? AND kind = ?"
+                " AND pharmacy_code = ? AND terminal_id = ?",
+                (sale_ref, kind, self.pharmacy_code, self.terminal_id),
+            )
+            r = db.execute(
+                "SELECT msgid, attempts FROM sales_uploads WHERE sale_ref = ? AND kind = ? "
+                "AND pharmacy_code = ? AND terminal_id = ?",
+                (sale_ref, kind, self.pharmacy_code, self.terminal_id),
+            ).fetchone()
+        if isinstance(r, dict):
+            return str(r["msgid"]), int(r["attempts"])
+        return str(r[0]), int(r[1])
+
+    def upload_ended(self, sale_ref: str, kind: str, *, error: str | None = None,
+                     retry_at: str | None = None) -> None:  # fmt: skip
+        """Acknowledged (``error`` None), or the error kept and the next attempt's time."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        with self._tx() as db:
+            if error is None:
+                db.execute(
+                    "UPDATE sales_uploads SET done_at = ?, last_error = NULL WHERE sale_ref = ?"
+                    " AND kind = ? AND pharmacy_code = ? AND terminal_id = ?",
+                    (now, sale_ref, kind, self.pharmacy_code, self.terminal_id),
+                )
+            else:
+                db.execute(
+                    "UPDATE sales_uploads SET last_error = ?, next_attempt_at = ? WHERE "
+                    "sale_ref = ? AND kind = ? AND pharmacy_code = ? AND terminal_id = ?",
+                    (error[:500], retry_at or now, sale_ref, kind, self.pharmacy_code,
+                     self.terminal_id),
+                )
+
     # ------------------------------------------------------------------ 追溯码
 
     def trace_codes_sold(self, codes: Sequence[str]) -> set[str]:

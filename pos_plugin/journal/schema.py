@@ -60,6 +60,26 @@ _TRACE_CODES = """
     )
 """
 
+# Version 5 (issue 13): the national platform's sales uploads (3505) of settled sales.
+# What is owed is derived from ``sales`` (a settled national sale whose plan journaled
+# its lines), so nothing can be lost between settling and enqueueing; this table keeps
+# each upload's msgid (journaled before it leaves: a resend reuses it), its attempts and
+# when it was acknowledged.
+_SALES_UPLOADS = """
+    CREATE TABLE IF NOT EXISTS sales_uploads (
+        sale_ref TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        pharmacy_code TEXT NOT NULL,
+        terminal_id TEXT NOT NULL,
+        msgid TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        last_error TEXT,
+        done_at TEXT,
+        PRIMARY KEY (pharmacy_code, terminal_id, sale_ref, kind)
+    )
+"""
+
 # Version 2: a history of the migrations applied, so support can see when a till's
 # journal was upgraded and from which version.
 SQLITE_MIGRATIONS: tuple[str, ...] = (
@@ -72,6 +92,7 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     """,
     _CENTRE_REVERSALS,
     _TRACE_CODES,
+    _SALES_UPLOADS,
 )
 PG_MIGRATIONS: tuple[str, ...] = (
     """
@@ -83,6 +104,7 @@ PG_MIGRATIONS: tuple[str, ...] = (
     """,
     _CENTRE_REVERSALS,
     _TRACE_CODES,
+    _SALES_UPLOADS,
 )
 BASE_VERSION = 1
 LATEST = BASE_VERSION + len(SQLITE_MIGRATIONS)

@@ -453,6 +453,15 @@ class SaleService:
             codes = [c for i in req.items for c in i.trace_codes]
             if codes:  # journaled with the intent: claimed once settled, released if reversed
                 plan_doc["trace_codes"] = codes
+            # the lines, for the sales upload (3505) that follows a national settlement:
+            # journaled with the intent, so a restart still has what to upload
+            plan_doc["lines"] = [
+                {"sku": i.sku, "name": i.name, "catalogue_code": i.catalogue_code,
+                 "quantity": i.quantity, "unit_price": i.unit_price,
+                 "prescription": i.prescription, "trace_codes": list(i.trace_codes),
+                 "split_pack": i.split_pack}
+                for i in req.items
+            ]  # fmt: skip
             # The intent, durable before the request leaves (the msgid is allocated
             # in the same transaction; a re-plan keeps it).
             row = self.journal.update(
@@ -1277,6 +1286,38 @@ class SaleService:
                 result=stored(result, 409),
             )
             self.journal.reversal_done(p.msgid)
+            done += 1
+        return done
+
+
+    # ------------------------------------------------------------------ 3505
+
+    def send_owed_uploads(self, now: dt.datetime | None = None) -> int:
+        """The national sales upload (3505) of every settled sale not yet acknowledged.
+
+        Owed uploads are read from the journal's sales (nothing to lose between settling
+        and enqueueing); each upload's msgid is journaled before it leaves and reused by a
+        resend, and the sale's receipt number (``rtal_docno`` = sale_ref) names it, so a
+        crash after sending never makes a second upload. Failures back off (5 s x 2^n,
+        at most an hour, jittered). A backend without 3505 owes nothing."""
+        send = getattr(self.ledger, "sales_upload", None)
+        if send is None:
+            return 0
+        now = now or now_shanghai()
+        done = 0
+        for row in self.journal.uploads_owed("3505", due_at=now.isoformat()):
+            detail = (row.result or {}).get("ledger_detail") or {}
+            msgid, attempts = self.journal.upload_begin(
+                row.sale_ref, "3505", self.journal.next_msgid(), now.isoformat()
+            )
+            try:
+                send(msgid, row.sale_ref, detail, (row.plan or {}).get("lines") or [])
+            except LedgerError as e:
+                delay = min(3600.0, 5.0 * 2**attempts) * (0.5 + random.random())
+                self.journal.upload_ended(row.sale_ref, "3505", error=e.message,
+                                          retry_at=(now + dt.timedelta(seconds=delay)).isoformat())
+                continue
+            self.journal.upload_ended(row.sale_ref, "3505")
             done += 1
         return done
 

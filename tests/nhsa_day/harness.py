@@ -116,7 +116,14 @@ class Day:
                  )  # fmt: skip
         msgid = j.next_msgid(when)
         plan: dict[str, Any] = {"total": total, "account_payable": total, "cash": 0,
-                                "cash_only": 0, "legs": [], "skipped": [], "notices": []}
+                                "cash_only": 0, "legs": [], "skipped": [], "notices": [],
+                                "lines": [{"sku": x.sku, "name": x.name,
+                                           "catalogue_code": x.catalogue_code,
+                                           "quantity": x.quantity,
+                                           "unit_price": x.unit_price or x.amount // x.quantity,
+                                           "prescription": False,
+                                           "trace_codes": list(x.trace_codes),
+                                           "split_pack": x.split_pack} for x in lines]}
         j.update(ref, J.SETTLING, msgid=msgid, plan=plan)
         req = SettlementRequest(
             msgid=msgid, pharmacy_code=self.pharmacy.code, terminal_id=till, operator="0007",

@@ -32,6 +32,7 @@ import requests
 
 from pos_plugin.ledger import errors as e
 from pos_plugin.ledger.nhsa import envelope as env
+from pos_plugin.ledger.nhsa.amounts import yuan_of
 from pos_plugin.ledger.nhsa.answers import (
     cut_rows,
     lookup_from_1101,
@@ -304,6 +305,34 @@ class NhsaLedgerClient:
             raise e.LedgerError("the platform answered 9102 without the file",
                                 code="bad_response")  # fmt: skip
         return answer.content
+
+    # ------------------------------------------------------------------ 3505
+    def sales_upload(self, msgid: str, sale_ref: str, detail: Mapping[str, Any],
+                     lines: list[dict[str, Any]]) -> None:  # fmt: skip
+        """3505 商品销售 for one settled sale under ``msgid`` (journaled before): one
+        ``selinfo`` row per catalogue line with its 追溯码 (``drugtracinfo``), the
+        receipt number ``rtal_docno`` = ``sale_ref``. Safe to resend (the same msgid and
+        receipt number), so retried."""
+        setl = detail.get("setlinfo") or {}
+        when = self.clock().astimezone(env.CHINA).strftime(env.INF_TIME)
+        rows = [
+            {"med_list_codg": line["catalogue_code"], "fixmedins_hilist_id": line["sku"],
+             "fixmedins_hilist_name": line["name"][:200], "fixmedins_bchno": "",
+             "rx_flag": "1" if line.get("prescription") else "0",
+             "trdn_flag": "1" if line.get("split_pack") else "0",
+             "finl_trns_pric": yuan_of(int(line["unit_price"])), "rtal_docno": sale_ref,
+             "sel_retn_cnt": int(line["quantity"]), "sel_retn_time": when,
+             "sel_retn_opter_name": self.settings.opter_name, "mdtrt_sn": str(
+                 detail.get("mdtrt_id") or ""), "setl_id": str(setl.get("setl_id") or ""),
+             "psn_no": str(setl.get("psn_no") or ""), "manu_lotnum": "", "manu_date": "",
+             "drug_prod_barc": "", "mdtrt_setl_type": "1",
+             "drugtracinfo": [{"drug_trac_codg": c} for c in line.get("trace_codes") or ()]}
+            for line in lines if line.get("catalogue_code")
+        ]  # fmt: skip
+        if not rows:
+            return
+        self.platform.call("3505", {"selinfo": rows}, opter=self.settings.opter, safe=True,
+                           msgid=msgid)  # fmt: skip
 
     # ------------------------------------------------------------------ 1312
     def catalogue_page(self, page_num: int, page_size: int) -> tuple[list[dict[str, Any]], int]:

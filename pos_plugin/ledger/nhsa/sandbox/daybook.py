@@ -287,3 +287,43 @@ def catalogue(platform: Platform, env: Env) -> str:
     return platform._answer({"data": out, "recordCounts": total, "pageNum": num,
                              "pageSize": size, "pages": -(-total // size) if size else 0},
                             env.pharmacy_region)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- 3505
+SELINFO = (  # 表165 (the fields checked; the rest are kept as sent)
+    F("med_list_codg", "str", 50, True),
+    F("fixmedins_hilist_id", "str", 30, True),
+    F("fixmedins_hilist_name", "str", 200, True),
+    F("rx_flag", "code", 3, True),
+    F("trdn_flag", "code", 3, True),
+    F("finl_trns_pric", "num", (16, 6)),
+    F("rtal_docno", "str", 40, True),
+    F("sel_retn_cnt", "num", (16, 4), True),
+    F("sel_retn_time", "datetime", 0, True),
+    F("setl_id", "str", 30),
+    F("mdtrt_setl_type", "code", 3),
+)
+
+
+def sales_upload(platform: Platform, env: Env) -> str:
+    """3505: keep a sale's lines and their 追溯码, once per receipt number (``rtal_docno``):
+    a repeat (a resend after a lost answer) is success and stores nothing twice."""
+    w = "input.selinfo"
+    raw = env.input.get("selinfo")
+    rows = raw if isinstance(raw, list) else [raw]
+    cleaned = [wire.check_fields(r, SELINFO, f"{w}[{n}]") for n, r in enumerate(rows)]
+    if not cleaned:
+        raise Refused(f"{w} 不能为空 (is required)", w)
+    docno = cleaned[0]["rtal_docno"]
+    if any(r["rtal_docno"] != docno for r in cleaned):
+        raise Refused(f"{w}.rtal_docno 同一次上传应为同一零售单据号", f"{w}.rtal_docno")
+    codes = [[str(t.get("drug_trac_codg", "")) for t in (r.get("drugtracinfo") or [])
+              if isinstance(t, dict)] for r in rows if isinstance(r, dict)]  # fmt: skip
+    with platform.store.write() as tx:
+        tx.run("INSERT INTO sales_uploads (fixmedins_code, rtal_docno, setl_id, msgid, lines, "
+               "received_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+               env["fixmedins_code"], docno, cleaned[0]["setl_id"], env["msgid"],
+               wire.dumps([{"med_list_codg": r["med_list_codg"], "trace_codes": c}
+                           for r, c in zip(cleaned, codes, strict=False)]),
+               platform._now().isoformat())  # fmt: skip
+    return platform._answer({}, env.pharmacy_region)

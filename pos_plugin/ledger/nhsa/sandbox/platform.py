@@ -42,7 +42,7 @@ from pos_plugin.rules.identity import mask_card_no, mask_id_number, normalize_id
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 INFNOS = ("9001", "9002", "1101", "1312", "2101", "2102", "2103", "2601", "3201", "3202",
-          "9101", "9102")
+          "3505", "9101", "9102")
 BUSINESS = ("1101", "2101", "2102", "2103", "2601")
 LINES_MAX = 1000  # drugdetail rows in one purchase: far more than a counter rings up
 ZERO = Decimal("0.00")
@@ -320,6 +320,8 @@ class Platform:
             return daybook.catalogue(self, env)
         if infno == "3201":
             return daybook.totals(self, env)
+        if infno == "3505":
+            return daybook.sales_upload(self, env)
         if infno == "3202":
             return daybook.detail(self, env)
         if infno == "9101":

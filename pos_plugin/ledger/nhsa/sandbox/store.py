@@ -96,6 +96,10 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS files (
   file_qury_no TEXT PRIMARY KEY, fixmedins_code TEXT NOT NULL, filename TEXT NOT NULL,
   content BLOB NOT NULL, dld_endtime TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sales_uploads (
+  fixmedins_code TEXT NOT NULL, rtal_docno TEXT NOT NULL, setl_id TEXT NOT NULL,
+  msgid TEXT NOT NULL, lines TEXT NOT NULL, received_at TEXT NOT NULL,
+  PRIMARY KEY (fixmedins_code, rtal_docno));
 CREATE INDEX IF NOT EXISTS messages_omsgid ON messages(omsgid) WHERE omsgid IS NOT NULL;
 """
 

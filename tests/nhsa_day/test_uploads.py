@@ -1,0 +1,88 @@
+"""3505 after each settled sale, from the journal: a till that dies between settling and
+uploading (or between uploading and recording the acknowledgement) uploads each sale
+exactly once after its restart; what is still owed shows in /v1/health."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pos_plugin.journal.journal import Journal
+from pos_plugin.ledger import errors as e
+from pos_plugin.sale.service import SaleService, SaleSettings
+
+from .harness import P1, Day, at, line
+
+ROOT = Path(__file__).resolve().parents[2]
+C1, C2 = "81234567890123456701", "81234567890123456702"
+
+
+def _stored(d: Day) -> list[tuple[str, str]]:
+    db = sqlite3.connect(d.tmp / "nhsa.db")
+    try:
+        return db.execute("SELECT rtal_docno, lines FROM sales_uploads ORDER BY 1").fetchall()
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("mode", ["after-settle", "after-upload"])
+def test_a_killed_till_uploads_each_sale_exactly_once_after_restart(tmp_path: Path,
+                                                                     mode: str) -> None:  # fmt: skip
+    d = Day(tmp_path, tills=())
+    try:
+        path = tmp_path / "journal-T01.sqlite3"
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.nhsa_day.crashing_till", d.server.endpoint,
+             str(path), "K1", mode], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 137, done.stderr
+        assert len(_stored(d)) == (1 if mode == "after-upload" else 0)
+        # the restarted till
+        j = Journal(path, hmac_key=b"k" * 32, pharmacy_code=d.pharmacy.code, terminal_id="T01")
+        try:
+            assert j.uploads_owed_count() == 1
+            svc = SaleService(SaleSettings(d.pharmacy.code, "T01"), j, d.client, None)  # type: ignore[arg-type]
+            assert svc.send_owed_uploads() == 1
+            assert svc.send_owed_uploads() == 0 and j.uploads_owed_count() == 0
+            ((docno, _lines),) = _stored(d)
+            assert docno == "K1"
+            (attempts,) = j.query("SELECT attempts FROM sales_uploads")[0]
+            assert attempts == (2 if mode == "after-upload" else 1)  # same msgid resent
+        finally:
+            j.close()
+    finally:
+        d.close()
+
+
+def test_codes_reach_3505_and_a_failure_backs_off(tmp_path: Path) -> None:
+    d = Day(tmp_path, tills=("T01",))
+    try:
+        d.sale("T01", "A1", P1, line("XA01AAA0001", 1000, qty=2).model_copy(
+            update={"trace_codes": (C1, C2)}), when=at(9, 5))  # fmt: skip
+        svc = d.services["T01"]
+        d.server.faults.fail_next("3505", "系统繁忙")  # type: ignore[attr-defined]
+        assert svc.send_owed_uploads() == 0
+        j = d.journals["T01"]
+        row = j.query("SELECT attempts, last_error, next_attempt_at, done_at FROM sales_uploads")[0]
+        assert row[0] == 1 and "系统繁忙" in row[1] and row[3] is None
+        assert svc.send_owed_uploads() == 0  # not due yet: backing off
+        assert svc.send_owed_uploads(now=at(23, 59)) == 1
+        ((_docno, lines),) = _stored(d)
+        assert C1 in lines and C2 in lines
+    finally:
+        d.close()
+
+
+def test_a_backend_without_3505_owes_nothing(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite3", hmac_key=b"k" * 32, pharmacy_code="H11010500001",
+                terminal_id="T01")  # fmt: skip
+    try:
+        svc = SaleService(SaleSettings("H11010500001", "T01"), j, object(), None)  # type: ignore[arg-type]
+        assert svc.send_owed_uploads() == 0
+    finally:
+        j.close()
+    assert e.LedgerError  # the typed errors are what a failed upload is kept as
