@@ -88,6 +88,12 @@ SaleCode = Literal[
     "ephedrine_id_required",
     "ephedrine_limit",
     "nothing_to_pay",
+    # the national platform's catalogue and the packs' 追溯码, checked before the card
+    "catalogue_code_unknown",
+    "trace_code_invalid",
+    "trace_code_count",
+    "trace_code_repeated",
+    "trace_code_sold_before",
     # the card, the PIN pad, the customer
     "pin_wrong",
     "pin_blocked",
