@@ -71,8 +71,14 @@ def is_day_closed(
     """
     day = business_day(business_date)
     if isinstance(journal, Journal):
+        # On the journal's own connection: a sale asks this every time, and opening a
+        # connection cost more than the indexed read. It sees a close committed by any
+        # process, so nothing is cached.
         if not journal.is_shared:
-            return is_day_closed(journal.path, day)
+            try:
+                return bool(journal.query(CLOSED_SQLITE, (day,)))
+            except sqlite3.OperationalError:  # no day was ever closed: no table yet
+                return False
         if not journal.query(HAS_CLOSED_DAYS_PG):
             return False
         return bool(journal.query(CLOSED_PG, (journal.pharmacy_code, day)))
@@ -88,9 +94,7 @@ def is_day_closed(
             pg.close()
     if isinstance(journal, sqlite3.Connection):
         try:
-            row = journal.execute(
-                "SELECT 1 FROM closed_days WHERE business_date = ?", (day,)
-            ).fetchone()
+            row = journal.execute(CLOSED_SQLITE, (day,)).fetchone()
         except sqlite3.OperationalError:
             return False
         return row is not None
@@ -103,6 +107,7 @@ def is_day_closed(
         db.close()
 
 
+CLOSED_SQLITE = "SELECT 1 FROM closed_days WHERE business_date = ?"
 HAS_CLOSED_DAYS_PG = "SELECT 1 FROM pg_class WHERE oid = to_regclass('closed_days')"
 CLOSED_PG = "SELECT 1 FROM closed_days WHERE pharmacy_code = ? AND business_date = ?"
 

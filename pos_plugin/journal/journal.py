@@ -506,7 +506,7 @@ class Journal:
                 f"INSERT INTO sales({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 tuple(row.values()),
             )
-            self._append_event(db, sale_ref, RECEIVED, {}, stamp)
+            self._append_event(db, sale_ref, RECEIVED, {}, stamp, self._chain_head(db))
         return None
 
     def update(
@@ -539,6 +539,8 @@ class Journal:
             if unknown:
                 raise ValueError(f"unknown journal columns: {sorted(unknown)}")
         stamp = now_shanghai().isoformat()
+        head = self._chain_head(db)
+        row = None
         for step_state, cols in steps:
             values = {
                 k: _canonical(v) if isinstance(v, dict | list) else v for k, v in cols.items()
@@ -553,10 +555,8 @@ class Journal:
             if cur.rowcount != 1:
                 raise KeyError(sale_ref)
             detail = {k: v for k, v in cols.items() if k != "result"}
-            self._append_event(db, sale_ref, step_state, detail, stamp)
-        row = db.execute(
-            "SELECT * FROM sales WHERE sale_ref = ?" + self._and, (sale_ref, *self._till)
-        ).fetchone()
+            head, row = self._append_event(db, sale_ref, step_state, detail, stamp, head)
+        assert row is not None, "update() with no step"
         return self._decode(row)
 
     def get(self, sale_ref: str) -> SaleRow | None:
@@ -816,14 +816,18 @@ class Journal:
 
     # ------------------------------------------------------------------ integrity
 
-    def _append_event(
-        self, db: _Db, sale_ref: str, state: str, detail: dict[str, Any], at: str
-    ) -> None:
-        """Chain an event to the till's last one (on PostgreSQL: this till's chain)."""
+    def _chain_head(self, db: _Db) -> str:
+        """The hash of the till's last event (on PostgreSQL: this till's chain)."""
         last = db.execute(
             "SELECT hash FROM events" + self._where + " ORDER BY seq DESC LIMIT 1", self._till
         ).fetchone()
-        prev = last["hash"] if last else GENESIS
+        return str(last["hash"]) if last else GENESIS
+
+    def _append_event(
+        self, db: _Db, sale_ref: str, state: str, detail: dict[str, Any], at: str, prev: str
+    ) -> tuple[str, Any]:
+        """Chain an event to ``prev``, the chain's head in this transaction; returns the
+        new head and the sale's row as the event digested it."""
         row = db.execute(
             "SELECT * FROM sales WHERE sale_ref = ?" + self._and, (sale_ref, *self._till)
         ).fetchone()
@@ -831,19 +835,21 @@ class Journal:
         body = _canonical(
             {"sale_ref": sale_ref, "at": at, "state": state, "detail": detail, "row": digest}
         )
-        values = (sale_ref, at, state, _canonical(detail), digest, prev, _sha(prev + body))
+        head = _sha(prev + body)
+        values = (sale_ref, at, state, _canonical(detail), digest, prev, head)
         if self._pg is not None:
             db.execute(
                 "INSERT INTO events(sale_ref, at, state, detail, row_digest, prev_hash, hash, "
                 "pharmacy_code, terminal_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*values, *self._till),
             )
-            return
-        db.execute(
-            "INSERT INTO events(sale_ref, at, state, detail, row_digest, prev_hash, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            values,
-        )
+        else:
+            db.execute(
+                "INSERT INTO events(sale_ref, at, state, detail, row_digest, prev_hash, hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+        return head, row
 
     def verify(self) -> VerifyReport:
         """Recompute the event chain and each sale's row digest; list what does not match.

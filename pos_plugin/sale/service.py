@@ -147,6 +147,7 @@ class _CardSession:
 
     card_in: bool = False  # a card went in for it (read, or refused): it must come out
     pad_says_take: bool = False  # the pad's last display already asks for that
+    done_lines: tuple[str, str] | None = None  # the outcome, shown once the POS has it
 
 
 def request_hash(req: SaleRequest) -> str:
@@ -577,8 +578,7 @@ class SaleService:
                 card = presented.card
                 self._set_stage(req.sale_ref, "waiting_for_pin")
                 for attempt in range(PIN_ATTEMPTS_PER_SALE):
-                    self.devices.show("请输入密码", "Enter PIN")
-                    pin = self.devices.verify_pin(s.pin_timeout, cancel)
+                    pin = self.devices.verify_pin(s.pin_timeout, cancel)  # the pad prompts
                     if pin.outcome is PinOutcome.VERIFIED:
                         break
                     if (
@@ -983,18 +983,16 @@ class SaleService:
         return ev
 
     def _show_done(self, result: SaleResult) -> None:
-        """The outcome on the pad; after a card sale the same frame asks for the card back."""
+        """The outcome for the pad, sent after the POS has its answer (``_card_session``);
+        after a card sale the same frame asks for the card back."""
         session = self._session
+        assert session is not None, "a sale runs in a card session"
         cash = yuan(result.cash or 0)
-        if session is not None and session.card_in:
-            lines = ("交易成功 请取卡", f"Paid, take your card. Cash {cash}")
+        if session.card_in:
+            session.done_lines = ("交易成功 请取卡", f"Paid, take your card. Cash {cash}")
             session.pad_says_take = True
         else:
-            lines = ("交易成功", f"Paid. Cash {cash}")
-        try:
-            self.devices.show(*lines)
-        except Exception:  # the sale is settled; a display hiccup must not change that
-            log.warning("could not update the PIN pad display after sale %s", result.sale_ref)
+            session.done_lines = ("交易成功", f"Paid. Cash {cash}")
 
     @contextmanager
     def _card_session(self, what: str) -> Iterator[_CardSession]:
@@ -1003,6 +1001,8 @@ class SaleService:
         Success or failure, once a card was in the slot the pad asks for it
         (unless its last display already does) and a background watch waits for
         the removal, bounded; the next sale or inquiry ends that watch first.
+        A sale's outcome frame is sent by that background step too: the POS gets its
+        answer without waiting for a cosmetic frame on the serial line.
         """
         session = _CardSession()
         self._session = session
@@ -1010,22 +1010,30 @@ class SaleService:
             yield session
         finally:
             self._session = None
-            if session.card_in:
-                if not session.pad_says_take:
-                    try:
-                        self.devices.show(*TAKE_CARD_AFTER_FAILURE)
-                    except Exception:  # the outcome stands; the watch below still runs
-                        log.warning("could not ask for the card back on the PIN pad after %s", what)
-                self._watch_removal(what)
+            if session.card_in and not session.pad_says_take:
+                try:
+                    self.devices.show(*TAKE_CARD_AFTER_FAILURE)
+                except Exception:  # the outcome stands; the watch below still runs
+                    log.warning("could not ask for the card back on the PIN pad after %s", what)
+            if session.card_in or session.done_lines:
+                self._after_answer(what, session.done_lines, watch=session.card_in)
 
-    def _watch_removal(self, what: str) -> None:
-        """Wait in the background (the POS has its answer) for the card to be taken."""
+    def _after_answer(self, what: str, show: tuple[str, str] | None, *, watch: bool) -> None:
+        """In the background (the POS has its answer): show the outcome, then wait,
+        bounded, for the card to be taken."""
         from drivers import DeviceError
 
         stop = threading.Event()
         timeout = self.settings.card_removal_timeout
 
-        def watch() -> None:
+        def after() -> None:
+            if show is not None:
+                try:
+                    self.devices.show(*show)
+                except Exception:  # the outcome stands; a display hiccup must not change it
+                    log.warning("could not update the PIN pad display after %s", what)
+            if not watch:
+                return
             try:
                 self.devices.wait_card_removed(timeout, stop)
             except DeviceError as e:
@@ -1042,7 +1050,7 @@ class SaleService:
                 return
             self.card_left_in_reader = False
 
-        thread = threading.Thread(target=watch, name="card-removal", daemon=True)
+        thread = threading.Thread(target=after, name="card-removal", daemon=True)
         self._removal = (thread, stop)
         thread.start()
 
