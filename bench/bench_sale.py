@@ -197,11 +197,11 @@ def main(n: int = 40, runs: int = 5) -> None:
             sell = Meter(svc, ["sell"])
             server = [0.0, 0]  # ms, round trips
 
-            def hook(response: Any, *args: Any, **kwargs: Any) -> None:
-                server[0] += server_ms(response.headers.get("server-timing"))
+            def watch(answer: Any) -> None:
+                server[0] += server_ms(answer.headers.get("server-timing"))
                 server[1] += 1
 
-            svc.ledger.session.hooks["response"].append(hook)  # type: ignore[attr-defined]
+            svc.ledger.on_answer.append(watch)  # type: ignore[attr-defined]
             link_stats = svc.devices._stats  # type: ignore[attr-defined]
             baud = svc.devices.settings.baudrate  # type: ignore[attr-defined]
             pos = http.client.HTTPConnection(agent.api.host, agent.api.port, timeout=30)
@@ -213,7 +213,7 @@ def main(n: int = 40, runs: int = 5) -> None:
             assert sim is not None
             lee = ("B11000006", "110101199007070262")
             lee_card = Credential.card("B11000006", world.card_owner("B11000006")[1].card_sn)
-            ledger_auth = svc.ledger.session.headers["Authorization"]  # type: ignore[attr-defined]
+            ledger_auth = svc.ledger.headers["Authorization"]  # type: ignore[attr-defined]
             keys = ("own", "journal", "ledger client", "API", "driver", "rules", "server",
                     "network", "pad+wire", "total")  # fmt: skip
             per_run: dict[int, dict[str, list[float]]] = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -238,8 +238,9 @@ def create_app(
         "(`pos-plugin secrets set pos_token` / `manager_token`)",
     )
 
-    def role(*allowed: str) -> Callable[..., str]:
-        def check(
+    def role(*allowed: str) -> Callable[..., Awaitable[str]]:
+        # async: it never blocks, and a plain def would cost every request a thread hop
+        async def check(
             authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
             _scheme: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
         ) -> str:

@@ -206,8 +206,10 @@ class SaleService:
         """Run one sale to (HTTP status, result); raises SaleError for a refusal or a failure.
 
         A repeated ``sale_ref`` answers what ``answer`` says of its journaled row."""
-        existing = self.journal.get(req.sale_ref)
-        if existing is None and is_day_closed(self.journal, self.settings.today()):
+        if (
+            is_day_closed(self.journal, self.settings.today())
+            and self.journal.get(req.sale_ref) is None
+        ):
             # A closed day cannot change silently: the manager reopens it or the sale
             # waits for tomorrow; nothing is journaled under the closed date.
             raise SaleError(
