@@ -15,22 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from drivers.errors import DeviceError
-from pos_plugin.config import (
-    ALL_SECRET_NAMES,
-    OPTIONAL_SECRET_NAMES,
-    SECRET_NAMES,
-    ConfigError,
-    check_ledger_url,
-    get_optional_secret,
-    get_secret,
-    set_secret,
-)
-from pos_plugin.journal.postgres import JournalUnavailable
-from pos_plugin.journal.schema import JournalSchemaError
-from pos_plugin.rules.identity import mask_card_no
-from pos_plugin.service.run import ADDR_IN_USE, StartError
-from pos_plugin.world import WorldError
+# Only what the parser needs: ``--help`` must not load pydantic and the serial stack;
+# each command imports what it uses.
+from pos_plugin.secrets_store import ALL_SECRET_NAMES, OPTIONAL_SECRET_NAMES, SECRET_NAMES
 
 if TYPE_CHECKING:
     from pos_plugin.journal.journal import SaleRow, VerifyReport
@@ -51,7 +38,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_secrets(args: argparse.Namespace) -> int:
-    from pos_plugin.config import check_store, load_config, secret_store
+    from pos_plugin.config import (
+        ConfigError,
+        check_store,
+        get_optional_secret,
+        get_secret,
+        load_config,
+        secret_store,
+        set_secret,
+    )
 
     store = secret_store(load_config(args.config) if args.config else None)
     if args.action == "set":
@@ -126,7 +121,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             )
 
     from pos_plugin.agent import start_simulated
+    from pos_plugin.config import ConfigError, check_ledger_url
     from pos_plugin.logs import setup_logging
+    from pos_plugin.rules.identity import mask_card_no
+    from pos_plugin.service.run import ADDR_IN_USE
     from pos_plugin.world import load_world
 
     if args.ledger_url is not None:
@@ -212,7 +210,7 @@ def _cmd_close_day(args: argparse.Namespace) -> int:
 
 def _cmd_journal(args: argparse.Namespace) -> int:
     from pos_plugin.journal.journal import Journal
-    from pos_plugin.journal.postgres import is_postgres_url
+    from pos_plugin.journal.postgres import JournalUnavailable, is_postgres_url
 
     target, password = args.path, None
     if args.config:
@@ -543,6 +541,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest and args.command not in _PASS_THROUGH:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.rest = rest
+    from drivers.errors import DeviceError
+    from pos_plugin.config import ConfigError
+    from pos_plugin.journal.postgres import JournalUnavailable
+    from pos_plugin.journal.schema import JournalSchemaError
+    from pos_plugin.service.run import StartError
+    from pos_plugin.world import WorldError
+
     try:
         code: int = args.func(args)
     except ConfigError as e:

@@ -31,7 +31,9 @@ from drivers.readers.settings import ReaderConfig
 from pos_plugin.ledger.nhsa.settings import NhsaSettings
 from pos_plugin.paths import default_data_dir, default_log_dir, resolve
 from pos_plugin.rules.family import ProvincePair, parse_province_pair
-from pos_plugin.secrets_store import (
+from pos_plugin.secrets_store import (  # the names live there: the CLI parser needs them
+    ALL_SECRET_NAMES,
+    SECRET_NAMES,
     FileStore,
     KeyringStore,
     SecretStore,
@@ -354,18 +356,6 @@ def load_config(path: str | Path) -> Config:
 
 # --------------------------------------------------------------------------- secrets
 
-SECRET_NAMES = ("ledger_token", "pos_token", "manager_token", "journal_hmac_key")
-# Needed only by some installations (a shared PostgreSQL journal whose URL holds no
-# password): ``secrets check`` reports them without failing when unset.
-OPTIONAL_SECRET_NAMES = (
-    "journal_db_password",
-    # The national platform's gateway, by signer ([nhsa] signer): hmac-sha1, x-tif.
-    "nhsa_access_key",
-    "nhsa_secret_key",
-    "nhsa_paasid",
-    "nhsa_paas_token",
-)
-ALL_SECRET_NAMES = SECRET_NAMES + OPTIONAL_SECRET_NAMES
 
 NO_BACKEND_HELP = (
     "no usable OS keyring backend was found. On Windows and macOS the system keyring works "

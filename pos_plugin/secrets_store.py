@@ -31,6 +31,19 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
+SECRET_NAMES = ("ledger_token", "pos_token", "manager_token", "journal_hmac_key")
+# Needed only by some installations (a shared PostgreSQL journal whose URL holds no
+# password): ``secrets check`` reports them without failing when unset.
+OPTIONAL_SECRET_NAMES = (
+    "journal_db_password",
+    # The national platform's gateway, by signer ([nhsa] signer): hmac-sha1, x-tif.
+    "nhsa_access_key",
+    "nhsa_secret_key",
+    "nhsa_paasid",
+    "nhsa_paas_token",
+)
+ALL_SECRET_NAMES = SECRET_NAMES + OPTIONAL_SECRET_NAMES
+
 KEYRING_SERVICE = "pos-plugin"
 
 # Well-known Windows SIDs: LocalSystem, BUILTIN\Administrators.
