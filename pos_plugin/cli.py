@@ -270,7 +270,7 @@ def _cmd_journal_search(args: argparse.Namespace) -> int:
     """
     from pathlib import Path
 
-    from pos_plugin.config import journal_password, load_config, secret_store
+    from pos_plugin.config import get_secret, journal_password, load_config, secret_store
     from pos_plugin.journal.journal import Journal
     from pos_plugin.journal.postgres import is_postgres_url
     from pos_plugin.rules.identity import check_resident_id, normalize_id_number
