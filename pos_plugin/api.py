@@ -238,9 +238,8 @@ def create_app(
         "(`pos-plugin secrets set pos_token` / `manager_token`)",
     )
 
-    def role(*allowed: str) -> Callable[..., Awaitable[str]]:
-        # async: it never blocks, and a plain def would cost every request a thread hop
-        async def check(
+    def role(*allowed: str) -> Callable[..., str]:
+        def check(
             authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
             _scheme: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
         ) -> str:
@@ -254,8 +253,20 @@ def create_app(
 
         return check
 
-    pos = Depends(role("pos", "manager"))
-    manager = Depends(role("manager"))
+    def on_the_loop(check: Callable[..., str]) -> Callable[..., Awaitable[str]]:
+        """``check`` as a dependency run on the event loop: it never blocks, and a plain
+        def dependency costs every request a thread-pool hop."""
+
+        async def dependency(
+            authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+            _scheme: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+        ) -> str:
+            return check(authorization=authorization)
+
+        return dependency
+
+    pos = Depends(on_the_loop(role("pos", "manager")))
+    manager = Depends(on_the_loop(role("manager")))
 
     def err(description: str) -> dict[str, Any]:
         return {"model": ErrorBody, "description": description}
