@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import socket
-import threading
-import time
 from collections.abc import Callable
 
 import uvicorn
@@ -21,18 +18,10 @@ from pos_plugin.ledger.nhsa.sandbox.app import ENDPOINT, create_app
 from pos_plugin.ledger.nhsa.sandbox.faults import Faults
 from pos_plugin.ledger.nhsa.sandbox.platform import Platform, shanghai_now
 from pos_plugin.ledger.nhsa.sandbox.store import Store
+from pos_plugin.ledger.serving import BackgroundServer, bind
 from pos_plugin.world import World, load_world
 
 DEFAULT_PORT = 8766  # beside the own sandbox's 8765
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
 
 
 class NhsaSandboxServer:
@@ -60,8 +49,7 @@ class NhsaSandboxServer:
         self.log_level = log_level
         self.store: Store | None = None
         self.platform: Platform | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: BackgroundServer | None = None
 
     @property
     def url(self) -> str:
@@ -77,34 +65,20 @@ class NhsaSandboxServer:
         self.store = Store(self.db_path)
         self.store.init(self.world)
         self.platform = Platform(self.store, clock=self.clock)
-        sock = _bind(self.host, self.port)
+        sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(self.platform, self.faults, test_endpoints=self.test_endpoints),
-            log_level=self.log_level, access_log=False, lifespan="off",
-            timeout_keep_alive=30, timeout_graceful_shutdown=2,
+        self._server = BackgroundServer(
+            create_app(self.platform, self.faults, test_endpoints=self.test_endpoints), sock, name="sandbox-nhsa", log_level=self.log_level, timeout_graceful_shutdown=2
         )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="sandbox-nhsa",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("national-platform sandbox did not start")
-            time.sleep(0.01)
+        self._server.start()
         return self.url
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._server.stop()
         if self.store is not None:
             self.store.close()
-        self._server = self._thread = None
+        self._server = None
 
     def __enter__(self) -> NhsaSandboxServer:
         self.start()

@@ -11,9 +11,6 @@ import argparse
 import datetime as dt
 import logging
 import os
-import socket
-import threading
-import time
 from collections.abc import Callable
 
 import uvicorn
@@ -22,20 +19,12 @@ from fastapi import FastAPI
 from pos_plugin.ledger.own.sandbox.app import create_app
 from pos_plugin.ledger.own.sandbox.service import Ledger, shanghai_now
 from pos_plugin.ledger.own.sandbox.store import Store
+from pos_plugin.ledger.serving import BackgroundServer, bind
 from pos_plugin.world import World, load_world
 
 log = logging.getLogger("pos_plugin.ledger.own.sandbox")
 
 _ENV_DB = "POS_PLUGIN_LEDGER_DB"
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
 
 
 class SandboxServer:
@@ -56,8 +45,7 @@ class SandboxServer:
         self.log_level = log_level
         self.store: Store | None = None
         self.ledger: Ledger | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: BackgroundServer | None = None
 
     @property
     def url(self) -> str:
@@ -68,33 +56,20 @@ class SandboxServer:
         self.store = Store(self.db)
         self.store.init(self.world)
         self.ledger = Ledger(self.store, clock=self.clock)
-        sock = _bind(self.host, self.port)
+        sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(self.ledger), log_level=self.log_level, access_log=False,
-            lifespan="off", timeout_keep_alive=30,
+        self._server = BackgroundServer(
+            create_app(self.ledger), sock, name="sandbox-ledger", log_level=self.log_level
         )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="sandbox-ledger",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("sandbox ledger did not start")
-            time.sleep(0.01)
+        self._server.start()
         return self.url
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._server.stop()
         if self.store is not None:
             self.store.close()
-        self._server = self._thread = None
+        self._server = None
 
     def __enter__(self) -> SandboxServer:
         self.start()
