@@ -50,3 +50,50 @@ class BackgroundServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+
+
+class ServedSandbox:
+    """A sandbox ledger served on ``host:port`` in this process: ``start`` opens it (the
+    subclass's ``_open``: seed the store, build the app), listens and waits until it
+    accepts; ``stop`` ends the server and closes the store. Both reference ledgers are
+    one of these; they differ only in what ``_open`` builds."""
+
+    name = "sandbox"
+    host: str
+    port: int
+    log_level: str
+    store: Any
+    _server: BackgroundServer | None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _open(self) -> tuple[Any, dict[str, Any]]:
+        """Open the store and build the ASGI app; returns it and extra uvicorn settings."""
+        raise NotImplementedError
+
+    def start(self) -> str:
+        """Seed (first start only), listen, serve; returns the base URL once accepting."""
+        app, config = self._open()
+        sock = bind(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        self._server = BackgroundServer(
+            app, sock, name=self.name, log_level=self.log_level, **config
+        )
+        self._server.start()
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+        if self.store is not None:
+            self.store.close()
+        self._server = None
+
+    def __enter__(self) -> Any:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

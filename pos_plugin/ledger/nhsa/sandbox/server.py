@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 
@@ -18,18 +19,20 @@ from pos_plugin.ledger.nhsa.sandbox.app import ENDPOINT, create_app
 from pos_plugin.ledger.nhsa.sandbox.faults import Faults
 from pos_plugin.ledger.nhsa.sandbox.platform import Platform, shanghai_now
 from pos_plugin.ledger.nhsa.sandbox.store import Store
-from pos_plugin.ledger.serving import BackgroundServer, bind
+from pos_plugin.ledger.serving import BackgroundServer, ServedSandbox
 from pos_plugin.world import World, load_world
 
 DEFAULT_PORT = 8766  # beside the own sandbox's 8765
 
 
-class NhsaSandboxServer:
+class NhsaSandboxServer(ServedSandbox):
     """A real national-platform sandbox on 127.0.0.1 in a background thread.
 
     ``faults`` is the Python fault API (always there); ``faults=True`` at construction
     also serves it over HTTP (``POST /_sandbox/faults``) with the audit endpoints.
     """
+
+    name = "sandbox-nhsa"
 
     def __init__(
         self,
@@ -52,40 +55,15 @@ class NhsaSandboxServer:
         self._server: BackgroundServer | None = None
 
     @property
-    def url(self) -> str:
-        """The base URL: POST the envelope here (or to ``endpoint``)."""
-        return f"http://{self.host}:{self.port}"
-
-    @property
     def endpoint(self) -> str:
         return self.url + ENDPOINT
 
-    def start(self) -> str:
-        """Seed (first start only), listen, serve; returns the base URL once accepting."""
+    def _open(self) -> tuple[Any, dict[str, Any]]:
         self.store = Store(self.db_path)
         self.store.init(self.world)
         self.platform = Platform(self.store, clock=self.clock)
-        sock = bind(self.host, self.port)
-        self.port = sock.getsockname()[1]
-        self._server = BackgroundServer(
-            create_app(self.platform, self.faults, test_endpoints=self.test_endpoints), sock, name="sandbox-nhsa", log_level=self.log_level, timeout_graceful_shutdown=2
-        )
-        self._server.start()
-        return self.url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-        if self.store is not None:
-            self.store.close()
-        self._server = None
-
-    def __enter__(self) -> NhsaSandboxServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        app = create_app(self.platform, self.faults, test_endpoints=self.test_endpoints)
+        return app, {"timeout_graceful_shutdown": 2}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import os
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -19,7 +20,7 @@ from fastapi import FastAPI
 from pos_plugin.ledger.own.sandbox.app import create_app
 from pos_plugin.ledger.own.sandbox.service import Ledger, shanghai_now
 from pos_plugin.ledger.own.sandbox.store import Store
-from pos_plugin.ledger.serving import BackgroundServer, bind
+from pos_plugin.ledger.serving import BackgroundServer, ServedSandbox
 from pos_plugin.world import World, load_world
 
 log = logging.getLogger("pos_plugin.ledger.own.sandbox")
@@ -27,8 +28,10 @@ log = logging.getLogger("pos_plugin.ledger.own.sandbox")
 _ENV_DB = "POS_PLUGIN_LEDGER_DB"
 
 
-class SandboxServer:
+class SandboxServer(ServedSandbox):
     """A real sandbox ledger on 127.0.0.1 in a background thread."""
+
+    name = "sandbox-ledger"
 
     def __init__(
         self,
@@ -47,36 +50,11 @@ class SandboxServer:
         self.ledger: Ledger | None = None
         self._server: BackgroundServer | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> str:
-        """Seed (first start only), listen, serve; returns the base URL once accepting."""
+    def _open(self) -> tuple[Any, dict[str, Any]]:
         self.store = Store(self.db)
         self.store.init(self.world)
         self.ledger = Ledger(self.store, clock=self.clock)
-        sock = bind(self.host, self.port)
-        self.port = sock.getsockname()[1]
-        self._server = BackgroundServer(
-            create_app(self.ledger), sock, name="sandbox-ledger", log_level=self.log_level
-        )
-        self._server.start()
-        return self.url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-        if self.store is not None:
-            self.store.close()
-        self._server = None
-
-    def __enter__(self) -> SandboxServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return create_app(self.ledger), {}
 
 
 def app_from_env() -> FastAPI:
