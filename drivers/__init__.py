@@ -12,7 +12,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from drivers.errors import DeviceError, ErrorCode
+    from drivers.errors import DeviceError, ErrorCode, ScanUnsupported
     from drivers.link import LinkStats, LinkTiming
     from drivers.results import (
         CardPresented,
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         DeviceStatus,
         PinOutcome,
         PinResult,
+        TracePrompt,
         VoucherScanned,
     )
     from drivers.terminal import Terminal
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 # handling) does not load the serial stack, pyserial and pydantic.
 _HOME = {
     "DeviceError": "drivers.errors", "ErrorCode": "drivers.errors",
+    "ScanUnsupported": "drivers.errors", "TracePrompt": "drivers.results",
     "LinkStats": "drivers.link", "LinkTiming": "drivers.link",
     "CardPresented": "drivers.results", "DeviceState": "drivers.results",
     "DeviceStatus": "drivers.results", "PinOutcome": "drivers.results",
@@ -52,6 +54,8 @@ __all__ = [
     "LinkTiming",
     "PinOutcome",
     "PinResult",
+    "ScanUnsupported",
     "Terminal",
+    "TracePrompt",
     "VoucherScanned",
 ]

@@ -21,6 +21,7 @@ class ErrorCode(StrEnum):
     CARD_NOT_PRESENTED = "card_not_presented"  # only a card inserted before this sale is in
     NOT_SOCIAL_SECURITY_CARD = "not_social_security_card"  # no SSC application
     PROTOCOL_ERROR = "protocol_error"  # the device answered something we did not ask
+    SCAN_UNSUPPORTED = "scan_unsupported"  # no scanner for 追溯码 (SCAN_TRACE) on this device
 
 
 # Default (Chinese, English) message per code; callers may pass a more precise one.
@@ -56,6 +57,11 @@ MESSAGES: dict[ErrorCode, tuple[str, str]] = {
         "读卡器返回了无法识别的数据，请联系技术支持",
         "the reader answered something unexpected, call support",
     ),
+    ErrorCode.SCAN_UNSUPPORTED: (
+        "本读卡器不能扫描药品追溯码，请在收银系统扫码后随交易上送",
+        "this reader cannot scan traceability codes: scan them at the POS and send them "
+        "with the sale (trace_codes)",
+    ),
 }
 
 
@@ -77,6 +83,15 @@ class DeviceError(Exception):
     @property
     def message(self) -> str:
         return f"{self.message_zh} / {self.message_en}"
+
+
+class ScanUnsupported(DeviceError):
+    """The device has no scanner for 追溯码 (a library reader; a serial device that answers
+    SCAN_TRACE with ERROR 01): a type of its own, so the sale can tell "send the codes
+    from the POS" apart from a scanner that failed."""
+
+    def __init__(self, message_en: str | None = None, message_zh: str | None = None) -> None:
+        super().__init__(ErrorCode.SCAN_UNSUPPORTED, message_en, message_zh)
 
 
 class LinkDown(Exception):

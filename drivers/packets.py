@@ -242,6 +242,25 @@ class VerifyPin(Packet):
     hold_ms: Annotated[int, U16] = 250
 
 
+@packet(0x40, "SCAN_TRACE")
+@dataclass(frozen=True)
+class ScanTrace(Packet):
+    """Wait up to hold_ms for the cashier to scan one pack's 追溯码 (traceability code).
+
+    The pad shows ``name`` and "pack/packs" (or ``note``: why the last scan was not
+    taken). ``line`` and ``product`` (the line's catalogue code or SKU) say which basket
+    line the code is for; a device may ignore them. Answered by the oldest code in the
+    scanner's queue (TRACE_CODE), PENDING, or ERROR 0A when Cancel is pressed."""
+
+    hold_ms: Annotated[int, U16] = 250
+    line: Annotated[int, U16] = 1
+    pack: Annotated[int, U16] = 1
+    packs: Annotated[int, U16] = 1
+    product: Annotated[str, TEXT8] = ""
+    name: Annotated[str, TEXT8] = ""
+    note: Annotated[str, TEXT8] = ""
+
+
 # ----------------------------------------------------------------- responses (device -> host)
 
 
@@ -305,6 +324,16 @@ class CardRemoved(Packet):
     pass
 
 
+@packet(0x95, "TRACE_CODE")
+@dataclass(frozen=True)
+class TraceCode(Packet):
+    """One scanned code as the scanner read it (bytes, no CR/LF: a misread may be
+    anything, the host judges it); ``age_ms``: how long ago it was scanned."""
+
+    code: Annotated[bytes, BYTES8] = b""
+    age_ms: Annotated[int, U32] = 0
+
+
 class PinCode(IntEnum):
     VERIFIED = 0
     WRONG = 1
@@ -336,6 +365,7 @@ class DevError(IntEnum):
     FORBIDDEN = 0x07
     NO_PENDING = 0x08
     FILE_ERROR = 0x09
+    CANCELLED = 0x0A  # Cancel pressed on the pad while it waited for a scan (SCAN_TRACE)
 
 
 @packet(0xE0, "ERROR")

@@ -62,11 +62,26 @@ class VoucherScanned:
         return f"VoucherScanned(token={self.token[:6]!r}...)"
 
 
+@dataclass(frozen=True, slots=True)
+class TracePrompt:
+    """What the pad asks the cashier to scan: pack ``pack`` of ``packs`` of basket line
+    ``line`` (``product``: its catalogue code or SKU; ``name`` shown on the pad);
+    ``note`` says why the last scan was not taken ("" for none)."""
+
+    line: int
+    pack: int
+    packs: int
+    product: str
+    name: str
+    note: str = ""
+
+
 class DeviceState(StrEnum):
     IDLE = "idle"
     WAITING_FOR_CARD = "waiting_for_card"
     CARD_PRESENT = "card_present"
     PIN = "pin"
+    SCANNING = "scanning"  # waiting for a pack's 追溯码 on the scanner
     DONE = "done"
     ABORTED = "aborted"
 

@@ -21,6 +21,9 @@ This is the API the sale service calls. Design choices, and why:
   neither read nor returned: the pad asks to remove and re-insert it, and the
   wait ends in ``card_not_presented`` if that does not happen. A stale code
   is discarded.
+* **追溯码 at the counter.** ``scan_trace_code`` asks the device's scanner for one
+  pack's traceability code (SCAN_TRACE, long polls like the card wait); judging the
+  code is the sale's business, not the device's.
 * **Reconnect.** When the port fails (unplug, EOF, I/O error) or the link goes
   down, the Terminal closes the port, reports ``up=False``, and a background
   thread reopens it with backoff (0.2 s, 0.5 s, 1 s, 2 s, 5 s, 5 s...). A call
@@ -41,7 +44,7 @@ import serial
 
 from drivers import apdu
 from drivers import packets as pk
-from drivers.errors import DeviceError, ErrorCode, LinkDown, PortLost
+from drivers.errors import DeviceError, ErrorCode, LinkDown, PortLost, ScanUnsupported
 from drivers.link import Link, LinkStats, LinkTiming
 from drivers.results import (
     CardPresented,
@@ -49,6 +52,7 @@ from drivers.results import (
     DeviceStatus,
     PinOutcome,
     PinResult,
+    TracePrompt,
     VoucherScanned,
 )
 from drivers.trace import Tracer
@@ -72,6 +76,11 @@ _DEVICE_ERRORS: dict[int, tuple[ErrorCode, str | None, str | None]] = {
     pk.DevError.CARD_MUTE: (ErrorCode.CARD_UNREADABLE, None, None),
     pk.DevError.FILE_ERROR: (ErrorCode.CARD_UNREADABLE, None, None),
     pk.DevError.NOT_SSC: (ErrorCode.NOT_SOCIAL_SECURITY_CARD, None, None),
+    pk.DevError.CANCELLED: (
+        ErrorCode.CANCELLED,
+        "cancelled on the PIN pad while it waited for a scan",
+        "已在密码键盘上取消扫码",
+    ),
     pk.DevError.BUSY: (
         ErrorCode.DEVICE_UNAVAILABLE,
         "the reader is busy with another operation, wait or cancel it",
@@ -345,6 +354,55 @@ class Terminal:
                 if not isinstance(ans, pk.Pending):
                     self._raise_for(ans, "WAIT_REMOVED")
 
+    def scan_trace_code(
+        self,
+        prompt: TracePrompt,
+        timeout: float,
+        cancel: threading.Event | None = None,
+        *,
+        presented_after: float | None = None,
+    ) -> str:
+        """The cashier scans one pack's 追溯码 on the device's scanner; the code as read.
+
+        Long polls of SCAN_TRACE, like the wait for a card: the pad shows the line's
+        name and the pack asked. A code scanned before ``presented_after`` (default:
+        now) is dropped, as a stale voucher is. The code is not judged here (the sale
+        checks its format and repeats): bytes that are not ASCII come back escaped, so
+        a misread is shown as read. ``cancelled`` when Cancel is pressed on the pad or
+        the caller cancels, ``device_timeout`` when nothing is scanned in ``timeout``,
+        :class:`ScanUnsupported` when the device has no such request (ERROR 01).
+        """
+        since = time.monotonic() if presented_after is None else presented_after
+        with self._transaction(DeviceState.SCANNING):
+            deadline = time.monotonic() + timeout
+            while True:
+                self._check_cancel(cancel)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DeviceError(
+                        ErrorCode.DEVICE_TIMEOUT,
+                        f"no traceability code scanned within {timeout:g} s for line "
+                        f"{prompt.line}: scan the pack's code, then try again",
+                        f"第{prompt.line}行 {timeout:g} 秒内未扫到追溯码，请扫描药盒上的追溯码后重试",
+                    )
+                hold = min(self.hold, remaining)
+                asked = time.monotonic()
+                ans = self._call(_scan_request(prompt, hold), hold=hold)
+                if isinstance(ans, pk.Pending):
+                    continue
+                if isinstance(ans, pk.TraceCode):
+                    if not _arrived_since(ans.age_ms, asked, since):
+                        log.info("discarded a code scanned before this scan was asked")
+                        continue
+                    self._state = DeviceState.DONE
+                    return ans.code.decode("ascii", "backslashreplace").strip()
+                if isinstance(ans, pk.Error) and ans.code == pk.DevError.UNKNOWN_COMMAND:
+                    raise ScanUnsupported(
+                        "the reader has no scanner for traceability codes (it does not know "
+                        "SCAN_TRACE): scan them at the POS and send them with the sale"
+                    )
+                self._raise_for(ans, "SCAN_TRACE")
+
     def transmit_apdu(self, command: bytes) -> bytes:
         """ISO 7816-4 pass-through for diagnostics; PIN commands are refused here."""
         with self._transaction(self._state):
@@ -548,6 +606,19 @@ class Terminal:
         finally:
             with self._io:
                 self._reconnector = None
+
+
+def _scan_request(prompt: TracePrompt, hold: float) -> pk.ScanTrace:
+    """SCAN_TRACE for a prompt: numbers bounded to u16, texts clipped to the pad's line."""
+    return pk.ScanTrace(
+        hold_ms=int(hold * 1000),
+        line=min(prompt.line, 0xFFFF),
+        pack=min(prompt.pack, 0xFFFF),
+        packs=min(prompt.packs, 0xFFFF),
+        product=pk.clip_text(prompt.product),
+        name=pk.clip_text(prompt.name),
+        note=pk.clip_text(prompt.note),
+    )
 
 
 def _arrived_since(age_ms: int, asked: float, since: float) -> bool:

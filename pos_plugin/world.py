@@ -113,6 +113,10 @@ class WorldCatalogueItem(_W):
     name: Annotated[str, Field(min_length=1, max_length=128)]
     insurance_class: Literal["A", "B", "C"]  # 甲类 / 乙类 / 丙类
     price_limit: Fen | None = None  # 定价上限 per unit, fen; None: no limit
+    # The packs of this product on the shelf, by their 追溯码 (traceability code), in the
+    # order the simulated cashier scans them (drivers.simulator, SCAN_TRACE); each code
+    # is one pack, so no code may appear twice in the world.
+    trace_codes: tuple[Annotated[str, Field(min_length=1, max_length=100)], ...] = ()
 
 
 class World(_W):
@@ -146,6 +150,13 @@ class World(_W):
         codes = [c.med_list_codg for c in self.catalogue]
         if len(codes) != len(set(codes)):
             raise ValueError("catalogue med_list_codg must be unique")
+        packs = [t for c in self.catalogue for t in c.trace_codes]
+        if len(packs) != len(set(packs)):
+            twice = sorted({t for t in packs if packs.count(t) > 1})
+            raise ValueError(
+                f"catalogue trace_codes must be unique (one code is one pack): {', '.join(twice)} "
+                "appear more than once"
+            )
         return self
 
     def person(self, psn_no: str) -> WorldPerson:

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from drivers.readers.cardinfo import CardRecord
 from drivers.readers.native import NativeLibrary
-from drivers.results import CardPresented, DeviceStatus, PinResult, VoucherScanned
+from drivers.results import CardPresented, DeviceStatus, PinResult, TracePrompt, VoucherScanned
 
 Cancelled = Callable[[], bool]
 
@@ -39,6 +39,14 @@ class CardDevice(Protocol):
     def verify_pin(self, timeout: float, cancel: threading.Event | None = None) -> PinResult: ...
     def eject(self) -> None: ...
     def wait_card_removed(self, timeout: float, cancel: threading.Event | None = None) -> None: ...
+    def scan_trace_code(
+        self,
+        prompt: TracePrompt,
+        timeout: float,
+        cancel: threading.Event | None = None,
+        *,
+        presented_after: float | None = None,
+    ) -> str: ...
 
 
 class CardBackend(Protocol):

@@ -19,6 +19,8 @@ Design choices, and why (they mirror :class:`drivers.terminal.Terminal`):
   (``card_not_presented`` when the time runs out). A scan that finished
   before that instant is dropped. ``presented_after=None`` (diagnostics, the
   reader check) applies no such rule.
+* **No 追溯码 scanner.** ``scan_trace_code`` raises :class:`ScanUnsupported`: the
+  POS scans the packs itself.
 * **Unavailable, then re-initialised.** A library call that hangs is abandoned
   (see :mod:`drivers.readers.native`) and the reader reported down; a failure
   that calls for it (reader unplugged, card mute, unknown code) marks the
@@ -35,7 +37,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any
 
-from drivers.errors import DeviceError, ErrorCode
+from drivers.errors import DeviceError, ErrorCode, ScanUnsupported
 from drivers.readers.base import CardBackend, VoucherBackend
 from drivers.readers.codes import ReaderFault
 from drivers.readers.native import Busy, _Worker
@@ -45,6 +47,7 @@ from drivers.results import (
     DeviceStatus,
     PinOutcome,
     PinResult,
+    TracePrompt,
     VoucherScanned,
 )
 from drivers.terminal import BUSY_EN, BUSY_ZH, STALE_CARD_PROMPT
@@ -232,6 +235,21 @@ class LibraryReader:
                         "卡片仍在读卡器中，请提醒顾客取卡",
                     )
                 self._sleep(self.poll_interval, cancelled)
+
+    def scan_trace_code(
+        self,
+        prompt: TracePrompt,
+        timeout: float,
+        cancel: threading.Event | None = None,
+        *,
+        presented_after: float | None = None,
+    ) -> str:
+        """No library here drives a scanner for 追溯码 (the voucher library decodes only
+        its own QR codes): the POS scans the packs and sends ``trace_codes``."""
+        raise ScanUnsupported(
+            f"the {self.backend.kind} reader library cannot scan traceability codes: scan "
+            "them at the POS and send them with the sale (trace_codes)"
+        )
 
     # ------------------------------------------------------------------ plumbing
 

@@ -11,6 +11,7 @@ API is there::
     {"verb": "scan_voucher", "token": "EV-ZHANGWEI-0001"}
     {"verb": "present_card", "card_no": "B11000001", "at_once": true}   (in the reader now)
     {"verb": "scan_voucher", "token": "EV-ZHANGWEI-0001", "at_once": true}
+    {"verb": "script_scans", "script": ["garbled", "pack", "repeat", "pack"]}   (追溯码)
     {"verb": "inject", "fault": "nak_all", "count": 3}
     {"verb": "unplug"}            {"verb": "replug"}
     {"verb": "stats"}             {"verb": "status"}
@@ -46,6 +47,8 @@ def dispatch(sim: Simulator, msg: dict[str, Any]) -> dict[str, Any]:
         sim.remove_card()
     elif verb == "scan_voucher":
         sim.scan_voucher(str(msg["token"]), at_once=bool(msg.get("at_once", False)))
+    elif verb == "script_scans":
+        sim.script_scans(msg["script"])
     elif verb == "inject":
         sim.inject(str(msg["fault"]), int(msg.get("count", 1)))
     elif verb == "unplug":

@@ -16,6 +16,15 @@ waits for "insert card". ``at_once=True`` puts it in the reader (or the
 scanner) now: a card left by the previous customer, a code scanned while no
 sale waits. A card cannot go into an occupied slot: it stays in the hand until
 the reader is empty.
+
+The simulated cashier scans 追溯码 (SCAN_TRACE): each pack asked is taken from the
+shelf of the line's product (the world file's catalogue ``trace_codes``, in order,
+each pack once per simulator run), unless ``trace_script`` says otherwise for the
+next scans: "pack" (the next pack), "garbled" (a misread: the next pack's code with
+its last digit lost; the pack stays on the shelf), "repeat" (the pack scanned last,
+scanned again), "cancel" (Cancel on the pad), "none" (nothing is scanned: the host's
+wait runs out; it stays at the head of the script). A product with no pack left is
+"none". A code in the scanner's queue (``scan(..., at_once=True)``) is answered first.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from drivers.simulator.chip import ChipMute, SimChip
 
 PinScript = str  # "correct" | "wrong" | "blocked" | "none" | "cancel"
 PIN_SCRIPTS = ("correct", "wrong", "blocked", "none", "cancel")
+TRACE_SCRIPTS = ("pack", "garbled", "repeat", "cancel", "none")
 
 
 def age_ms(since: float) -> int:
@@ -69,6 +79,9 @@ class Firmware:
         self.pin_delay = 0.0  # seconds the simulated customer takes to type
         self.events: dict[str, int] = {}
         self.online = True
+        self.shelf: dict[str, deque[str]] = {}  # product -> its packs' 追溯码, next first
+        self.trace_script: list[str] = []  # what the cashier does at the next scans
+        self.last_trace: str | None = None  # the pack scanned last (for "repeat")
 
     # ------------------------------------------------------------ control side
 
@@ -111,6 +124,12 @@ class Firmware:
                 self.vouchers.append((token, time.monotonic()))
             else:
                 self.hand.vouchers.append(token)
+            self.cond.notify_all()
+
+    def script_scans(self, script: list[str]) -> None:
+        """What the cashier does at the next SCAN_TRACE requests (see the module doc)."""
+        with self.cond:
+            self.trace_script = list(script)
             self.cond.notify_all()
 
     def _present_from_hand(self, sources: int) -> None:
@@ -170,6 +189,8 @@ class Firmware:
                 return self._verify_pin(req)
             case pk.Poll(hold_ms=hold):
                 return self._poll(hold / 1000)
+            case pk.ScanTrace():
+                return self._scan_trace(req)
         return pk.Error(code=pk.DevError.UNKNOWN_COMMAND, detail=req.NAME)
 
     def _wait_credential(self, req: pk.WaitCredential) -> pk.Packet:
@@ -192,6 +213,45 @@ class Firmware:
             return pk.CardInserted(atr=chip.power_on(), age_ms=age_ms(inserted_at))
         except ChipMute:
             return pk.Error(code=pk.DevError.CARD_MUTE, detail="no ATR")
+
+    def _scan_trace(self, req: pk.ScanTrace) -> pk.Packet:
+        """Show the line and the pack asked; answer the scanner's oldest code, or what
+        the cashier does now (``_cashier_scans``), or PENDING after the hold."""
+        note = req.note or "请扫追溯码"
+        self.display = (req.name, f"{note} {req.pack}/{req.packs}")
+        with self.cond:
+            self.cond.wait_for(
+                lambda: bool(self.vouchers) or self._cashier_acts(req.product) or not self.online,
+                req.hold_ms / 1000,
+            )
+            if self.vouchers:
+                code, scanned_at = self.vouchers.popleft()
+                return pk.TraceCode(code=code.encode("utf-8"), age_ms=age_ms(scanned_at))
+            if not self.online or not self._cashier_acts(req.product):
+                return pk.Pending()
+            return self._cashier_scans(req.product)
+
+    def _cashier_acts(self, product: str) -> bool:
+        """Whether the cashier's next step answers now ("none", or no pack left: no)."""
+        step = self.trace_script[0] if self.trace_script else "pack"
+        if step == "none":
+            return False
+        if step in ("pack", "garbled"):
+            return bool(self.shelf.get(product))
+        return step == "cancel" or self.last_trace is not None
+
+    def _cashier_scans(self, product: str) -> pk.Packet:
+        step = self.trace_script.pop(0) if self.trace_script else "pack"
+        self.note(f"trace_{step}")
+        if step == "cancel":
+            return pk.Error(code=pk.DevError.CANCELLED, detail="cancel key")
+        if step == "repeat":
+            code = self.last_trace or ""
+        elif step == "garbled":
+            code = self.shelf[product][0][:-1]  # the pack stays: the cashier scans it again
+        else:
+            code = self.last_trace = self.shelf[product].popleft()
+        return pk.TraceCode(code=code.encode("ascii"), age_ms=0)
 
     def _read_card(self) -> pk.Packet:
         """SELECT the SSC application, then SELECT + READ BINARY EF05 and EF06."""

@@ -24,6 +24,7 @@ import random
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 
 from drivers import packets as pk
@@ -42,7 +43,7 @@ from drivers.codec import (
     stuff,
 )
 from drivers.simulator.chip import DEFECTS, Defect, SimChip
-from drivers.simulator.firmware import PIN_SCRIPTS, Firmware
+from drivers.simulator.firmware import PIN_SCRIPTS, TRACE_SCRIPTS, Firmware
 from drivers.simulator.lines import Line, SocketLine, Transport, make_line
 from pos_plugin.world import World
 
@@ -79,6 +80,7 @@ class Simulator:
         self.pace_baud = pace_baud
         self.stall_seconds = 1.0
         self.firmware = Firmware()
+        self.firmware.shelf = {c.med_list_codg: deque(c.trace_codes) for c in world.catalogue}
         self.stats = SimStats()
         self.faults: dict[str, int] = {}
         self._chips: dict[str, SimChip] = {}
@@ -207,6 +209,21 @@ class Simulator:
     def scan_voucher(self, token: str, *, at_once: bool = False) -> None:
         """The customer shows a voucher QR code when the pad asks; ``at_once``: scanned now."""
         self.firmware.scan(token, at_once=at_once)
+
+    def script_scans(self, script: str | list[str]) -> None:
+        """What the cashier does at the next 追溯码 scans (SCAN_TRACE), one entry per
+        code asked: "pack" (scan the next pack of the line's product from the world
+        file's shelf; what happens once the script is used up), "garbled" (a misread),
+        "repeat" (the last pack again), "cancel" (Cancel on the pad), "none" (scan
+        nothing, so the host's wait runs out)."""
+        steps = [script] if isinstance(script, str) else list(script)
+        if any(step not in TRACE_SCRIPTS for step in steps):
+            raise ValueError(f"each scan must be one of {TRACE_SCRIPTS}")
+        self.firmware.script_scans(steps)
+
+    def packs_left(self, product: str) -> list[str]:
+        """The 追溯码 still on the shelf for ``product`` (for tests)."""
+        return list(self.firmware.shelf.get(product, ()))
 
     def inject(self, fault: str, count: int = 1) -> None:
         if fault not in FAULTS:
