@@ -63,3 +63,19 @@ def test_doc_file_examples_match_the_layout(world: World) -> None:
     assert bytes.fromhex(ef05.group(1).replace("\n", " ")) == info
     assert bytes.fromhex(ef06.group(1)) == holder
     assert apdu.select_aid().hex(" ").upper() in TEXT
+
+
+def test_doc_scan_trace_example_is_what_the_terminal_sends() -> None:
+    """Section 6.5's first SCAN_TRACE is the Terminal's request for line 1, pack 1 of 2."""
+    from drivers.results import TracePrompt
+    from drivers.terminal import _scan_request
+
+    prompt = TracePrompt(line=1, pack=1, packs=2, product="XA01AAA0001", name="阿莫西林胶囊")
+    request = _scan_request(prompt, 0.25)
+    first = next(hexes for name, hexes in EXAMPLES if name == "SCAN_TRACE")
+    assert encode_frame(0x60, request.TYPE, request.encode()) == bytes.fromhex(first)
+    (code,) = [h for n, h in EXAMPLES if n == "TRACE_CODE"]
+    frame = FrameDecoder().feed(bytes.fromhex(code))[0]
+    assert isinstance(frame, Frame)
+    answer = pk.decode(frame.ptype, frame.payload)
+    assert isinstance(answer, pk.TraceCode) and answer.code == b"80100000000000000001"
