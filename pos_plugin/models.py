@@ -252,6 +252,19 @@ class BasketLine(Frozen):
         Field(max_length=QUANTITY_MAX),
     ] = ()
     split_pack: bool = False
+    # No codes from the POS: the agent asks the counter device's scanner for one per
+    # pack before the card (pos_plugin.sale.trace_scan); the POS sends one or the other.
+    scan_trace: bool = False
+
+    @field_validator("scan_trace")
+    @classmethod
+    def _codes_or_scan(cls, scan_trace: bool, info: ValidationInfo) -> bool:
+        if scan_trace and info.data.get("trace_codes"):
+            raise ValueError(
+                "give the line's trace_codes or ask for scan_trace (the cashier scans the "
+                "packs on the counter device), not both"
+            )
+        return scan_trace
 
     @field_validator("unit_price")
     @classmethod

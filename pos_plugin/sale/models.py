@@ -94,6 +94,7 @@ SaleCode = Literal[
     "trace_code_count",
     "trace_code_repeated",
     "trace_code_sold_before",
+    "trace_scan_unsupported",
     # the card, the PIN pad, the customer
     "pin_wrong",
     "pin_blocked",
@@ -138,7 +139,9 @@ ErrorCode = Literal[
 """Every code of an error body ``{code, message}`` (the API's own, and a sale's)."""
 
 SaleStatus = Literal["settled", "refused", "failed", "unknown", "reversed", "in_progress"]
-Stage = Literal["waiting_for_card", "waiting_for_pin", "checking", "settling"]
+Stage = Literal[
+    "scanning_trace_codes", "waiting_for_card", "waiting_for_pin", "checking", "settling"
+]
 
 
 def sale_code(code: str) -> SaleCode:

@@ -71,6 +71,7 @@ from pos_plugin.rules.cascade import allocate
 from pos_plugin.rules.evidence import check_card_status, check_whose_card
 from pos_plugin.rules.family import ProvincePair, eligible_payers
 from pos_plugin.rules.identity import check_document, mask_card_no, mask_id_number, mask_name
+from pos_plugin.sale import trace_scan
 from pos_plugin.sale.models import (
     BalanceRequest,
     BalanceResult,
@@ -157,6 +158,8 @@ def request_hash(req: SaleRequest) -> str:
             item.pop("trace_codes", None)
         if not item.get("split_pack"):
             item.pop("split_pack", None)
+        if not item.get("scan_trace"):
+            item.pop("scan_trace", None)
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode("utf-8")).hexdigest()
 
 
@@ -344,6 +347,17 @@ class SaleService:
             return [NoticeLine(code="trace_code_sold_before", message=f"{zh} / {en}")]
         raise SaleError("trace_code_sold_before", zh, en, http_status=422)
 
+    def _scan_trace_codes(self, req: SaleRequest, cancel: threading.Event) -> SaleRequest:
+        """The codes of the ``scan_trace`` lines, scanned on the counter device (trace_scan)."""
+        if not trace_scan.needs_scan(req):
+            return req
+        self._stop_removal_watch()  # the reader is this sale's now
+        self._set_stage(req.sale_ref, "scanning_trace_codes")
+        return trace_scan.scan_trace_codes(
+            req, self.devices, pattern=self.settings.trace_code_pattern,  # type: ignore[arg-type]
+            timeout=self.settings.card_timeout, cancel=cancel, check=self._check_trace_codes,
+        )  # fmt: skip
+
     def _check_catalogue(self, req: SaleRequest) -> None:
         """Every line's catalogue code known to the platform, or the sale is refused now,
         naming the lines (the customer has not been asked for anything yet)."""
@@ -384,6 +398,7 @@ class SaleService:
         if basket.refusal is not None:
             raise SaleError.refused(basket.refusal)
         self._check_catalogue(req)
+        req = self._scan_trace_codes(req, cancel)
         trace_notices = self._check_trace_codes(req)
         for doc, whose in ((req.patient, "用药人证件："), (req.buyer.id_document, "代购人证件：")):
             if doc is not None and not check_document(doc, today).valid:
