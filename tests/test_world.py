@@ -77,3 +77,45 @@ def test_other_world_errors_never_echo_the_record(tmp_path: Path) -> None:
     where = f"persons.{world['persons'].index(person)}.insured_region"
     assert where in str(e.value)
     assert person["id_number"] not in str(e.value)
+
+
+def test_the_example_world_shelves_valid_packs_for_the_simulated_scanner() -> None:
+    """The shelf the device simulator's cashier scans (SCAN_TRACE): national drug codes
+    (20 digits starting with 8, the sale's default check), each pack once."""
+    import re
+
+    packs = [t for c in load_world().catalogue for t in c.trace_codes]
+    assert len(packs) >= 12 and len(packs) == len(set(packs))
+    assert all(re.fullmatch(r"8\d{19}", t) for t in packs)
+
+
+def test_a_pack_code_twice_in_the_world_is_rejected_naming_it(tmp_path: Path) -> None:
+    world = json.loads(json.dumps(EXAMPLE))
+    twice = world["catalogue"][0]["trace_codes"][0]
+    world["catalogue"][1]["trace_codes"].append(twice)
+    with pytest.raises(WorldError) as e:
+        load_world(_write(tmp_path, world))
+    assert "trace_codes must be unique" in str(e.value) and twice in str(e.value)
+
+
+@given(st.lists(st.text("0123456789", min_size=1, max_size=100), max_size=20))
+def test_any_distinct_codes_load_in_their_order(codes: list[str]) -> None:
+    import tempfile
+
+    world = json.loads(json.dumps(EXAMPLE))
+    for c in world["catalogue"]:
+        c["trace_codes"] = []
+    world["catalogue"][0]["trace_codes"] = codes
+    with tempfile.TemporaryDirectory() as d:
+        if len(set(codes)) != len(codes):
+            with pytest.raises(WorldError):
+                load_world(_write(Path(d), world))
+        else:
+            assert list(load_world(_write(Path(d), world)).catalogue[0].trace_codes) == codes
+
+
+def test_a_world_without_trace_codes_still_loads(tmp_path: Path) -> None:
+    world = json.loads(json.dumps(EXAMPLE))
+    for c in world["catalogue"]:
+        c.pop("trace_codes", None)
+    assert all(c.trace_codes == () for c in load_world(_write(tmp_path, world)).catalogue)

@@ -103,7 +103,7 @@ def test_openapi_has_the_bearer_scheme_enums_and_every_error_status(agent: Agent
         _enum(result["code"])
     )
     assert set(_enum(result["stage"])) == {
-        "waiting_for_card", "waiting_for_pin", "checking", "settling"
+        "scanning_trace_codes", "waiting_for_card", "waiting_for_pin", "checking", "settling"
     }  # fmt: skip
     assert set(_enum(schemas["SaleRequest"]["properties"]["credential"])) == {"card", "evoucher"}
     assert set(_enum(schemas["Buyer"]["properties"]["role"])) == {"self", "proxy"}

@@ -175,5 +175,5 @@ def test_codes_and_scan_trace_on_one_line_is_an_invalid_request(pos: Pos, agent:
     line = item("6901", "A", 1, 1850, scan_trace=True, trace_codes=["80100000000000000001"])
     status, body = pos.call("POST", "/v1/sales", {"sale_ref": "SCAN-8", "items": [line]})
     assert (status, body["code"]) == (422, "invalid_request"), body
-    assert "not both" in body["message"]
+    assert "not both" in body["message"] and body["field"] == "items.0.scan_trace"
     assert pos.call("GET", "/v1/sales/SCAN-8")[0] == 404  # nothing journaled

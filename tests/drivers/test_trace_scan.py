@@ -125,3 +125,13 @@ def test_a_product_with_no_pack_left_scans_nothing(sim: Any, terminal: Terminal)
 def test_script_scans_refuses_unknown_steps(sim: Any) -> None:
     with pytest.raises(ValueError, match="one of"):
         sim.script_scans(["scan"])
+
+
+def test_the_control_channel_scripts_the_scans(sim: Any, terminal: Terminal) -> None:
+    from drivers.simulator.control import dispatch
+
+    assert dispatch(sim, {"verb": "script_scans", "script": ["cancel"]}) == {"ok": True}
+    with pytest.raises(DeviceError, match="cancelled"):
+        terminal.scan_trace_code(_prompt(), timeout=2)
+    with pytest.raises(ValueError):
+        dispatch(sim, {"verb": "script_scans", "script": "sideways"})
