@@ -177,3 +177,26 @@ def test_codes_and_scan_trace_on_one_line_is_an_invalid_request(pos: Pos, agent:
     assert (status, body["code"]) == (422, "invalid_request"), body
     assert "not both" in body["message"] and body["field"] == "items.0.scan_trace"
     assert pos.call("GET", "/v1/sales/SCAN-8")[0] == 404  # nothing journaled
+
+
+@socket_only
+def test_the_pos_sees_the_scanning_stage_and_can_cancel_it(pos: Pos, agent: Agent) -> None:
+    import threading
+
+    agent.simulator.script_scans(["none"])  # the cashier has not scanned yet
+    answer: dict[str, Any] = {}
+    body = {"sale_ref": "SCAN-9", "items": ONE_LINE, "patient": pos.doc(ZHANG_WEI)}
+    worker = threading.Thread(target=lambda: answer.update(r=Pos(agent).call(
+        "POST", "/v1/sales", body)))  # fmt: skip
+    worker.start()
+    import time
+
+    deadline = time.monotonic() + 10
+    seen: dict[str, Any] = {}
+    while seen.get("stage") is None and time.monotonic() < deadline:  # 404 until it starts
+        seen = pos.call("GET", "/v1/sales/SCAN-9?wait=1")[1]
+    assert seen["stage"] == "scanning_trace_codes", seen
+    assert pos.call("POST", "/v1/sales/SCAN-9/cancel")[0] == 200
+    worker.join(10)
+    assert answer["r"][0] == 409 and answer["r"][1]["code"] == "cancelled", answer
+    assert _card_asked(agent) == 0
