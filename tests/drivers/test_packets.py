@@ -23,6 +23,7 @@ SAMPLES: list[pk.Packet] = [
     pk.Eject(),
     pk.WaitRemoved(250),
     pk.VerifyPin(30_000, 250),
+    pk.ScanTrace(250, 1, 2, 3, "XA01AAA0001", "阿莫西林胶囊", "码无效 请重扫"),
     pk.Ok(),
     pk.Info(1, "POS-SIM-1", "1.0", 1024),
     pk.Pending(),
@@ -31,6 +32,8 @@ SAMPLES: list[pk.Packet] = [
     pk.CardFiles(b"\x01\x02AB", b"\x08\x01X"),
     pk.ApduResponse(b"\x90\x00"),
     pk.CardRemoved(),
+    pk.TraceCode(b"80100000000000000001", 40),
+    pk.TraceCode(b"\xff801\x00", 0),  # a misread travels as read
     pk.PinResultPacket(pk.PinCode.WRONG, 2, 0x63C2),
     pk.Error(pk.DevError.NOT_SSC, 0x6A82, "x"),
 ]
@@ -49,7 +52,7 @@ def test_requests_and_responses_are_split_by_the_high_bit() -> None:
     for ptype, cls in pk.REGISTRY.items():
         is_response = cls.__name__ in {
             "Ok", "Info", "Pending", "CardInserted", "Voucher", "CardFiles",
-            "ApduResponse", "CardRemoved", "PinResultPacket", "Error",
+            "ApduResponse", "CardRemoved", "TraceCode", "PinResultPacket", "Error",
         }  # fmt: skip
         assert (ptype >= 0x80) == is_response, cls
 
