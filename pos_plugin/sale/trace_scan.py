@@ -71,8 +71,10 @@ def scan_trace_codes(
 
     ``check`` is the service's validation of codes (it raises SaleError); it runs on
     the lines that have codes, before the first scan and after each scanned line."""
-    from drivers import DeviceError
+    from drivers import DeviceError, ScanUnsupported
 
+    if not callable(getattr(scanner, "scan_trace_code", None)):  # a device without the method
+        raise _device_refusal(ScanUnsupported(), cancel)
     since = time.monotonic()  # a code scanned before this sale asked is someone else's
     items = list(req.items)
     done = [i for i in items if i.trace_codes]

@@ -130,3 +130,10 @@ def test_a_cancel_while_scanning_is_the_sales_cancel() -> None:
         scan_trace_codes(_req([(1, False)]), Cancelled([]), pattern=PATTERN, timeout=1.0,
                          cancel=cancel, check=lambda r: None)  # fmt: skip
     assert (e.value.code, e.value.http_status) == ("cancelled", 409)
+
+
+def test_a_device_without_a_scanner_method_is_trace_scan_unsupported() -> None:
+    with pytest.raises(SaleError) as e:
+        scan_trace_codes(_req([(1, False)]), object(), pattern=PATTERN, timeout=1.0,  # type: ignore[arg-type]
+                         cancel=threading.Event(), check=lambda r: None)  # fmt: skip
+    assert (e.value.code, e.value.http_status) == ("trace_scan_unsupported", 422)
