@@ -349,8 +349,6 @@ class SaleService:
 
     def _scan_trace_codes(self, req: SaleRequest, cancel: threading.Event) -> SaleRequest:
         """The codes of the ``scan_trace`` lines, scanned on the counter device (trace_scan)."""
-        if not trace_scan.needs_scan(req):
-            return req
         self._stop_removal_watch()  # the reader is this sale's now
         self._set_stage(req.sale_ref, "scanning_trace_codes")
         return trace_scan.scan_trace_codes(
@@ -398,12 +396,14 @@ class SaleService:
         if basket.refusal is not None:
             raise SaleError.refused(basket.refusal)
         self._check_catalogue(req)
-        req = self._scan_trace_codes(req, cancel)
         trace_notices = self._check_trace_codes(req)
         for doc, whose in ((req.patient, "用药人证件："), (req.buyer.id_document, "代购人证件：")):
             if doc is not None and not check_document(doc, today).valid:
                 en = "patient's document: " if whose.startswith("用药人") else "buyer's document: "
                 raise SaleError.refused(check_document(doc, today).refusal(whose, en))
+        if trace_scan.needs_scan(req):  # the packs scanned now, once nothing else refuses
+            req = self._scan_trace_codes(req, cancel)
+            trace_notices = self._check_trace_codes(req)
 
         credential, holder_id, holder_name, card_expiry = self._present(req, basket.total, cancel)
         self._set_stage(req.sale_ref, "checking")

@@ -200,3 +200,14 @@ def test_the_pos_sees_the_scanning_stage_and_can_cancel_it(pos: Pos, agent: Agen
     worker.join(10)
     assert answer["r"][0] == 409 and answer["r"][1]["code"] == "cancelled", answer
     assert _card_asked(agent) == 0
+
+
+@socket_only
+def test_a_sale_the_rules_refuse_scans_nothing(pos: Pos, agent: Agent) -> None:
+    """A patient document that is not valid refuses the sale before the cashier is asked
+    to scan a single pack."""
+    doc = pos.doc(ZHANG_WEI) | {"number": "110105198005120310"}  # wrong check character
+    status, body = pos.call("POST", "/v1/sales", {"sale_ref": "SCAN-10", "items": ONE_LINE,
+                                                  "patient": doc})  # fmt: skip
+    assert (status, body["code"]) == (422, "invalid_id_number"), body
+    assert agent.simulator.event_count("scan_trace") == 0
