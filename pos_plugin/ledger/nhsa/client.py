@@ -306,33 +306,55 @@ class NhsaLedgerClient:
                                 code="bad_response")  # fmt: skip
         return answer.content
 
-    # ------------------------------------------------------------------ 3505
+    # ------------------------------------------------------------------ 3505 / 3506
     def sales_upload(self, msgid: str, sale_ref: str, detail: Mapping[str, Any],
                      lines: list[dict[str, Any]]) -> None:  # fmt: skip
         """3505 商品销售 for one settled sale under ``msgid`` (journaled before): one
         ``selinfo`` row per catalogue line with its 追溯码 (``drugtracinfo``), the
         receipt number ``rtal_docno`` = ``sale_ref``. Safe to resend (the same msgid and
         receipt number), so retried."""
-        setl = detail.get("setlinfo") or {}
         when = self.clock().astimezone(env.CHINA).strftime(env.INF_TIME)
-        rows = [
-            {"med_list_codg": line["catalogue_code"], "fixmedins_hilist_id": line["sku"],
-             "fixmedins_hilist_name": line["name"][:200], "fixmedins_bchno": "",
-             "rx_flag": "1" if line.get("prescription") else "0",
-             "trdn_flag": "1" if line.get("split_pack") else "0",
-             "finl_trns_pric": yuan_of(int(line["unit_price"])), "rtal_docno": sale_ref,
-             "sel_retn_cnt": int(line["quantity"]), "sel_retn_time": when,
-             "sel_retn_opter_name": self.settings.opter_name, "mdtrt_sn": str(
-                 detail.get("mdtrt_id") or ""), "setl_id": str(setl.get("setl_id") or ""),
-             "psn_no": str(setl.get("psn_no") or ""), "manu_lotnum": "", "manu_date": "",
-             "drug_prod_barc": "", "mdtrt_setl_type": "1",
-             "drugtracinfo": [{"drug_trac_codg": c} for c in line.get("trace_codes") or ()]}
-            for line in lines if line.get("catalogue_code")
-        ]  # fmt: skip
-        if not rows:
-            return
-        self.platform.call("3505", {"selinfo": rows}, opter=self.settings.opter, safe=True,
-                           msgid=msgid)  # fmt: skip
+        rows = [self._selinfo(line, detail, when) | {"rtal_docno": sale_ref}
+                for line in lines if line.get("catalogue_code")]  # fmt: skip
+        if rows:
+            self.platform.call("3505", {"selinfo": rows}, opter=self.settings.opter,
+                               safe=True, msgid=msgid)  # fmt: skip
+
+    def sales_return_upload(self, msgid: str, sale_ref: str, detail: Mapping[str, Any],
+                            lines: list[dict[str, Any]], *, reversal_msgid: str,
+                            returned_at: dt.datetime) -> None:  # fmt: skip
+        """3506 商品销售退货 for one reversed sale under ``msgid`` (journaled before): the
+        sale's catalogue lines come back whole (a reversal here is always of the whole
+        sale), each with its 追溯码, under the *sale's* ``setl_id`` (the one its 3505
+        carried) and ``medins_prod_sel_no`` = the reversal's msgid (the return's own
+        number: the platform's key against a second upload of this return). Safe to
+        resend, so retried."""
+        when = returned_at.astimezone(env.CHINA).strftime(env.INF_TIME)
+        rows = [self._selinfo(line, detail, when) | {
+                    "medins_prod_sel_no": reversal_msgid, "memo": f"退货 {sale_ref}"[:500],
+                    "psn_cert_type": "01", "certno": "", "psn_name": "", "expy_end": ""}
+                for line in lines if line.get("catalogue_code")]  # fmt: skip
+        if rows:
+            self.platform.call("3506", {"selinfo": rows}, opter=self.settings.opter,
+                               safe=True, msgid=msgid)  # fmt: skip
+
+    def _selinfo(self, line: Mapping[str, Any], detail: Mapping[str, Any],
+                 when: str) -> dict[str, Any]:  # fmt: skip
+        """One 3505/3506 ``selinfo`` row of a journaled plan line (表165 / 3506's table)."""
+        setl = detail.get("setlinfo") or {}
+        return {
+            "med_list_codg": line["catalogue_code"], "fixmedins_hilist_id": line["sku"],
+            "fixmedins_hilist_name": str(line["name"])[:200], "fixmedins_bchno": "",
+            "rx_flag": "1" if line.get("prescription") else "0",
+            "trdn_flag": "1" if line.get("split_pack") else "0",
+            "finl_trns_pric": yuan_of(int(line["unit_price"])),
+            "sel_retn_cnt": int(line["quantity"]), "sel_retn_time": when,
+            "sel_retn_opter_name": self.settings.opter_name,
+            "mdtrt_sn": str(detail.get("mdtrt_id") or ""),
+            "setl_id": str(setl.get("setl_id") or ""), "psn_no": str(setl.get("psn_no") or ""),
+            "manu_lotnum": "", "manu_date": "", "drug_prod_barc": "", "mdtrt_setl_type": "1",
+            "drugtracinfo": [{"drug_trac_codg": c} for c in line.get("trace_codes") or ()],
+        }  # fmt: skip
 
     # ------------------------------------------------------------------ 1312
     def catalogue_page(self, page_num: int, page_size: int) -> tuple[list[dict[str, Any]], int]:
