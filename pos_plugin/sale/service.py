@@ -89,6 +89,7 @@ from pos_plugin.sale.receipts import (
     ReceiptReversal,
     not_used_sentence,
     payer_was_needed,
+    receipt_items,
     render,
     reversed_receipt,
 )
@@ -778,6 +779,9 @@ class SaleService:
             notices=[NoticeLine(**n) for n in plan.get("notices", ())],
         )
         facts = dict(plan.get("receipt") or {})
+        # each line's 追溯码 as sent, and the national platform's class where it gave one
+        facts["items"] = receipt_items(facts.get("items") or (), plan.get("lines") or (),
+                                       (settlement.detail or {}).get("chrgitm_lv") or ())
         account_id = facts.pop("patient_account_id", None)
         balance_after = settlement.balances_after.get(account_id) if account_id else None
         receipt = self._receipt(result, facts, balance_after)

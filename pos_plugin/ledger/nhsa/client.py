@@ -25,7 +25,7 @@ import datetime as dt
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import requests
@@ -47,6 +47,7 @@ from pos_plugin.ledger.nhsa.transport import Transport
 from pos_plugin.ledger.own.schemas import (
     CompactStatement,
     Credential,
+    LineSummary,
     ReversalResult,
     Settlement,
     SettlementRequest,
@@ -164,9 +165,10 @@ class NhsaLedgerClient:
         )  # fmt: skip
         setl = setlinfo_fen(answer, built.medfee_fen, msgid=request.msgid, psn_no=insured.psn_no)
         created = _setl_time(setl.get("setl_time"), now)
+        detail_rows = cut_rows(answer)
         detail: dict[str, Any] = {
             "setlinfo": setl,
-            "detlcutinfo": cut_rows(answer),
+            "detlcutinfo": detail_rows,
             "mdtrt_id": setl["mdtrt_id"],
             "noncatalogue_cash": built.noncatalogue_fen,
             "insuplc_admdvs": insured.insuplc_admdvs,
@@ -174,6 +176,8 @@ class NhsaLedgerClient:
             "terminal_id": request.terminal_id,
             "total": request.total,
             "acct_used_flag": built.acct_used_flag,
+            # the platform's class of each basket line (None: not sent), for the receipt
+            "chrgitm_lv": line_levels(request.lines, detail_rows),
         }
         return Settlement(
             settlement_id=setl["setl_id"], msgid=request.msgid,
@@ -384,6 +388,23 @@ class NhsaLedgerClient:
     ) -> CompactStatement:
         raise e.LedgerError("3201/3202 reconciliation is not built yet (issue 13)",
                             code="statement_unsupported")  # fmt: skip
+
+
+def line_levels(lines: Sequence[LineSummary], cut: Sequence[Mapping[str, Any]]
+                ) -> list[str | None]:  # fmt: skip
+    """Each basket line's ``chrgitm_lv`` (01 甲 / 02 乙 / 03 丙) from the 2102 answer's
+    detlcutinfo, matched by feedetl_sn (the n-th line that had a catalogue code is "n",
+    as ``inputs.drug_input`` numbered them); None for a line never sent or not classed."""
+    by_sn = {str(r.get("feedetl_sn") or ""): str(r.get("chrgitm_lv") or "") or None for r in cut}
+    out: list[str | None] = []
+    n = 0
+    for line in lines:
+        if line.catalogue_code:
+            n += 1
+            out.append(by_sn.get(str(n)))
+        else:
+            out.append(None)
+    return out
 
 
 def _setl_time(value: object, fallback: dt.datetime) -> dt.datetime:
