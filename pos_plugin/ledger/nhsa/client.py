@@ -360,6 +360,13 @@ class NhsaLedgerClient:
             "drugtracinfo": [{"drug_trac_codg": c} for c in line.get("trace_codes") or ()],
         }  # fmt: skip
 
+    # ------------------------------------------------------------------ 3301
+    def catalogue_mapping_upload(self, rows: list[dict[str, Any]]) -> None:
+        """3301 目录对照上传: ``rows`` (the pharmacy's SKU -> national code, checked by
+        ``nhsa.mapping``) in one call, ``{"data": [...]}``. A resend stores the same
+        mapping again (the platform keeps one per SKU), so retried."""
+        self.platform.call("3301", {"data": rows}, opter=self.settings.opter, safe=True)
+
     # ------------------------------------------------------------------ 1312
     def catalogue_page(self, page_num: int, page_size: int) -> tuple[list[dict[str, Any]], int]:
         """One page of the platform's drug catalogue (1312): (rows, number of pages)."""
