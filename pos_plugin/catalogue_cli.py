@@ -10,7 +10,8 @@ the world file's first pharmacy over ``plain`` (as ``reconcile --ledger-kind nhs
 while a row is bad; then one line per row says what the platform made of it.
 
 Exit codes: 0 done, 1 the platform refused some mapping rows (each named), 2 a usage,
-configuration or file problem (nothing sent), 3 the platform could not be read.
+configuration or file problem (nothing sent), 3 the platform (or the shared journal's
+database) could not be read.
 """
 
 from __future__ import annotations
@@ -56,25 +57,42 @@ def _client(args: argparse.Namespace, cfg: Any) -> Any:
                                               mdtrtarea_admvs=ph.region))  # fmt: skip
 
 
+def _store(args: argparse.Namespace, cfg: Any) -> Any:
+    """The till's catalogue: the file beside its journal (or ``--catalogue``), or on a
+    shared journal (``postgresql://``) the table in that database, for this pharmacy
+    (the config's, or the world file's first)."""
+    from pos_plugin.config import ConfigError, journal_password, secret_store
+    from pos_plugin.ledger.nhsa import catalogue as cat
+
+    if args.catalogue:
+        return cat.Catalogue(Path(args.catalogue))
+    journal = args.journal or (str(cfg.journal_target) if cfg is not None else "")
+    if not journal:
+        raise ConfigError("give --journal FILE|URL, --catalogue FILE or --config config.toml")
+    if not journal.startswith(("postgresql://", "postgres://")):
+        return cat.Catalogue(cat.path_beside(journal))
+    from pos_plugin.agent import shared_catalogue
+    from pos_plugin.journal.postgres import SharedJournal
+    from pos_plugin.world import load_world
+
+    if cfg is not None:
+        password = journal_password(cfg.journal, secret_store(cfg)) if cfg.journal.url else None
+        code = cfg.pharmacy.code
+    else:
+        password, code = None, load_world(args.world).pharmacies[0].code
+    return shared_catalogue(SharedJournal(journal, code, (), password), code)
+
+
 def _run(argv: Sequence[str] | None) -> int:
-    from pos_plugin.config import ConfigError, load_config
+    from pos_plugin.config import load_config
     from pos_plugin.ledger.nhsa import catalogue as cat
 
     args = build_parser().parse_args(argv)
     cfg = load_config(args.config) if args.config else None
     if args.action == "upload-mapping":
         return _upload_mapping(args, cfg)
-    where: Path
-    if args.catalogue:
-        where = Path(args.catalogue)
-    elif args.journal or (cfg is not None and cfg.journal_target):
-        journal = args.journal or str(cfg.journal_target if cfg is not None else "")
-        if journal.startswith("postgres"):
-            raise ConfigError("a shared journal: give --catalogue FILE")
-        where = cat.path_beside(journal)
-    else:
-        raise ConfigError("give --journal FILE, --catalogue FILE or --config config.toml")
-    store = cat.Catalogue(where)
+    store = _store(args, cfg)
+    where = store.path
     if args.action == "update":
         client = _client(args, cfg)
         try:
@@ -116,6 +134,7 @@ def _upload_mapping(args: argparse.Namespace, cfg: Any) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """0 done, 1 mapping rows refused, 2 usage/config/file, 3 the platform could not be read."""
     from pos_plugin.config import ConfigError
+    from pos_plugin.journal.postgres import JournalUnavailable
     from pos_plugin.ledger.errors import LedgerError
     from pos_plugin.ledger.nhsa.mapping import MappingFileError
 
@@ -127,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MappingFileError as e:
         print(f"the mapping file: {e}", file=sys.stderr)
         return 2
+    except JournalUnavailable as e:
+        print(f"the shared journal's catalogue could not be read: {e}", file=sys.stderr)
+        return 3
     except LedgerError as e:
         print(f"the platform could not be read: {e}", file=sys.stderr)
         return 3
