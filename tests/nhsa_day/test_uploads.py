@@ -171,3 +171,26 @@ def test_the_sandbox_refuses_a_return_of_a_sale_it_was_never_told_of(tmp_path: P
         assert "3505" in got.value.message and _returns(d) == []
     finally:
         d.close()
+
+
+def test_the_outbox_on_the_shared_postgresql_journal(tmp_path: Path) -> None:
+    from tests.pgschema import fresh_schema
+
+    d = Day(tmp_path, tills=())
+    try:
+        with fresh_schema("uploads") as url:
+            j = Journal(url, hmac_key=b"k" * 32, pharmacy_code=d.pharmacy.code, terminal_id="T01")
+            try:
+                d.journals["T01"] = j
+                d.services["T01"] = svc = SaleService(SaleSettings(d.pharmacy.code, "T01"), j,
+                                                      d.client, None)  # type: ignore[arg-type]  # fmt: skip
+                sold = d.sale("T01", "P1", P1, line("XA01AAA0001", 1000), when=at(9, 5))
+                d.reverse(sold, at(9, 30))
+                assert j.uploads_owed_count() == 2 and j.uploads_owed_count(day=at(9).date()) == 2
+                assert svc.send_owed_uploads(now=at(9, 31)) == 2
+                assert j.uploads_owed_count() == 0 and len(_returns(d)) == 1
+            finally:
+                del d.journals["T01"]
+                j.close()
+    finally:
+        d.close()
