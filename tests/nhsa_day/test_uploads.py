@@ -194,3 +194,33 @@ def test_the_outbox_on_the_shared_postgresql_journal(tmp_path: Path) -> None:
                 j.close()
     finally:
         d.close()
+
+
+def test_health_counts_sales_and_returns_owed(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    import requests
+
+    from pos_plugin.agent import ApiServer
+    from pos_plugin.api import create_app
+
+    d = Day(tmp_path, tills=("T01",))
+    try:
+        sold = d.sale("T01", "H1", P1, line("XA01AAA0001", 1000), when=at(9, 5))
+        d.sale("T01", "H2", P1, line("XA01AAA0001", 500), when=at(9, 10))
+        d.reverse(sold, at(9, 30))
+        service = SimpleNamespace(journal=d.journals["T01"], card_left_in_reader=False)
+        api = ApiServer(create_app(service, tokens={"pos": "p", "manager": "m"},  # type: ignore[arg-type]
+                                   device_status=lambda: {}))  # fmt: skip
+        api.start()
+        try:
+            def owed() -> int:
+                return int(requests.get(f"{api.url}/v1/health", timeout=10).json()["uploads_owed"])
+
+            assert owed() == 3  # two sales' 3505 and one return's 3506
+            assert d.services["T01"].send_owed_uploads(now=at(9, 31)) == 3
+            assert owed() == 0
+        finally:
+            api.stop()
+    finally:
+        d.close()
