@@ -91,6 +91,8 @@ def test_batches_and_a_row_the_platform_refuses(day: Day, tmp_path: Path,
     (HEADER + "6901,药,XA01AAA0001,,,,\n7702,药,XA01AAA0001,,,,\n6901,药,XB01BBB0001,,,,\n",
      "row 5 (6901): SKU 6901 is already mapped in row 3"),
     (HEADER + f"{'9' * 31},药,XA01AAA0001,,,,\n", "longer than 30"),
+    (HEADER + "6901,药\x00,XA01AAA0001,,,,\n", "fixmedins_hilist_name holds a control character"),
+    (HEADER + f"6901,{'x' * 140_000},XA01AAA0001,,,,\n", "row 3: not readable as CSV"),
 ])  # fmt: skip
 def test_a_bad_file_is_refused_whole_and_nothing_is_sent(
     day: Day, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, says: str

@@ -91,6 +91,13 @@ def _date(value: str) -> dt.date | None:
 def parse_mapping(raw: bytes, *, today: dt.date | None = None) -> list[MappingRow]:
     """Every row checked; raises MappingFileError naming each bad row (nothing to send)."""
     reader = csv.reader(io.StringIO(_text(raw), newline=""))
+    try:
+        return _parse(reader, today)
+    except csv.Error as ex:  # a NUL byte, a field past the csv module's limit
+        raise MappingFileError(f"row {reader.line_num}: not readable as CSV ({ex})") from None
+
+
+def _parse(reader: Any, today: dt.date | None) -> list[MappingRow]:
     header = next(reader, None)
     if header is None or not any(h.strip() for h in header):
         raise MappingFileError("the file is empty: its first row must name the columns "
@@ -142,6 +149,8 @@ def parse_mapping(raw: bytes, *, today: dt.date | None = None) -> list[MappingRo
 def _row_problems(data: dict[str, str]) -> list[str]:
     why = [f"{k} is empty" for k in REQUIRED if not data[k]]
     why += [f"{k} is longer than {n} characters" for k, n in LENGTHS.items() if len(data[k]) > n]
+    why += [f"{k} holds a control character" for k, v in data.items()
+            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in v)]  # fmt: skip
     if not (data["list_type"].isdigit() and data["list_type"].isascii()):
         why.append(f"list_type {data['list_type']!r} is not a code (101 西药中成药, 102 中药饮片, ...)")
     begin, end = _date(data["begndate"]), _date(data["enddate"])
