@@ -906,10 +906,11 @@ class Journal:
 # --------------------------------------------------------------------------- uploads owed
 
 
-def owed_uploads_sql(kind: str, pharmacy_code: str, terminal_id: str, *, shared: bool,
+def owed_uploads_sql(kind: str, pharmacy_code: str, terminal_id: str | None, *, shared: bool,
                      day: dt.date | None = None) -> tuple[str, tuple[Any, ...]]:  # fmt: skip
     """``FROM ... WHERE ...`` (alias ``s`` = sales, ``u`` = the upload) and its arguments:
-    the sales of one till that owe the platform an upload of ``kind``.
+    the sales of one till (``terminal_id``; None: every till of the pharmacy) that owe
+    the platform an upload of ``kind``.
 
     Owed is *derived* from ``sales``, never enqueued, so nothing can be lost between
     settling (or reversing) and enqueueing: a national sale (its plan journaled its
@@ -919,11 +920,13 @@ def owed_uploads_sql(kind: str, pharmacy_code: str, terminal_id: str, *, shared:
     if kind not in (UPLOAD_SALE, UPLOAD_RETURN):
         raise ValueError(f"no upload kind {kind!r}")
     sql = (" FROM sales s LEFT JOIN sales_uploads u ON u.sale_ref = s.sale_ref AND u.kind = ?"
-           " AND u.pharmacy_code = ? AND u.terminal_id = ?"
-           " WHERE u.done_at IS NULL AND s.terminal_id = ?"
-           " AND s.plan LIKE ? AND s.result LIKE ?")  # as parameters: psycopg reads a bare %
-    args: tuple[Any, ...] = (kind, pharmacy_code, terminal_id, terminal_id, '%"lines"%',
-                             '%"ledger_detail"%')
+           " AND u.pharmacy_code = ? AND u.terminal_id = s.terminal_id"
+           " WHERE u.done_at IS NULL AND s.plan LIKE ? AND s.result LIKE ?")  # fmt: skip
+    # (the patterns as parameters: psycopg takes a bare % in the text for a placeholder)
+    args: tuple[Any, ...] = (kind, pharmacy_code, '%"lines"%', '%"ledger_detail"%')
+    if terminal_id is not None:
+        sql += " AND s.terminal_id = ?"
+        args = (*args, terminal_id)
     if shared:  # one database for many pharmacies: a till id is only unique within one
         sql += " AND s.pharmacy_code = ?"
         args = (*args, pharmacy_code)
@@ -940,13 +943,14 @@ def owed_uploads_sql(kind: str, pharmacy_code: str, terminal_id: str, *, shared:
     return sql, args
 
 
-def count_uploads_owed(db: Any, pharmacy_code: str, terminal_id: str, *, shared: bool = False,
-                       day: dt.date | None = None, kind: str | None = None) -> int:  # fmt: skip
-    """How many uploads (3505 sales + 3506 returns, or ``kind`` only) one till owes the
-    platform, of every day or of business ``day``: on any connection to its journal (an
-    sqlite3 connection to the till's file, or a PgDb on the shared journal with
-    ``shared=True``), so close-day and the manager page ask the same question as
-    ``/v1/health``."""
+def count_uploads_owed(db: Any, pharmacy_code: str, terminal_id: str | None = None, *,
+                       shared: bool = False, day: dt.date | None = None,
+                       kind: str | None = None) -> int:  # fmt: skip
+    """How many uploads (3505 sales + 3506 returns, or ``kind`` only) a till (or, with
+    ``terminal_id`` None, every till of the pharmacy) owes the platform, of every day or
+    of business ``day``: on any connection to its journal (an sqlite3 connection to a
+    till's file, or a PgDb on the shared journal with ``shared=True``), so close-day and
+    the manager page ask the same question as ``/v1/health``."""
     total = 0
     for k in (kind,) if kind else (UPLOAD_SALE, UPLOAD_RETURN):
         sql, args = owed_uploads_sql(k, pharmacy_code, terminal_id, shared=shared, day=day)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pos_plugin.journal.journal import Journal
+from pos_plugin.journal.journal import Journal, count_uploads_owed
+from pos_plugin.journal.postgres import PgDb, SharedJournal
 from pos_plugin.ledger import errors as e
 from pos_plugin.sale.service import SaleService, SaleSettings, msgid_time
 
@@ -143,6 +144,13 @@ def test_a_return_waits_for_its_sales_3505(tmp_path: Path) -> None:
         d.reverse(sold, at(9, 30))
         j, svc = d.journals["T01"], d.services["T01"]
         assert j.uploads_owed_count() == 2  # the sale and its return
+        # the same count on a bare connection to the till's file, as close-day reads it
+        db = sqlite3.connect(j.path)
+        try:
+            assert count_uploads_owed(db, d.pharmacy.code, day=at(9).date()) == 2
+            assert count_uploads_owed(db, d.pharmacy.code, "T01", kind="3506") == 1
+        finally:
+            db.close()
         d.server.faults.fail_next("3505", "系统繁忙")  # type: ignore[attr-defined]
         assert svc.send_owed_uploads(now=at(9, 31)) == 0
         assert _stored(d) == [] and _returns(d) == []
@@ -187,6 +195,12 @@ def test_the_outbox_on_the_shared_postgresql_journal(tmp_path: Path) -> None:
                 sold = d.sale("T01", "P1", P1, line("XA01AAA0001", 1000), when=at(9, 5))
                 d.reverse(sold, at(9, 30))
                 assert j.uploads_owed_count() == 2 and j.uploads_owed_count(day=at(9).date()) == 2
+                store = PgDb(SharedJournal(url), dict_rows=True)  # the store as a whole
+                try:
+                    assert count_uploads_owed(store, d.pharmacy.code, shared=True) == 2
+                    assert count_uploads_owed(store, "H99999900001", shared=True) == 0
+                finally:
+                    store.close()
                 assert svc.send_owed_uploads(now=at(9, 31)) == 2
                 assert j.uploads_owed_count() == 0 and len(_returns(d)) == 1
             finally:
