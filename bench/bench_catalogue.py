@@ -50,11 +50,18 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
     return out
 
 
+def load() -> str:
+    """The load average (not on Windows: there it says n/a)."""
+    if not hasattr(os, "getloadavg"):
+        return "n/a"
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def show(label: str, times: list[float], unit: str = "s") -> None:
     scale = 1000.0 if unit == "ms" else 1.0
     med = statistics.median(times) * scale
     print(f"  {label:<48} median {med:9.3f} {unit}  (min {min(times) * scale:.3f}, "
-          f"max {max(times) * scale:.3f}; load {' '.join(f'{x:.2f}' for x in os.getloadavg())})")  # fmt: skip
+          f"max {max(times) * scale:.3f}; load {load()})")
 
 
 def main(n: int = 100_000, runs: int = 5) -> None:
