@@ -903,6 +903,7 @@ class Journal:
         d["proxy"] = bool(d["proxy"])
         return SaleRow(**d)
 
+
 # --------------------------------------------------------------------------- uploads owed
 
 
