@@ -361,21 +361,33 @@ def start_from_config(cfg: Config) -> Agent:
 
 
 def _catalogue_for(journal: Journal, ledger: Any, *, download: bool = False) -> Any:
-    """The national catalogue beside the till's journal file (``ledger.nhsa.catalogue``);
-    ``download``: fetch it now (simulate mode, where the platform is the embedded sandbox;
-    a real till runs ``pos-plugin catalogue update``). None on a shared journal (not
-    built there yet: the check is then the platform's own, at 2102)."""
+    """The national catalogue (``ledger.nhsa.catalogue``) beside the till's journal file,
+    or on a shared journal in its database (every till of the store checks against one
+    download); ``download``: fetch it now (simulate mode, where the platform is the
+    embedded sandbox; a real till runs ``pos-plugin catalogue update``)."""
     from pos_plugin.ledger.nhsa import catalogue as cat
 
+    store: Any
     if journal.is_shared:
-        return None
-    store = cat.Catalogue(cat.path_beside(journal.path))
+        store = shared_catalogue(journal.source, journal.pharmacy_code, query=journal.query)
+    else:
+        store = cat.Catalogue(cat.path_beside(journal.path))
     if download:
         try:
             cat.update(ledger, store)
         except Exception as e:  # the sale still works: the platform checks at 2102
             log.warning("the national catalogue could not be downloaded: %s", e)
     return store
+
+
+def shared_catalogue(source: Any, pharmacy_code: str, *, query: Any = None) -> Any:
+    """The national catalogue of ``pharmacy_code`` in the shared journal ``source`` (a
+    ``SharedJournal``): its connections and DDL lock are the journal's."""
+    from pos_plugin.journal.postgres import PgDb, ensure_schema
+    from pos_plugin.ledger.nhsa.catalogue import SharedCatalogue
+
+    return SharedCatalogue(lambda: PgDb(source, dict_rows=False), pharmacy_code,
+                           label=source.label, ensure_schema=ensure_schema, query=query)  # fmt: skip
 
 
 def _ledger_for(cfg: Config, journal: Journal, ledger_secrets: dict[str, str]) -> Any:

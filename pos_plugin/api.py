@@ -465,7 +465,7 @@ def create_app(
             "unresolved_settlements": len(service.journal.in_state("settling")),
             "reversals_owed": len(owed),
             "reversals_escalated": sum(p.escalated for p in owed),
-            # national platform: settled sales whose 3505 upload is not acknowledged yet
+            # national platform: sales (3505) and returns (3506) not acknowledged yet
             "uploads_owed": service.journal.uploads_owed_count(),
             # A card not taken within card_removal_timeout: the next sale refuses it.
             "card_left_in_reader": service.card_left_in_reader,

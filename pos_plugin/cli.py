@@ -503,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     close.set_defaults(func=_cmd_close_day)
     catalogue = sub.add_parser(
         "catalogue",
-        help="the national drug catalogue on this till (update | show)",
+        help="the national drug catalogue on this till (update | show | upload-mapping)",
         add_help=False,
     )
     catalogue.set_defaults(func=_cmd_catalogue)

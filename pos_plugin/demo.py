@@ -68,18 +68,35 @@ ZHANG_WEI, WANG_FANG, XIAOMING, LI_NA = (
 COLD = [_item("6901", "感冒灵颗粒", "A", 2, 1850)]
 
 
-def scenarios(world: World) -> list[tuple[str, Callable[[Pos, Agent], tuple[bool, list[str]]]]]:
+def with_trace_codes(ref: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The basket as a national-platform POS sends it: every catalogue line with one 追溯码
+    per pack (20 digits starting with 8), distinct per sale, line and pack, so no code is
+    ever sold twice in the demo's day."""
+    n = int("".join(c for c in ref if c.isdigit()) or 0) % 10**7
+    return [
+        item | {"trace_codes": [f"8{n:07d}{k:03d}{pack:09d}" for pack in range(item["quantity"])]}
+        if item.get("catalogue_code") else item
+        for k, item in enumerate(items, 1)
+    ]  # fmt: skip
+
+
+def scenarios(world: World, *, national: bool = False
+              ) -> list[tuple[str, Callable[[Pos, Agent], tuple[bool, list[str]]]]]:  # fmt: skip
+    """The day's scenarios; ``national``: the POS sends each pack's 追溯码, as a pharmacy on
+    the national platform must."""
     Step = Callable[[Pos, Agent], tuple[bool, list[str]]]
 
     def sale(ref: str, card: str, patient: str, items: list[dict[str, Any]], *, buyer: dict[str, Any] | None = None,
              pin: Any = "correct", expect: str = "settled", code: str | None = None) -> Step:  # fmt: skip
+        basket = with_trace_codes(ref, items) if national else items
+
         def run(pos: Pos, agent: Agent) -> tuple[bool, list[str]]:
             pos.call("POST", "/v1/simulator/present", {"card_no": card, "pin": pin})
             try:
                 _, body = pos.call(
                     "POST",
                     "/v1/sales",
-                    {"sale_ref": ref, "items": items, "patient": _doc(world, patient),
+                    {"sale_ref": ref, "items": basket, "patient": _doc(world, patient),
                      "buyer": buyer or {"role": "self"}, "credential": "card"},
                 )  # fmt: skip
             finally:
@@ -156,6 +173,10 @@ def _print_summary(agent: Agent) -> None:
         ("现金 cash", [r.cash or 0 for r in settled]),
     ):
         print(f"    {label}: {yuan(sum(values))}")
+    if getattr(agent.service.ledger, "sales_upload", None) is not None:
+        sent = agent.service.send_owed_uploads()  # what the recovery loop does every round
+        owed = agent.service.journal.uploads_owed_count()
+        print(f"    销售/退货上传 sales and returns uploaded (3505/3506): {sent} now, {owed} owed")
     print()
 
 
@@ -196,7 +217,8 @@ def run_demo(ledger_kind: str = "own") -> int:
             pos = Pos(agent.url, agent.tokens["pos"], requests.Session())
             assert agent.world is not None
             results = []
-            for i, (title, run) in enumerate(scenarios(agent.world), 1):
+            national = ledger_kind == "nhsa"
+            for i, (title, run) in enumerate(scenarios(agent.world, national=national), 1):
                 ok, lines = run(pos, agent)
                 results.append(ok)
                 print(f"[{i}] {title} {'✓' if ok else '✗ UNEXPECTED'}")

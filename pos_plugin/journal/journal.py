@@ -62,6 +62,9 @@ UNKNOWN = "unknown"  # the ledger may have committed; a reversal is queued (cust
 REVERSED = "reversed"
 FINAL_STATES = frozenset({SETTLED, REFUSED, FAILED, REVERSED})
 
+UPLOAD_SALE = "3505"  # 商品销售: a settled national sale
+UPLOAD_RETURN = "3506"  # 商品销售退货: that sale reversed (its packs came back)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sales (
     sale_ref TEXT PRIMARY KEY,
@@ -658,35 +661,45 @@ class Journal:
                 (msgid, *self._till),
             )
 
-    # ------------------------------------------------------------------ 3505 uploads
+    # ------------------------------------------------------------------ 3505 / 3506 uploads
 
-    _OWED = (
-        " FROM sales s LEFT JOIN sales_uploads u ON u.sale_ref = s.sale_ref AND u.kind = ?"
-        " AND u.pharmacy_code = ? AND u.terminal_id = ?"
-        " WHERE s.state IN ('settled', 'reversed') AND s.plan LIKE '%\"lines\"%'"
-        " AND s.result LIKE '%\"ledger_detail\"%' AND u.done_at IS NULL"
-        " AND s.terminal_id = ?"
-    )
-
-    def uploads_owed(self, kind: str = "3505", *, due_at: str | None = None) -> list[SaleRow]:
-        """Settled national sales whose upload is not acknowledged (due ones if ``due_at``)."""
-        args: tuple[Any, ...] = (kind, self.pharmacy_code, self.terminal_id, self.terminal_id)
-        sql = "SELECT s.sale_ref" + self._OWED
+    def _owed(self, kind: str, *, day: dt.date | None = None,
+              due_at: str | None = None) -> tuple[str, tuple[Any, ...]]:  # fmt: skip
+        """FROM/WHERE and arguments of what this till owes the platform of ``kind``."""
+        sql, args = owed_uploads_sql(kind, self.pharmacy_code, self.terminal_id,
+                                     shared=self._pg is not None, day=day)  # fmt: skip
         if due_at is not None:
             sql += " AND (u.next_attempt_at IS NULL OR u.next_attempt_at <= ?)"
             args = (*args, due_at)
+            if kind == UPLOAD_RETURN:  # a return goes only after its sale's 3505 was taken
+                sql += (" AND EXISTS (SELECT 1 FROM sales_uploads f WHERE f.sale_ref = s.sale_ref"
+                        f" AND f.kind = '{UPLOAD_SALE}' AND f.pharmacy_code = ?"
+                        " AND f.terminal_id = ? AND f.done_at IS NOT NULL)")  # fmt: skip
+                args = (*args, self.pharmacy_code, self.terminal_id)
+        return sql, args
+
+    def uploads_owed(self, kind: str = UPLOAD_SALE, *, due_at: str | None = None
+                     ) -> list[SaleRow]:  # fmt: skip
+        """National sales (3505) or returns (3506) not yet acknowledged by the platform,
+        oldest first; with ``due_at`` only those due to be sent then (a return only once
+        its sale's 3505 is acknowledged)."""
+        sql, args = self._owed(kind, due_at=due_at)
         with self._lock:
             refs = [r[0] if not isinstance(r, dict) else r["sale_ref"]
-                    for r in self._db.execute(sql + " ORDER BY s.created_at", args).fetchall()]
+                    for r in self._db.execute("SELECT s.sale_ref" + sql + " ORDER BY s.created_at",
+                                              args).fetchall()]  # fmt: skip
         return [row for ref in refs if (row := self.get(ref)) is not None]
 
-    def uploads_owed_count(self, kind: str = "3505") -> int:
+    def uploads_owed_count(self, kind: str | None = None, *, day: dt.date | None = None) -> int:
+        """How many uploads this till still owes the platform: 3505 and 3506 together
+        (``kind`` one of them), of every day or of the business ``day`` (a sale's 3505 by
+        the day it was sold, a return's 3506 by the day it was reversed). What
+        ``/v1/health`` shows and what close-day asks (also :func:`count_uploads_owed`)."""
         with self._lock:
-            r = self._db.execute(
-                "SELECT count(*) AS n" + self._OWED,
-                (kind, self.pharmacy_code, self.terminal_id, self.terminal_id),
-            ).fetchone()
-        return int(r[0] if not isinstance(r, dict) else r["n"])
+            if self._pg is not None:
+                self._pg.reopen_if_broken()
+            return count_uploads_owed(self._db, self.pharmacy_code, self.terminal_id,
+                                      shared=self._pg is not None, day=day, kind=kind)  # fmt: skip
 
     def upload_begin(self, sale_ref: str, kind: str, msgid: str, now: str) -> tuple[str, int]:
         """(msgid, attempts): the upload's msgid, journaled before the request leaves (the
@@ -889,3 +902,59 @@ class Journal:
                 d[k] = json.loads(d[k])
         d["proxy"] = bool(d["proxy"])
         return SaleRow(**d)
+
+
+# --------------------------------------------------------------------------- uploads owed
+
+
+def owed_uploads_sql(kind: str, pharmacy_code: str, terminal_id: str | None, *, shared: bool,
+                     day: dt.date | None = None) -> tuple[str, tuple[Any, ...]]:  # fmt: skip
+    """``FROM ... WHERE ...`` (alias ``s`` = sales, ``u`` = the upload) and its arguments:
+    the sales of one till (``terminal_id``; None: every till of the pharmacy) that owe
+    the platform an upload of ``kind``.
+
+    Owed is *derived* from ``sales``, never enqueued, so nothing can be lost between
+    settling (or reversing) and enqueueing: a national sale (its plan journaled its
+    lines, its result the platform's record) settled or reversed owes a 3505; reversed,
+    it also owes a 3506. ``day``: a 3505 of a sale of that business day, a 3506 of a
+    reversal made that day (its msgid's yyyyMMdd, China time)."""
+    if kind not in (UPLOAD_SALE, UPLOAD_RETURN):
+        raise ValueError(f"no upload kind {kind!r}")
+    sql = (" FROM sales s LEFT JOIN sales_uploads u ON u.sale_ref = s.sale_ref AND u.kind = ?"
+           " AND u.pharmacy_code = ? AND u.terminal_id = s.terminal_id"
+           " WHERE u.done_at IS NULL AND s.plan LIKE ? AND s.result LIKE ?")  # fmt: skip
+    # (the patterns as parameters: psycopg takes a bare % in the text for a placeholder)
+    args: tuple[Any, ...] = (kind, pharmacy_code, '%"lines"%', '%"ledger_detail"%')
+    if terminal_id is not None:
+        sql += " AND s.terminal_id = ?"
+        args = (*args, terminal_id)
+    if shared:  # one database for many pharmacies: a till id is only unique within one
+        sql += " AND s.pharmacy_code = ?"
+        args = (*args, pharmacy_code)
+    if kind == UPLOAD_SALE:
+        sql += " AND s.state IN ('settled', 'reversed')"
+        if day is not None:
+            sql += " AND s.business_date = ?"
+            args = (*args, day.isoformat())
+    else:
+        sql += " AND s.state = 'reversed' AND s.reversal_msgid IS NOT NULL"
+        if day is not None:
+            sql += " AND substr(s.reversal_msgid, 13, 8) = ?"
+            args = (*args, day.strftime("%Y%m%d"))
+    return sql, args
+
+
+def count_uploads_owed(db: Any, pharmacy_code: str, terminal_id: str | None = None, *,
+                       shared: bool = False, day: dt.date | None = None,
+                       kind: str | None = None) -> int:  # fmt: skip
+    """How many uploads (3505 sales + 3506 returns, or ``kind`` only) a till (or, with
+    ``terminal_id`` None, every till of the pharmacy) owes the platform, of every day or
+    of business ``day``: on any connection to its journal (an sqlite3 connection to a
+    till's file, or a PgDb on the shared journal with ``shared=True``), so close-day and
+    the manager page ask the same question as ``/v1/health``."""
+    total = 0
+    for k in (kind,) if kind else (UPLOAD_SALE, UPLOAD_RETURN):
+        sql, args = owed_uploads_sql(k, pharmacy_code, terminal_id, shared=shared, day=day)
+        r = db.execute("SELECT count(*) AS n" + sql, args).fetchone()
+        total += int(r["n"] if isinstance(r, dict) else r[0])
+    return total

@@ -23,13 +23,20 @@ What the issue asked the receipt to say, and where it is decided here:
 - the national platform does not say which family payer paid: then the family
   share is one line (``mutual_aid``), not a line per payer;
 - a reversal has its own receipt (冲正/退款), with negative amounts, the reversal's
-  msgid, reason and time, and the original sale_ref and msgid.
+  msgid, reason and time, and the original sale_ref and msgid;
+- each line's class (甲类/乙类/丙类) is the POS's, except on the national platform,
+  where the 2102 answer classes every line it settled (``chrgitm_lv`` 01/02/03): that
+  is what the fund applied, so that is what is printed (``receipt_items``);
+- each line's 追溯码 (one per pack) is printed under it, one code a line, so a
+  customer or an inspector can match a pack to the sale; a 20-digit national code
+  fits on one line at 58 mm, a longer one wraps.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -39,6 +46,9 @@ ReceiptWidth = Literal[58, 80]
 COLUMNS: dict[int, int] = {58: 32, 80: 48}
 
 CLASS_ZH = {"A": "甲类", "B": "乙类", "C": "丙类", "none": "自费"}
+# The national platform's 收费项目等级 (chrgitm_lv) as our insurance classes.
+CHRGITM_LV = {"01": "A", "02": "B", "03": "C"}
+TRACE_LABEL = "  追溯码"
 DOC_TYPE_ZH = {
     "resident_id": "身份证",
     "foreign_permanent_resident_id": "永居证",
@@ -71,7 +81,8 @@ class ReceiptItem(_M):
     name: str
     quantity: int
     amount: int  # fen; negative on a reversal's receipt
-    insurance_class: str  # A, B, C, none
+    insurance_class: str  # A, B, C, none (the platform's class where it gave one)
+    trace_codes: list[str] = []  # 追溯码, one per pack
 
 
 class ReceiptPayer(_M):
@@ -218,7 +229,33 @@ def reversed_receipt(sale: Receipt, reversal: ReceiptReversal) -> Receipt:
     )
 
 
+def receipt_items(items: Sequence[Mapping[str, Any]], lines: Sequence[Mapping[str, Any]],
+                  levels: Sequence[str | None] = ()) -> list[dict[str, Any]]:  # fmt: skip
+    """The receipt's lines (``items``, as the sale's receipt facts hold them) with each
+    line's 追溯码 from the journaled plan ``lines`` (what was sent) and, where the national
+    platform classed the line (``levels``: its ``chrgitm_lv`` per basket line, None for a
+    line it was not sent), the platform's class instead of the POS's. All three are in
+    basket order."""
+    out = []
+    for n, item in enumerate(items):
+        line = lines[n] if n < len(lines) else {}
+        level = levels[n] if n < len(levels) else None
+        out.append(dict(item) | {
+            "trace_codes": [str(c) for c in line.get("trace_codes") or ()],
+            "insurance_class": CHRGITM_LV.get(level or "", item.get("insurance_class", "none")),
+        })  # fmt: skip
+    return out
+
+
 # --------------------------------------------------------------------------- rendering
+
+
+def trace_lines(code: str, cols: int) -> list[str]:
+    """One pack's 追溯码 under its line: ``  追溯码 8123...``, a code too long for the
+    paper continued under itself (the code's column stays the same)."""
+    indent = text_width(TRACE_LABEL) + 1
+    parts = wrap(code, cols - indent)
+    return [f"{TRACE_LABEL} {parts[0]}"] + [" " * indent + p for p in parts[1:]]
 
 
 def render(receipt: Receipt, width: int = 80) -> list[str]:
@@ -263,6 +300,8 @@ def render(receipt: Receipt, width: int = 80) -> list[str]:
     for item in r.items:
         left = f"{item.name} x{item.quantity} {CLASS_ZH.get(item.insurance_class, '')}".rstrip()
         out += row(left, yuan(item.amount), cols)
+        for code in item.trace_codes:
+            out += trace_lines(code, cols)
     out.append(rule)
     out += row("退款合计" if rev else "合计", yuan(r.total), cols)
     if r.account_payable is not None and not rev:  # what was reversed is the split below

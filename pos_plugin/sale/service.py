@@ -90,6 +90,7 @@ from pos_plugin.sale.receipts import (
     ReceiptReversal,
     not_used_sentence,
     payer_was_needed,
+    receipt_items,
     render,
     reversed_receipt,
 )
@@ -793,6 +794,9 @@ class SaleService:
             notices=[NoticeLine(**n) for n in plan.get("notices", ())],
         )
         facts = dict(plan.get("receipt") or {})
+        # each line's 追溯码 as sent, and the national platform's class where it gave one
+        facts["items"] = receipt_items(facts.get("items") or (), plan.get("lines") or (),
+                                       (settlement.detail or {}).get("chrgitm_lv") or ())
         account_id = facts.pop("patient_account_id", None)
         balance_after = settlement.balances_after.get(account_id) if account_id else None
         receipt = self._receipt(result, facts, balance_after)
@@ -1315,35 +1319,50 @@ class SaleService:
         return done
 
 
-    # ------------------------------------------------------------------ 3505
+    # ------------------------------------------------------------------ 3505 / 3506
 
     def send_owed_uploads(self, now: dt.datetime | None = None) -> int:
-        """The national sales upload (3505) of every settled sale not yet acknowledged.
+        """The national sales upload (3505) of every settled sale not yet acknowledged,
+        then the return upload (3506) of every reversed one whose 3505 was.
 
         Owed uploads are read from the journal's sales (nothing to lose between settling
-        and enqueueing); each upload's msgid is journaled before it leaves and reused by a
-        resend, and the sale's receipt number (``rtal_docno`` = sale_ref) names it, so a
-        crash after sending never makes a second upload. Failures back off (5 s x 2^n,
-        at most an hour, jittered). A backend without 3505 owes nothing."""
-        send = getattr(self.ledger, "sales_upload", None)
-        if send is None:
-            return 0
+        or reversing and enqueueing); each upload's msgid is journaled before it leaves
+        and reused by a resend, and the receipt number names it at the platform (3505
+        ``rtal_docno`` = sale_ref; 3506 the sale's setl_id + ``medins_prod_sel_no`` = the
+        reversal's msgid), so a crash after sending never makes a second upload. A
+        return waits for its sale's 3505: the platform cannot take back a sale it was
+        never told of. Failures back off (5 s x 2^n, at most an hour, jittered). A
+        backend without 3505 owes nothing; how many are owed:
+        ``Journal.uploads_owed_count``."""
+        sales = getattr(self.ledger, "sales_upload", None)
+        returns = getattr(self.ledger, "sales_return_upload", None)
         now = now or now_shanghai()
         done = 0
-        for row in self.journal.uploads_owed("3505", due_at=now.isoformat()):
-            detail = (row.result or {}).get("ledger_detail") or {}
-            msgid, attempts = self.journal.upload_begin(
-                row.sale_ref, "3505", self.journal.next_msgid(), now.isoformat()
-            )
-            try:
-                send(msgid, row.sale_ref, detail, (row.plan or {}).get("lines") or [])
-            except LedgerError as e:
-                delay = min(3600.0, 5.0 * 2**attempts) * (0.5 + random.random())
-                self.journal.upload_ended(row.sale_ref, "3505", error=e.message,
-                                          retry_at=(now + dt.timedelta(seconds=delay)).isoformat())
+        for kind, send in ((J.UPLOAD_SALE, sales), (J.UPLOAD_RETURN, returns)):
+            if send is None:
                 continue
-            self.journal.upload_ended(row.sale_ref, "3505")
-            done += 1
+            for row in self.journal.uploads_owed(kind, due_at=now.isoformat()):
+                detail = (row.result or {}).get("ledger_detail") or {}
+                lines = (row.plan or {}).get("lines") or []
+                msgid, attempts = self.journal.upload_begin(
+                    row.sale_ref, kind, self.journal.next_msgid(), now.isoformat()
+                )
+                try:
+                    if kind == J.UPLOAD_SALE:
+                        send(msgid, row.sale_ref, detail, lines)
+                    else:
+                        send(msgid, row.sale_ref, detail, lines,
+                             reversal_msgid=row.reversal_msgid or "",
+                             returned_at=msgid_time(row.reversal_msgid or msgid))  # fmt: skip
+                except LedgerError as e:
+                    delay = min(3600.0, 5.0 * 2**attempts) * (0.5 + random.random())
+                    self.journal.upload_ended(
+                        row.sale_ref, kind, error=e.message,
+                        retry_at=(now + dt.timedelta(seconds=delay)).isoformat(),
+                    )  # fmt: skip
+                    continue
+                self.journal.upload_ended(row.sale_ref, kind)
+                done += 1
         return done
 
 

@@ -92,6 +92,14 @@ REVERSAL = reversed_receipt(
 NATIONAL = CASCADE.model_copy(  # the national platform: the family share, payers unnamed
     update=dict(sale_ref="R20261123-0005", family=[], not_used=[])
 )
+NATIONAL_TRACE = NATIONAL.model_copy(  # one trace code a pack, 20 digits, and a long one
+    update=dict(sale_ref="R20261123-0006", items=[
+        ReceiptItem(name="感冒灵颗粒", quantity=2, amount=3700, insurance_class="A",
+                    trace_codes=["81234567890123456701", "81234567890123456702"]),
+        ReceiptItem(name="胰岛素笔芯", quantity=1, amount=40000, insurance_class="B",
+                    trace_codes=["(01)06901234567892(17)281231(10)LOT2026A(21)SN0000123"]),
+    ])
+)
 SCENARIOS = {
     "self": SELF,
     "proxy": PROXY,
@@ -99,4 +107,5 @@ SCENARIOS = {
     "evoucher": EVOUCHER,
     "reversal": REVERSAL,
     "national": NATIONAL,
+    "national_trace": NATIONAL_TRACE,
 }

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pos_plugin.sale.receipts import (
     COLUMNS,
@@ -22,6 +24,7 @@ from pos_plugin.sale.receipts import (
     payer_was_needed,
     render,
     text_width,
+    trace_lines,
 )
 from tests.sale.receipt_scenarios import CASCADE, REVERSAL, SCENARIOS, SELF
 
@@ -115,3 +118,17 @@ def test_a_reversal_has_its_own_receipt_with_negative_amounts() -> None:
 def test_an_unknown_width_is_refused() -> None:
     with pytest.raises(ValueError, match="58 or 80"):
         render(SELF, 76)
+
+
+@settings(max_examples=200, deadline=None)
+@given(code=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1,
+                    max_size=100),
+       width=st.sampled_from([58, 80]))  # fmt: skip
+def test_a_trace_code_of_any_length_fits_and_reads_back_whole(code: str, width: int) -> None:
+    lines = trace_lines(code, COLUMNS[width])
+    assert all(text_width(line) <= COLUMNS[width] for line in lines)
+    assert lines[0].startswith("  追溯码 ")
+    indent = text_width("  追溯码 ")
+    assert lines[0][len("  追溯码 "):] + "".join(x[indent:] for x in lines[1:]) == code
+    if len(code) == 20:  # the national drug code: one line even at 58 mm
+        assert len(lines) == 1

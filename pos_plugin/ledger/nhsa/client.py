@@ -25,7 +25,7 @@ import datetime as dt
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import requests
@@ -47,6 +47,7 @@ from pos_plugin.ledger.nhsa.transport import Transport
 from pos_plugin.ledger.own.schemas import (
     CompactStatement,
     Credential,
+    LineSummary,
     ReversalResult,
     Settlement,
     SettlementRequest,
@@ -164,9 +165,10 @@ class NhsaLedgerClient:
         )  # fmt: skip
         setl = setlinfo_fen(answer, built.medfee_fen, msgid=request.msgid, psn_no=insured.psn_no)
         created = _setl_time(setl.get("setl_time"), now)
+        detail_rows = cut_rows(answer)
         detail: dict[str, Any] = {
             "setlinfo": setl,
-            "detlcutinfo": cut_rows(answer),
+            "detlcutinfo": detail_rows,
             "mdtrt_id": setl["mdtrt_id"],
             "noncatalogue_cash": built.noncatalogue_fen,
             "insuplc_admdvs": insured.insuplc_admdvs,
@@ -174,6 +176,8 @@ class NhsaLedgerClient:
             "terminal_id": request.terminal_id,
             "total": request.total,
             "acct_used_flag": built.acct_used_flag,
+            # the platform's class of each basket line (None: not sent), for the receipt
+            "chrgitm_lv": line_levels(request.lines, detail_rows),
         }
         return Settlement(
             settlement_id=setl["setl_id"], msgid=request.msgid,
@@ -306,33 +310,62 @@ class NhsaLedgerClient:
                                 code="bad_response")  # fmt: skip
         return answer.content
 
-    # ------------------------------------------------------------------ 3505
+    # ------------------------------------------------------------------ 3505 / 3506
     def sales_upload(self, msgid: str, sale_ref: str, detail: Mapping[str, Any],
                      lines: list[dict[str, Any]]) -> None:  # fmt: skip
         """3505 商品销售 for one settled sale under ``msgid`` (journaled before): one
         ``selinfo`` row per catalogue line with its 追溯码 (``drugtracinfo``), the
         receipt number ``rtal_docno`` = ``sale_ref``. Safe to resend (the same msgid and
         receipt number), so retried."""
-        setl = detail.get("setlinfo") or {}
         when = self.clock().astimezone(env.CHINA).strftime(env.INF_TIME)
-        rows = [
-            {"med_list_codg": line["catalogue_code"], "fixmedins_hilist_id": line["sku"],
-             "fixmedins_hilist_name": line["name"][:200], "fixmedins_bchno": "",
-             "rx_flag": "1" if line.get("prescription") else "0",
-             "trdn_flag": "1" if line.get("split_pack") else "0",
-             "finl_trns_pric": yuan_of(int(line["unit_price"])), "rtal_docno": sale_ref,
-             "sel_retn_cnt": int(line["quantity"]), "sel_retn_time": when,
-             "sel_retn_opter_name": self.settings.opter_name, "mdtrt_sn": str(
-                 detail.get("mdtrt_id") or ""), "setl_id": str(setl.get("setl_id") or ""),
-             "psn_no": str(setl.get("psn_no") or ""), "manu_lotnum": "", "manu_date": "",
-             "drug_prod_barc": "", "mdtrt_setl_type": "1",
-             "drugtracinfo": [{"drug_trac_codg": c} for c in line.get("trace_codes") or ()]}
-            for line in lines if line.get("catalogue_code")
-        ]  # fmt: skip
-        if not rows:
-            return
-        self.platform.call("3505", {"selinfo": rows}, opter=self.settings.opter, safe=True,
-                           msgid=msgid)  # fmt: skip
+        rows = [self._selinfo(line, detail, when) | {"rtal_docno": sale_ref}
+                for line in lines if line.get("catalogue_code")]  # fmt: skip
+        if rows:
+            self.platform.call("3505", {"selinfo": rows}, opter=self.settings.opter,
+                               safe=True, msgid=msgid)  # fmt: skip
+
+    def sales_return_upload(self, msgid: str, sale_ref: str, detail: Mapping[str, Any],
+                            lines: list[dict[str, Any]], *, reversal_msgid: str,
+                            returned_at: dt.datetime) -> None:  # fmt: skip
+        """3506 商品销售退货 for one reversed sale under ``msgid`` (journaled before): the
+        sale's catalogue lines come back whole (a reversal here is always of the whole
+        sale), each with its 追溯码, under the *sale's* ``setl_id`` (the one its 3505
+        carried) and ``medins_prod_sel_no`` = the reversal's msgid (the return's own
+        number: the platform's key against a second upload of this return). Safe to
+        resend, so retried."""
+        when = returned_at.astimezone(env.CHINA).strftime(env.INF_TIME)
+        rows = [self._selinfo(line, detail, when) | {
+                    "medins_prod_sel_no": reversal_msgid, "memo": f"退货 {sale_ref}"[:500],
+                    "psn_cert_type": "01", "certno": "", "psn_name": "", "expy_end": ""}
+                for line in lines if line.get("catalogue_code")]  # fmt: skip
+        if rows:
+            self.platform.call("3506", {"selinfo": rows}, opter=self.settings.opter,
+                               safe=True, msgid=msgid)  # fmt: skip
+
+    def _selinfo(self, line: Mapping[str, Any], detail: Mapping[str, Any],
+                 when: str) -> dict[str, Any]:  # fmt: skip
+        """One 3505/3506 ``selinfo`` row of a journaled plan line (表165 / 3506's table)."""
+        setl = detail.get("setlinfo") or {}
+        return {
+            "med_list_codg": line["catalogue_code"], "fixmedins_hilist_id": line["sku"],
+            "fixmedins_hilist_name": str(line["name"])[:200], "fixmedins_bchno": "",
+            "rx_flag": "1" if line.get("prescription") else "0",
+            "trdn_flag": "1" if line.get("split_pack") else "0",
+            "finl_trns_pric": yuan_of(int(line["unit_price"])),
+            "sel_retn_cnt": int(line["quantity"]), "sel_retn_time": when,
+            "sel_retn_opter_name": self.settings.opter_name,
+            "mdtrt_sn": str(detail.get("mdtrt_id") or ""),
+            "setl_id": str(setl.get("setl_id") or ""), "psn_no": str(setl.get("psn_no") or ""),
+            "manu_lotnum": "", "manu_date": "", "drug_prod_barc": "", "mdtrt_setl_type": "1",
+            "drugtracinfo": [{"drug_trac_codg": c} for c in line.get("trace_codes") or ()],
+        }  # fmt: skip
+
+    # ------------------------------------------------------------------ 3301
+    def catalogue_mapping_upload(self, rows: list[dict[str, Any]]) -> None:
+        """3301 目录对照上传: ``rows`` (the pharmacy's SKU -> national code, checked by
+        ``nhsa.mapping``) in one call, ``{"data": [...]}``. A resend stores the same
+        mapping again (the platform keeps one per SKU), so retried."""
+        self.platform.call("3301", {"data": rows}, opter=self.settings.opter, safe=True)
 
     # ------------------------------------------------------------------ 1312
     def catalogue_page(self, page_num: int, page_size: int) -> tuple[list[dict[str, Any]], int]:
@@ -362,6 +395,23 @@ class NhsaLedgerClient:
     ) -> CompactStatement:
         raise e.LedgerError("3201/3202 reconciliation is not built yet (issue 13)",
                             code="statement_unsupported")  # fmt: skip
+
+
+def line_levels(lines: Sequence[LineSummary], cut: Sequence[Mapping[str, Any]]
+                ) -> list[str | None]:  # fmt: skip
+    """Each basket line's ``chrgitm_lv`` (01 甲 / 02 乙 / 03 丙) from the 2102 answer's
+    detlcutinfo, matched by feedetl_sn (the n-th line that had a catalogue code is "n",
+    as ``inputs.drug_input`` numbered them); None for a line never sent or not classed."""
+    by_sn = {str(r.get("feedetl_sn") or ""): str(r.get("chrgitm_lv") or "") or None for r in cut}
+    out: list[str | None] = []
+    n = 0
+    for line in lines:
+        if line.catalogue_code:
+            n += 1
+            out.append(by_sn.get(str(n)))
+        else:
+            out.append(None)
+    return out
 
 
 def _setl_time(value: object, fallback: dt.datetime) -> dt.datetime:

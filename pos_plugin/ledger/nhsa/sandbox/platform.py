@@ -34,7 +34,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pos_plugin.ledger.nhsa.sandbox import daybook, wire
+from pos_plugin.ledger.nhsa.sandbox import daybook, uploads, wire
 from pos_plugin.ledger.nhsa.sandbox.store import Row, Store, Tx, personal_id, receivable_id
 from pos_plugin.ledger.nhsa.sandbox.wire import F, Refused, fen_of, yuan
 from pos_plugin.ledger.own.sandbox import rules
@@ -42,7 +42,7 @@ from pos_plugin.rules.identity import mask_card_no, mask_id_number, normalize_id
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 INFNOS = ("9001", "9002", "1101", "1312", "2101", "2102", "2103", "2601", "3201", "3202",
-          "3505", "9101", "9102")
+          "3301", "3505", "3506", "9101", "9102")
 BUSINESS = ("1101", "2101", "2102", "2103", "2601")
 LINES_MAX = 1000  # drugdetail rows in one purchase: far more than a counter rings up
 ZERO = Decimal("0.00")
@@ -321,7 +321,11 @@ class Platform:
         if infno == "3201":
             return daybook.totals(self, env)
         if infno == "3505":
-            return daybook.sales_upload(self, env)
+            return uploads.sales_upload(self, env)
+        if infno == "3506":
+            return uploads.sales_return(self, env)
+        if infno == "3301":
+            return uploads.catalogue_mapping(self, env)
         if infno == "3202":
             return daybook.detail(self, env)
         if infno == "9101":

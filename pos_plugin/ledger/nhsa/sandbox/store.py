@@ -100,6 +100,15 @@ CREATE TABLE IF NOT EXISTS sales_uploads (
   fixmedins_code TEXT NOT NULL, rtal_docno TEXT NOT NULL, setl_id TEXT NOT NULL,
   msgid TEXT NOT NULL, lines TEXT NOT NULL, received_at TEXT NOT NULL,
   PRIMARY KEY (fixmedins_code, rtal_docno));
+CREATE TABLE IF NOT EXISTS sales_returns (
+  fixmedins_code TEXT NOT NULL, setl_id TEXT NOT NULL, medins_prod_sel_no TEXT NOT NULL,
+  msgid TEXT NOT NULL, lines TEXT NOT NULL, received_at TEXT NOT NULL,
+  PRIMARY KEY (fixmedins_code, setl_id, medins_prod_sel_no));
+CREATE TABLE IF NOT EXISTS catalogue_mappings (
+  fixmedins_code TEXT NOT NULL, fixmedins_hilist_id TEXT NOT NULL,
+  fixmedins_hilist_name TEXT NOT NULL, list_type TEXT NOT NULL, med_list_codg TEXT NOT NULL,
+  begndate TEXT NOT NULL, enddate TEXT NOT NULL, detail TEXT NOT NULL, msgid TEXT NOT NULL,
+  received_at TEXT NOT NULL, PRIMARY KEY (fixmedins_code, fixmedins_hilist_id));
 CREATE INDEX IF NOT EXISTS messages_omsgid ON messages(omsgid) WHERE omsgid IS NOT NULL;
 """
 
