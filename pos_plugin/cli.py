@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from pos_plugin.secrets_store import ALL_SECRET_NAMES, OPTIONAL_SECRET_NAMES, SECRET_NAMES
 
 if TYPE_CHECKING:
-    from pos_plugin.journal.journal import SaleRow, VerifyReport
+    from pos_plugin.journal.journal import PersonRecord, VerifyReport
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -282,6 +282,14 @@ def _cmd_journal_search(args: argparse.Namespace) -> int:
         if target == cfg.journal.url:
             password = journal_password(cfg.journal, secret_store(cfg))
         code, terminal = cfg.pharmacy.code, cfg.pharmacy.terminal_id
+    # A shared journal: every till of the store (the config's pharmacy, or --pharmacy),
+    # or, given neither, every pharmacy in the database; each line names its till.
+    scope = "store" if args.pharmacy or cfg is not None else "all"
+    if args.pharmacy:
+        if len(args.pharmacy) != 12:
+            print("--pharmacy is the 12-character pharmacy code", file=sys.stderr)
+            return 2
+        code = args.pharmacy
     if not target:
         print("give the journal file (or postgresql:// URL), or --config FILE", file=sys.stderr)
         return 2
@@ -304,22 +312,28 @@ def _cmd_journal_search(args: argparse.Namespace) -> int:
         upgrade=False,  # a search reads; it must not migrate (or back up) the journal
     )  # fmt: skip
     try:
-        found = j.rows_of_person(person)
+        found = j.rows_of_person(person, scope=scope)
     finally:
         j.close()
     from pos_plugin.rules.identity import mask_id_number
 
     print(f"{mask_id_number(person)}: {len(found)} record(s)")
-    for row, roles in found:
-        print("  " + _search_line(row, roles))
+    for rec in found:
+        print("  " + _search_line(rec, with_pharmacy=scope == "all" and j.is_shared))
     return 0
 
 
-_ROLE_WORDS = {"holder": "card holder", "patient": "patient", "buyer": "proxy buyer"}
+_ROLE_WORDS = {
+    "holder": "card holder",
+    "patient": "patient",
+    "buyer": "proxy buyer",
+    "family_payer": "family payer",
+}
 
 
-def _search_line(row: SaleRow, roles: tuple[str, ...]) -> str:
-    """One journal row as an auditor reads it, masked."""
+def _search_line(rec: PersonRecord, *, with_pharmacy: bool = False) -> str:
+    """One journal row as an auditor reads it, masked, ending with the till it is from."""
+    row, roles = rec.row, rec.roles
     ev = row.evidence or {}
     kind = "proxy purchase" if row.proxy or ev.get("buyer_role") == "proxy" else "sale"
     if row.state in ("refused", "failed"):
@@ -347,6 +361,8 @@ def _search_line(row: SaleRow, roles: tuple[str, ...]) -> str:
         parts.append(f"total {row.total} fen")
     if row.msgid:
         parts.append(f"msgid {row.msgid}")
+    parts.append(f"till {rec.pharmacy_code} {row.terminal_id}" if with_pharmacy
+                 else f"till {row.terminal_id}")  # fmt: skip
     return "; ".join(parts)
 
 
@@ -480,6 +496,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--key-file",
         help="the journal key in a file (a sandbox's journal.key); default: the keyring",
+    )
+    search.add_argument(
+        "--pharmacy",
+        help="shared journal: only this pharmacy's tills (default: --config's pharmacy, "
+        "or every pharmacy in the database)",
     )
     search.set_defaults(func=_cmd_journal_search)
 

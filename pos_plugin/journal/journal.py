@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from pos_plugin.journal import person_keys
 from pos_plugin.journal.postgres import (
     DDL_LOCK,
     PG_SCHEMA,
@@ -187,6 +188,20 @@ class SaleRow:
 
 
 @dataclass(frozen=True)
+class PersonRecord:
+    """One row that names a person, for an audit: the parts they played in it and the
+    till it was journaled on (``pharmacy_code`` is ``""`` for a till's own file)."""
+
+    row: SaleRow
+    roles: tuple[str, ...]
+    pharmacy_code: str = ""
+
+    @property
+    def till(self) -> str:
+        return self.row.terminal_id
+
+
+@dataclass(frozen=True)
 class VerifyReport:
     ok: bool
     events: int
@@ -287,8 +302,10 @@ class Journal:
             self._and = " AND pharmacy_code = ? AND terminal_id = ?"
             self._where = " WHERE pharmacy_code = ? AND terminal_id = ?"
             self._till = (pharmacy_code, terminal_id)
+            self._keys_pharmacy = pharmacy_code
             return
         self._shared = None
+        self._keys_pharmacy = ""  # one till's file (person_keys.py)
         self.path = str(path)
         # The backup copy made before this open upgraded the file (journal/schema.py).
         self.upgrade_backup: Path | None = None
@@ -393,17 +410,69 @@ class Journal:
             ev["name_masked"] = mask_name(name)
         return ev
 
-    def rows_of_person(self, id_number: str) -> list[tuple[SaleRow, tuple[str, ...]]]:
+    def rows_of_person(self, id_number: str, *, scope: str = "till") -> list[PersonRecord]:
         """Every sale, proxy purchase and refused or failed attempt that names this person,
         with the parts they played (``holder``: the card or voucher was theirs;
         ``patient``: their document was shown as the patient's; ``buyer``: they bought
-        for someone else). Found by the keyed hash: the number itself is never stored,
-        and the caller should not keep it either.
+        for someone else; ``family_payer``: their family account paid a part). Found by
+        the keyed hash in the person-key table (person_keys.py), one index lookup: the
+        number itself is never stored, and the caller should not keep it either.
 
-        The hash is looked up in the row's ``patient_id_hmac`` column and in the
-        evidence JSON (a 64-hex HMAC cannot occur there by accident), so refused
-        attempts, journaled before any column names a patient, are found too.
+        ``scope`` on a shared journal: ``till`` (this till's rows), ``store`` (every till
+        of this pharmacy) or ``all`` (every pharmacy in the database); a till's own file
+        is one till's. A family payer is known to a till only by psn_no: those rows are
+        found through the psn_no of the rows where this person was the card holder.
         """
+        if scope not in ("till", "store", "all"):
+            raise ValueError("scope is till, store or all")
+        key = self.person_key(id_number)
+        if not self._has_table("person_keys"):  # a journal from before version 6, unchanged
+            return self.rows_of_person_by_scan(id_number)
+        found = self._records_of([key], scope)
+        psns = {r.row.patient_psn_no for r in found if "holder" in r.roles and r.row.patient_psn_no}
+        if psns:
+            found += self._records_of([person_keys.PSN_PREFIX + p for p in sorted(psns)], scope)
+        merged: dict[tuple[str, str, str], PersonRecord] = {}
+        for rec in found:
+            at = (rec.pharmacy_code, rec.row.terminal_id, rec.row.sale_ref)
+            roles = set(rec.roles) | set(merged[at].roles if at in merged else ())
+            merged[at] = PersonRecord(
+                rec.row, tuple(r for r in person_keys.ROLES if r in roles), rec.pharmacy_code
+            )
+        return sorted(
+            merged.values(),
+            key=lambda r: (r.row.created_at, r.pharmacy_code, r.row.terminal_id, r.row.sale_ref),
+        )
+
+    def _records_of(self, persons: Sequence[str], scope: str) -> list[PersonRecord]:
+        """The rows keyed to any of ``persons``, one record per (row, role)."""
+        marks = ",".join("?" * len(persons))
+        sql = (
+            "SELECT k.role AS pk_role, k.pharmacy_code AS pk_pharmacy, s.* FROM person_keys k "
+            "JOIN sales s ON s.sale_ref = k.sale_ref AND s.terminal_id = k.terminal_id"
+        )
+        args: tuple[str, ...] = tuple(persons)
+        if self._pg is not None:
+            sql += " AND s.pharmacy_code = k.pharmacy_code"
+        sql += f" WHERE k.person IN ({marks})"
+        if self._pg is not None and scope != "all":
+            sql += " AND k.pharmacy_code = ?"
+            args += (self.pharmacy_code,)
+            if scope == "till":
+                sql += " AND k.terminal_id = ?"
+                args += (self.terminal_id,)
+        out = []
+        for raw in self.query(sql, args):
+            d = dict(raw)
+            role, pharmacy = d.pop("pk_role"), d.pop("pk_pharmacy")
+            out.append(PersonRecord(self._decode(d), (role,), pharmacy))
+        return out
+
+    def rows_of_person_by_scan(self, id_number: str) -> list[PersonRecord]:
+        """The search as it was before the person-key table: every row's ``evidence`` JSON
+        scanned for the keyed hash (a 64-hex HMAC cannot occur there by accident). Kept
+        for a journal of an older version opened without upgrading it (``journal search``
+        reads, it never migrates), and as the benchmark's baseline."""
         key = self.person_key(id_number)
         rows = self.query(
             "SELECT * FROM sales WHERE (patient_id_hmac = ? OR evidence LIKE ?)"
@@ -411,7 +480,7 @@ class Journal:
             + " ORDER BY created_at",
             (key, f"%{key}%", *self._till),
         )
-        found: list[tuple[SaleRow, tuple[str, ...]]] = []
+        found: list[PersonRecord] = []
         for raw in rows:
             row = self._decode(raw)
             ev = row.evidence or {}
@@ -422,8 +491,15 @@ class Journal:
             ]
             if row.patient_id_hmac == key and "holder" not in roles:
                 roles.insert(0, "holder")
-            found.append((row, tuple(roles)))
+            found.append(PersonRecord(row, tuple(roles), self.pharmacy_code if self._pg else ""))
         return found
+
+    def _has_table(self, name: str) -> bool:
+        if self._pg is not None:
+            return bool(self._pg.scalar("SELECT to_regclass(?) IS NOT NULL", (name,)))
+        return bool(
+            self.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        )
 
     # ------------------------------------------------------------------ msgid
 
@@ -560,6 +636,9 @@ class Journal:
             detail = {k: v for k, v in cols.items() if k != "result"}
             head, row = self._append_event(db, sale_ref, step_state, detail, stamp, head)
         assert row is not None, "update() with no step"
+        if any(person_keys.SOURCE_COLUMNS.intersection(cols) for _, cols in steps):
+            # derived from the row just written, in its transaction (person_keys.py)
+            person_keys.rewrite(db, dict(row), self._keys_pharmacy)
         return self._decode(row)
 
     def get(self, sale_ref: str) -> SaleRow | None:
@@ -891,6 +970,12 @@ class Journal:
         for s in sales:
             if last_digest.get(s["sale_ref"]) != _sha(_canonical(dict(s))):
                 problems.append(f"sale {s['sale_ref']}: the row was changed outside the journal")
+        if self._has_table("person_keys"):  # derived, not chained: derived again here
+            keys = self.query(
+                "SELECT * FROM person_keys" + self._where,
+                self._till,
+            )
+            problems += person_keys.differences(keys, sales, self._keys_pharmacy)
         return VerifyReport(not problems, len(events), len(sales), tuple(problems))
 
     @staticmethod

@@ -29,6 +29,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pos_plugin.journal.person_keys import PG_MIGRATION as _PG_PERSON_KEYS
+from pos_plugin.journal.person_keys import SQLITE_MIGRATION as _SQLITE_PERSON_KEYS
+
 # Version 3 (the national platform's day end, issue 13): the manager's reversals (2601)
 # of a settlement the centre has and the till does not (a 2102 that landed after its
 # 2601), one row per msgid: asked, then done. The key makes the action idempotent.
@@ -80,6 +83,11 @@ _SALES_UPLOADS = """
     )
 """
 
+# Version 6 (issue 15, journal search): the person-key table, one row per (keyed
+# person, sale, role), backfilled from the rows' evidence, patient_id_hmac and plan
+# (journal/person_keys.py). Several statements, self-contained (IF NOT EXISTS, and a
+# backfill that adds only what is missing), so its place in the order does not matter.
+
 # Version 2: a history of the migrations applied, so support can see when a till's
 # journal was upgraded and from which version.
 SQLITE_MIGRATIONS: tuple[str, ...] = (
@@ -93,6 +101,7 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     _CENTRE_REVERSALS,
     _TRACE_CODES,
     _SALES_UPLOADS,
+    _SQLITE_PERSON_KEYS,
 )
 PG_MIGRATIONS: tuple[str, ...] = (
     """
@@ -105,6 +114,7 @@ PG_MIGRATIONS: tuple[str, ...] = (
     _CENTRE_REVERSALS,
     _TRACE_CODES,
     _SALES_UPLOADS,
+    _PG_PERSON_KEYS,
 )
 BASE_VERSION = 1
 LATEST = BASE_VERSION + len(SQLITE_MIGRATIONS)
@@ -133,6 +143,12 @@ class JournalNotADatabase(JournalSchemaError):
 
 class JournalUpgradeFailed(JournalSchemaError):
     """A migration failed; its transaction was rolled back, the journal is unchanged."""
+
+
+def statements(migration: str) -> list[str]:
+    """A migration's statements: one entry may hold several, separated by ``;`` (none of
+    them has a ``;`` inside a string)."""
+    return [stmt for stmt in migration.split(";") if stmt.strip()]
 
 
 def _now() -> str:
@@ -198,7 +214,8 @@ def migrate_sqlite(
             current = BASE_VERSION
         start = current
         for version in range(current + 1, LATEST + 1):
-            db.execute(SQLITE_MIGRATIONS[version - BASE_VERSION - 1])
+            for stmt in statements(SQLITE_MIGRATIONS[version - BASE_VERSION - 1]):
+                db.execute(stmt)
             db.execute(
                 "INSERT OR REPLACE INTO schema_history (version, applied_at, from_version) "
                 "VALUES (?, ?, ?)",
@@ -269,7 +286,8 @@ def migrate_pg(
             )
             start = current
             for v in range(current + 1, LATEST + 1):
-                db.execute(PG_MIGRATIONS[v - BASE_VERSION - 1])
+                for stmt in statements(PG_MIGRATIONS[v - BASE_VERSION - 1]):
+                    db.execute(stmt)
                 db.execute(
                     "INSERT INTO schema_history (version, from_version) VALUES (?, ?) "
                     "ON CONFLICT DO NOTHING",

@@ -1,0 +1,169 @@
+"""The person-key table: which journal rows name a person, and in which part.
+
+Why: an audit (``pos-plugin journal search --person``) must find a person's sales,
+proxy purchases and refused attempts on a journal of years, on every till of a
+store. Scanning each row's ``evidence`` JSON for the keyed hash reads the whole
+journal; this table holds one row per (person, sale, role), keyed first by the
+person, so a search is one index lookup.
+
+What a key is:
+
+- ``holder`` / ``patient`` / ``buyer``: the keyed hash (HMAC-SHA256 with the journal
+  key) of the ID number of the credential's holder, of the patient's document, of
+  the proxy buyer's document, exactly as the row's ``evidence`` (and, for the holder,
+  ``patient_id_hmac``) holds it. The ID number itself is never stored.
+- ``family_payer``: ``psn:`` + the 人员编号 of a family account that paid a leg (the
+  plan's ``mutual_aid`` legs). The till never learns a family payer's ID number, only
+  their psn_no, which the row already keeps in clear; a search by ID number reaches
+  these through the psn_no of the rows where the person was the card holder.
+
+The table is **derived**: every key follows from columns of ``sales`` that the hash
+chain already covers (``evidence``, ``patient_id_hmac``, ``plan``), and it is
+rewritten from the row in the same transaction as the row. It is therefore not
+hash-chained itself; ``journal verify`` instead derives the keys again from the
+rows and reports any difference (a key removed by hand would hide a person from an
+audit). On SQLite the file is one till's, so ``pharmacy_code`` is ``''`` there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+ROLES = ("holder", "patient", "buyer", "family_payer")
+PSN_PREFIX = "psn:"
+
+_TABLE = """
+    CREATE TABLE IF NOT EXISTS person_keys (
+        person TEXT NOT NULL,
+        pharmacy_code TEXT NOT NULL,
+        terminal_id TEXT NOT NULL,
+        sale_ref TEXT NOT NULL,
+        role TEXT NOT NULL,
+        PRIMARY KEY (person, pharmacy_code, terminal_id, sale_ref, role)
+    );
+    CREATE INDEX IF NOT EXISTS person_keys_by_sale
+        ON person_keys (pharmacy_code, terminal_id, sale_ref)
+"""
+
+# The backfill, from what each row already holds (the same keys as ``keys_of``).
+_SQLITE_BACKFILL = """
+    INSERT OR IGNORE INTO person_keys (person, pharmacy_code, terminal_id, sale_ref, role)
+    SELECT json_extract(evidence, '$.' || r.role || '.number_hmac'), '', terminal_id,
+           sale_ref, r.role
+    FROM sales, (SELECT 'holder' AS role UNION ALL SELECT 'patient' UNION ALL SELECT 'buyer') r
+    WHERE json_valid(evidence)
+      AND json_type(evidence, '$.' || r.role || '.number_hmac') = 'text'
+    UNION
+    SELECT patient_id_hmac, '', terminal_id, sale_ref, 'holder' FROM sales
+    WHERE patient_id_hmac IS NOT NULL
+    UNION
+    SELECT 'psn:' || json_extract(l.value, '$.payer_psn_no'), '', s.terminal_id, s.sale_ref,
+           'family_payer'
+    FROM sales s, json_each(CASE WHEN json_valid(s.plan) THEN s.plan ELSE '{}' END, '$.legs') l
+    WHERE json_extract(l.value, '$.kind') = 'mutual_aid'
+      AND json_type(l.value, '$.payer_psn_no') = 'text'
+"""
+
+_PG_BACKFILL = """
+    INSERT INTO person_keys (person, pharmacy_code, terminal_id, sale_ref, role)
+    SELECT (evidence::json -> r.role) ->> 'number_hmac', pharmacy_code, terminal_id,
+           sale_ref, r.role
+    FROM sales, (VALUES ('holder'), ('patient'), ('buyer')) AS r(role)
+    WHERE evidence IS NOT NULL AND json_typeof(evidence::json) = 'object'
+      AND json_typeof(evidence::json -> r.role) = 'object'
+      AND json_typeof((evidence::json -> r.role) -> 'number_hmac') = 'string'
+    UNION
+    SELECT patient_id_hmac, pharmacy_code, terminal_id, sale_ref, 'holder' FROM sales
+    WHERE patient_id_hmac IS NOT NULL
+    UNION
+    SELECT 'psn:' || (l.value ->> 'payer_psn_no'), s.pharmacy_code, s.terminal_id,
+           s.sale_ref, 'family_payer'
+    FROM sales s, json_array_elements(
+        CASE WHEN json_typeof(s.plan::json -> 'legs') = 'array'
+             THEN s.plan::json -> 'legs' ELSE '[]'::json END) AS l(value)
+    WHERE s.plan IS NOT NULL AND json_typeof(s.plan::json) = 'object'
+      AND l.value ->> 'kind' = 'mutual_aid' AND l.value ->> 'payer_psn_no' IS NOT NULL
+    ON CONFLICT DO NOTHING
+"""
+
+# A schema migration each (journal/schema.py): self-contained, IF NOT EXISTS, and the
+# backfill adds only what is missing, so running it twice changes nothing.
+SQLITE_MIGRATION = _TABLE + ";" + _SQLITE_BACKFILL
+PG_MIGRATION = _TABLE + ";" + _PG_BACKFILL
+
+# The columns a key is derived from: a change to any of them rewrites the sale's keys.
+SOURCE_COLUMNS = frozenset({"evidence", "patient_id_hmac", "plan"})
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
+def keys_of(row: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """(person, role) of every key a sales row yields (JSON columns as text or decoded)."""
+    keys: set[tuple[str, str]] = set()
+    ev = _json(row.get("evidence"))
+    if isinstance(ev, dict):
+        for role in ("holder", "patient", "buyer"):
+            doc = ev.get(role)
+            if isinstance(doc, dict) and isinstance(doc.get("number_hmac"), str):
+                keys.add((doc["number_hmac"], role))
+    if row.get("patient_id_hmac"):
+        keys.add((str(row["patient_id_hmac"]), "holder"))
+    plan = _json(row.get("plan"))
+    legs = plan.get("legs") if isinstance(plan, dict) else None
+    for leg in legs if isinstance(legs, list) else ():
+        if (
+            isinstance(leg, dict)
+            and leg.get("kind") == "mutual_aid"
+            and isinstance(leg.get("payer_psn_no"), str)
+        ):
+            keys.add((PSN_PREFIX + leg["payer_psn_no"], "family_payer"))
+    return keys
+
+
+def rewrite(db: Any, row: Mapping[str, Any], pharmacy_code: str) -> None:
+    """The sale's keys as its row now stands, inside the caller's transaction."""
+    till = (pharmacy_code, row["terminal_id"], row["sale_ref"])
+    db.execute(
+        "DELETE FROM person_keys WHERE pharmacy_code = ? AND terminal_id = ? AND sale_ref = ?",
+        till,
+    )
+    for person, role in sorted(keys_of(row)):
+        db.execute(
+            "INSERT INTO person_keys (person, pharmacy_code, terminal_id, sale_ref, role) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (person, *till, role),
+        )
+
+
+def differences(
+    stored: Iterable[Mapping[str, Any]], rows: Iterable[Mapping[str, Any]], pharmacy_code: str
+) -> list[str]:
+    """What ``journal verify`` reports: keys missing from the table, or not derived from
+    any row (the table edited by hand, or written by a faulty release)."""
+    want = {
+        (pharmacy_code, r["terminal_id"], r["sale_ref"], person, role)
+        for r in rows
+        for person, role in keys_of(dict(r))
+    }
+    have = {
+        (k["pharmacy_code"], k["terminal_id"], k["sale_ref"], k["person"], k["role"])
+        for k in stored
+    }
+    problems = [
+        f"sale {ref}: its {role} key is missing from person_keys (a search would miss it)"
+        for _, _, ref, _, role in sorted(want - have)
+    ]
+    problems += [
+        f"sale {ref}: person_keys holds a {role} key its row does not name"
+        for _, _, ref, _, role in sorted(have - want)
+    ]
+    return problems
