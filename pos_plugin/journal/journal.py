@@ -638,7 +638,7 @@ class Journal:
         assert row is not None, "update() with no step"
         if any(person_keys.SOURCE_COLUMNS.intersection(cols) for _, cols in steps):
             # derived from the row just written, in its transaction (person_keys.py)
-            person_keys.rewrite(db, dict(row), self._keys_pharmacy)
+            person_keys.add(db, dict(row), self._keys_pharmacy)
         return self._decode(row)
 
     def get(self, sale_ref: str) -> SaleRow | None:
@@ -975,7 +975,7 @@ class Journal:
                 "SELECT * FROM person_keys" + self._where,
                 self._till,
             )
-            problems += person_keys.differences(keys, sales, self._keys_pharmacy)
+            problems += person_keys.differences(keys, sales, events, self._keys_pharmacy)
         return VerifyReport(not problems, len(events), len(sales), tuple(problems))
 
     @staticmethod

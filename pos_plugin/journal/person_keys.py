@@ -19,10 +19,10 @@ What a key is:
 
 The table is **derived**: every key follows from columns of ``sales`` that the hash
 chain already covers (``evidence``, ``patient_id_hmac``, ``plan``), and it is
-rewritten from the row in the same transaction as the row. It is therefore not
-hash-chained itself; ``journal verify`` instead derives the keys again from the
-rows and reports any difference (a key removed by hand would hide a person from an
-audit). On SQLite the file is one till's, so ``pharmacy_code`` is ``''`` there.
+written in the same transaction as the row, only ever added to (``add``). It is
+therefore not hash-chained itself; ``journal verify`` derives the keys again from
+the rows and their events and reports any difference (a key removed by hand would
+hide a person from an audit). On SQLite the file is one till's, so ``pharmacy_code`` is ``''`` there.
 """
 
 from __future__ import annotations
@@ -59,11 +59,13 @@ _SQLITE_BACKFILL = """
     SELECT patient_id_hmac, '', terminal_id, sale_ref, 'holder' FROM sales
     WHERE patient_id_hmac IS NOT NULL
     UNION
-    SELECT 'psn:' || json_extract(l.value, '$.payer_psn_no'), '', s.terminal_id, s.sale_ref,
+    SELECT 'psn:' || json_extract(l.leg, '$.payer_psn_no'), '', l.terminal_id, l.sale_ref,
            'family_payer'
-    FROM sales s, json_each(CASE WHEN json_valid(s.plan) THEN s.plan ELSE '{}' END, '$.legs') l
-    WHERE json_extract(l.value, '$.kind') = 'mutual_aid'
-      AND json_type(l.value, '$.payer_psn_no') = 'text'
+    FROM (SELECT s.terminal_id, s.sale_ref, CASE WHEN e.type = 'object' THEN e.value END AS leg
+          FROM sales s, json_each(CASE WHEN json_valid(s.plan) THEN s.plan ELSE '{}' END,
+                                  '$.legs') e) l
+    WHERE json_extract(l.leg, '$.kind') = 'mutual_aid'
+      AND json_type(l.leg, '$.payer_psn_no') = 'text'
 """
 
 _PG_BACKFILL = """
@@ -84,7 +86,8 @@ _PG_BACKFILL = """
         CASE WHEN json_typeof(s.plan::json -> 'legs') = 'array'
              THEN s.plan::json -> 'legs' ELSE '[]'::json END) AS l(value)
     WHERE s.plan IS NOT NULL AND json_typeof(s.plan::json) = 'object'
-      AND l.value ->> 'kind' = 'mutual_aid' AND l.value ->> 'payer_psn_no' IS NOT NULL
+      AND l.value ->> 'kind' = 'mutual_aid'
+      AND json_typeof(l.value -> 'payer_psn_no') = 'string'
     ON CONFLICT DO NOTHING
 """
 
@@ -129,41 +132,53 @@ def keys_of(row: Mapping[str, Any]) -> set[tuple[str, str]]:
     return keys
 
 
-def rewrite(db: Any, row: Mapping[str, Any], pharmacy_code: str) -> None:
-    """The sale's keys as its row now stands, inside the caller's transaction."""
+def add(db: Any, row: Mapping[str, Any], pharmacy_code: str) -> None:
+    """The keys the sale's row names now, inside the caller's transaction.
+
+    Only added, never deleted: a till's database role has SELECT, INSERT and UPDATE
+    alone (journal/schema.py), and a key a row named once stays true of the attempt (a
+    family payer planned and then dropped by a re-plan was still asked to pay, in the
+    hash chain's events). ``journal verify`` holds the table to exactly that."""
     till = (pharmacy_code, row["terminal_id"], row["sale_ref"])
-    db.execute(
-        "DELETE FROM person_keys WHERE pharmacy_code = ? AND terminal_id = ? AND sale_ref = ?",
-        till,
-    )
     for person, role in sorted(keys_of(row)):
         db.execute(
             "INSERT INTO person_keys (person, pharmacy_code, terminal_id, sale_ref, role) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (person, *till, role),
         )
 
 
 def differences(
-    stored: Iterable[Mapping[str, Any]], rows: Iterable[Mapping[str, Any]], pharmacy_code: str
+    stored: Iterable[Mapping[str, Any]],
+    rows: Iterable[Mapping[str, Any]],
+    events: Iterable[Mapping[str, Any]],
+    pharmacy_code: str,
 ) -> list[str]:
-    """What ``journal verify`` reports: keys missing from the table, or not derived from
-    any row (the table edited by hand, or written by a faulty release)."""
-    want = {
-        (pharmacy_code, r["terminal_id"], r["sale_ref"], person, role)
-        for r in rows
-        for person, role in keys_of(dict(r))
-    }
-    have = {
-        (k["pharmacy_code"], k["terminal_id"], k["sale_ref"], k["person"], k["role"])
-        for k in stored
-    }
-    problems = [
-        f"sale {ref}: its {role} key is missing from person_keys (a search would miss it)"
-        for _, _, ref, _, role in sorted(want - have)
-    ]
-    problems += [
-        f"sale {ref}: person_keys holds a {role} key its row does not name"
-        for _, _, ref, _, role in sorted(have - want)
-    ]
+    """What ``journal verify`` reports: a key the row names that the table lacks (a search
+    would miss the person), or a key that neither the row nor any of its events ever
+    named (the table edited by hand, or written by a faulty release)."""
+    named: dict[str, set[tuple[str, str]]] = {}
+    for e in events:
+        detail = _json(e["detail"])
+        if isinstance(detail, dict):
+            named.setdefault(e["sale_ref"], set()).update(keys_of(detail))
+    have: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for k in stored:
+        have.setdefault((k["terminal_id"], k["sale_ref"]), set()).add((k["person"], k["role"]))
+    problems = []
+    seen = set()
+    for r in rows:
+        at = (r["terminal_id"], r["sale_ref"])
+        seen.add(at)
+        now = keys_of(dict(r))
+        for _, role in sorted(now - have.get(at, set())):
+            problems.append(
+                f"sale {r['sale_ref']}: its {role} key is missing from person_keys "
+                "(a search would miss it)"
+            )
+        for _, role in sorted(have.get(at, set()) - now - named.get(r["sale_ref"], set())):
+            problems.append(f"sale {r['sale_ref']}: person_keys holds a {role} key its row "
+                            "never named")  # fmt: skip
+    for at in sorted(set(have) - seen):
+        problems.append(f"person_keys names a sale {at[1]} that is not in the journal")
     return problems
