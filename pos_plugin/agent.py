@@ -242,7 +242,16 @@ def start_simulated(
             fixmedins_name=pharmacy.name[:20],
             mdtrtarea_admvs=pharmacy.region,
         )
-        ledger = NhsaLedgerClient(ledger_url, nhsa, msgids=journal.next_msgid)
+        if ledger_sandbox is not None:
+            # The embedded platform's hooks take faults (POST /v1/simulator/faults).
+            from pos_plugin.ledger.nhsa.simulated import SimulatedNhsaLedgerClient
+
+            ledger = SimulatedNhsaLedgerClient(
+                ledger_url, nhsa, msgids=journal.next_msgid,
+                platform_faults=ledger_sandbox.faults,
+            )  # fmt: skip
+        else:
+            ledger = NhsaLedgerClient(ledger_url, nhsa, msgids=journal.next_msgid)
         stops.append(ledger.close)
         catalogue = _catalogue_for(journal, ledger, download=True)
     else:

@@ -504,7 +504,9 @@ def create_app(
         def sim_faults(body: FaultBody, _: str = pos) -> dict[str, Any]:
             """Make the ledger misbehave for the next ``times`` calls (none: until cleared):
             ``down``, ``slow`` (``delay`` seconds per settlement), ``answer_lost`` (it
-            commits, the answer is lost: the sale's outcome is unknown), ``none``."""
+            commits, the answer is lost: the sale's outcome is unknown), ``none``. On the
+            national backend ``slow`` and ``answer_lost`` are armed in the embedded
+            platform's hooks (ledger/nhsa/simulated.py), ``down`` in the agent."""
             ledger = service.ledger
             if not hasattr(ledger, "set_fault"):
                 raise ApiError(404, "not_found", "this agent's ledger takes no faults")

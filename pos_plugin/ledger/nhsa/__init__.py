@@ -4,7 +4,9 @@ The agent's side: ``client`` (``NhsaLedgerClient``, a ``LedgerClient``), built o
 ``envelope`` (request envelope, tolerant answer parsing), ``amounts`` (yuan <-> fen
 with ``Decimal``), ``transport`` + ``signers`` (one POST per call, signed per
 province), ``session`` (9001/9002) and ``settings`` (``NhsaSettings``); ``sandbox/`` is
-the reference platform that speaks the same wire (docs/nhsa.md). May import
-``pos_plugin.ledger.errors``, ``ledger.backend``, ``ledger.own.schemas``, ``models``,
-``money``, ``world`` and ``rules.identity``; never the sale flow, the journal or drivers.
+the reference platform that speaks the same wire (docs/nhsa.md); ``simulated`` the
+client with the simulator's faults (``serve --simulate``). May import
+``pos_plugin.ledger.errors``, ``ledger.backend``, ``ledger.own.schemas`` (and the fault
+model of ``ledger.own.faults``), ``models``, ``money``, ``world`` and
+``rules.identity``; never the sale flow, the journal or drivers.
 """
