@@ -55,10 +55,10 @@ _SQLITE_BACKFILL = """
     FROM sales, (SELECT 'holder' AS role UNION ALL SELECT 'patient' UNION ALL SELECT 'buyer') r
     WHERE json_valid(evidence)
       AND json_type(evidence, '$.' || r.role || '.number_hmac') = 'text'
-    UNION
+    UNION ALL
     SELECT patient_id_hmac, '', terminal_id, sale_ref, 'holder' FROM sales
     WHERE patient_id_hmac IS NOT NULL
-    UNION
+    UNION ALL
     SELECT 'psn:' || json_extract(l.leg, '$.payer_psn_no'), '', l.terminal_id, l.sale_ref,
            'family_payer'
     FROM (SELECT s.terminal_id, s.sale_ref, CASE WHEN e.type = 'object' THEN e.value END AS leg
@@ -76,10 +76,10 @@ _PG_BACKFILL = """
     WHERE evidence IS NOT NULL AND json_typeof(evidence::json) = 'object'
       AND json_typeof(evidence::json -> r.role) = 'object'
       AND json_typeof((evidence::json -> r.role) -> 'number_hmac') = 'string'
-    UNION
+    UNION ALL
     SELECT patient_id_hmac, pharmacy_code, terminal_id, sale_ref, 'holder' FROM sales
     WHERE patient_id_hmac IS NOT NULL
-    UNION
+    UNION ALL
     SELECT 'psn:' || (l.value ->> 'payer_psn_no'), s.pharmacy_code, s.terminal_id,
            s.sale_ref, 'family_payer'
     FROM sales s, json_array_elements(
