@@ -57,7 +57,7 @@ _SQLITE_BACKFILL = """
       AND json_type(evidence, '$.' || r.role || '.number_hmac') = 'text'
     UNION ALL
     SELECT patient_id_hmac, '', terminal_id, sale_ref, 'holder' FROM sales
-    WHERE patient_id_hmac IS NOT NULL
+    WHERE patient_id_hmac <> ''
     UNION ALL
     SELECT 'psn:' || json_extract(l.leg, '$.payer_psn_no'), '', l.terminal_id, l.sale_ref,
            'family_payer'
@@ -78,7 +78,7 @@ _PG_BACKFILL = """
       AND json_typeof((evidence::json -> r.role) -> 'number_hmac') = 'string'
     UNION ALL
     SELECT patient_id_hmac, pharmacy_code, terminal_id, sale_ref, 'holder' FROM sales
-    WHERE patient_id_hmac IS NOT NULL
+    WHERE patient_id_hmac <> ''
     UNION ALL
     SELECT 'psn:' || (l.value ->> 'payer_psn_no'), s.pharmacy_code, s.terminal_id,
            s.sale_ref, 'family_payer'
@@ -118,8 +118,8 @@ def keys_of(row: Mapping[str, Any]) -> set[tuple[str, str]]:
             doc = ev.get(role)
             if isinstance(doc, dict) and isinstance(doc.get("number_hmac"), str):
                 keys.add((doc["number_hmac"], role))
-    if row.get("patient_id_hmac"):
-        keys.add((str(row["patient_id_hmac"]), "holder"))
+    if isinstance(row.get("patient_id_hmac"), str) and row["patient_id_hmac"]:
+        keys.add((row["patient_id_hmac"], "holder"))
     plan = _json(row.get("plan"))
     legs = plan.get("legs") if isinstance(plan, dict) else None
     for leg in legs if isinstance(legs, list) else ():

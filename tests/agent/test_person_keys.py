@@ -209,7 +209,8 @@ def test_verify_reports_a_key_removed_or_added_by_hand(
 # journal migrated from an older release is searched exactly like one written today.
 _doc = st.fixed_dictionaries(
     {"doc_type": st.just("resident_id"), "number_masked": st.just("x"),
-     "number_hmac": st.text("0123456789abcdef", min_size=1, max_size=8)}
+     "number_hmac": st.one_of(st.text("0123456789abcdef", min_size=1, max_size=8),
+                              st.integers())}
 )  # fmt: skip
 _evidence = st.one_of(
     st.none(),
@@ -221,7 +222,8 @@ _evidence = st.one_of(
 )
 _leg = st.fixed_dictionaries(
     {"kind": st.sampled_from(["personal_account", "mutual_aid"]),
-     "payer_psn_no": st.one_of(st.text("P0123", min_size=1, max_size=4), st.none())}
+     "payer_psn_no": st.one_of(st.text("P0123", min_size=1, max_size=4), st.none(),
+                               st.integers())}
 )  # fmt: skip
 _plan = st.one_of(
     st.none(), st.fixed_dictionaries({"legs": st.lists(_leg, max_size=3)}),
@@ -229,36 +231,77 @@ _plan = st.one_of(
 )  # fmt: skip
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    rows=st.lists(
-        st.tuples(_evidence, st.one_of(st.none(), st.text("abc", min_size=1, max_size=3)), _plan),
-        min_size=1, max_size=4,
-    )
+_sale_rows = st.lists(
+    st.tuples(_evidence, st.one_of(st.none(), st.text("abc", max_size=3)), _plan),
+    min_size=1, max_size=4,
 )  # fmt: skip
+
+
+def _sales_and_live_keys(
+    rows: list[tuple[Any, Any, Any]],
+) -> tuple[list[dict[str, Any]], set[tuple[str, str, str]]]:
+    """The rows as the sales table holds them (JSON as text), and their keys as written live."""
+    import json
+
+    out, live = [], set()
+    for i, (ev, hmac, plan) in enumerate(rows):
+        row = {"pharmacy_code": "", "sale_ref": f"S{i}", "terminal_id": "T01",
+               "evidence": None if ev is None else json.dumps(ev),
+               "patient_id_hmac": hmac, "plan": None if plan is None else json.dumps(plan)}  # fmt: skip
+        out.append(row)
+        live |= {(f"S{i}", p, r) for p, r in person_keys.keys_of(row)}
+    return out, live
+
+
+_SALES = (
+    "CREATE TABLE sales (pharmacy_code TEXT, sale_ref TEXT, terminal_id TEXT, evidence TEXT, "
+    "patient_id_hmac TEXT, plan TEXT)"
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=_sale_rows)
 def test_backfill_and_live_writing_derive_the_same_keys(
     rows: list[tuple[Any, Any, Any]],
 ) -> None:
-    import json
-
     db = sqlite3.connect(":memory:")
     db.row_factory = sqlite3.Row
-    db.execute(
-        "CREATE TABLE sales (sale_ref TEXT, terminal_id TEXT, evidence TEXT, "
-        "patient_id_hmac TEXT, plan TEXT)"
-    )
-    live: set[tuple[str, str, str]] = set()
-    for i, (ev, hmac, plan) in enumerate(rows):
-        row = {"sale_ref": f"S{i}", "terminal_id": "T01",
-               "evidence": None if ev is None else json.dumps(ev),
-               "patient_id_hmac": hmac, "plan": None if plan is None else json.dumps(plan)}  # fmt: skip
-        db.execute("INSERT INTO sales VALUES (?, ?, ?, ?, ?)", tuple(row.values()))
-        live |= {(f"S{i}", p, r) for p, r in person_keys.keys_of(row)}
+    db.execute(_SALES)
+    sales, live = _sales_and_live_keys(rows)
+    db.executemany("INSERT INTO sales VALUES (?, ?, ?, ?, ?, ?)", [tuple(r.values()) for r in sales])
     for stmt in person_keys.SQLITE_MIGRATION.split(";"):
         db.execute(stmt)
     backfilled = {(r["sale_ref"], r["person"], r["role"]) for r in db.execute(
         "SELECT * FROM person_keys")}  # fmt: skip
     assert backfilled == live
+
+
+@pytest.mark.postgres
+def test_the_postgresql_backfill_derives_the_same_keys_too() -> None:
+    """The same property against PostgreSQL's JSON functions (one schema, the example's
+    tables recreated each time)."""
+    import psycopg
+
+    with fresh_schema("pkprop") as url, psycopg.connect(url, autocommit=True) as conn:
+
+        @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(rows=_sale_rows)
+        def check(rows: list[tuple[Any, Any, Any]]) -> None:
+            conn.execute("DROP TABLE IF EXISTS sales")
+            conn.execute("DROP TABLE IF EXISTS person_keys")
+            conn.execute(_SALES)
+            sales, live = _sales_and_live_keys(rows)
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO sales VALUES (%s, %s, %s, %s, %s, %s)",
+                    [tuple(r.values()) for r in sales],
+                )
+            for stmt in person_keys.PG_MIGRATION.split(";"):
+                conn.execute(stmt)
+            got = conn.execute("SELECT sale_ref, person, role FROM person_keys").fetchall()
+            assert set(got) == live
+
+        check()
 
 
 # --------------------------------------------------------------------------- PostgreSQL
