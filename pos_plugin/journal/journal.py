@@ -496,7 +496,9 @@ class Journal:
 
     def _has_table(self, name: str) -> bool:
         if self._pg is not None:
-            return bool(self._pg.scalar("SELECT to_regclass(?) IS NOT NULL", (name,)))
+            with self._lock:
+                self._pg.reopen_if_broken()
+                return bool(self._pg.scalar("SELECT to_regclass(?) IS NOT NULL", (name,)))
         return bool(
             self.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
         )
