@@ -34,20 +34,27 @@ from typing import Any
 ROLES = ("holder", "patient", "buyer", "family_payer")
 PSN_PREFIX = "psn:"
 
+# The table, then the backfill into it, then its indexes: building an index over rows
+# already there sorts them once, where filling an indexed table inserts each random
+# keyed hash into the b-tree (journal/schema.py runs the three in one transaction).
 _TABLE = """
     CREATE TABLE IF NOT EXISTS person_keys (
         person TEXT NOT NULL,
         pharmacy_code TEXT NOT NULL,
         terminal_id TEXT NOT NULL,
         sale_ref TEXT NOT NULL,
-        role TEXT NOT NULL,
-        PRIMARY KEY (person, pharmacy_code, terminal_id, sale_ref, role)
-    );
+        role TEXT NOT NULL
+    )
+"""
+_INDEXES = """
+    CREATE UNIQUE INDEX IF NOT EXISTS person_keys_key
+        ON person_keys (person, pharmacy_code, terminal_id, sale_ref, role);
     CREATE INDEX IF NOT EXISTS person_keys_by_sale
         ON person_keys (pharmacy_code, terminal_id, sale_ref)
 """
 
-# The backfill, from what each row already holds (the same keys as ``keys_of``).
+# The backfill, from what each row already holds (the same keys as ``keys_of``); UNION
+# drops the duplicates (the holder named by the evidence and by patient_id_hmac).
 _SQLITE_BACKFILL = """
     INSERT OR IGNORE INTO person_keys (person, pharmacy_code, terminal_id, sale_ref, role)
     SELECT json_extract(evidence, '$.' || r.role || '.number_hmac'), '', terminal_id,
@@ -55,10 +62,10 @@ _SQLITE_BACKFILL = """
     FROM sales, (SELECT 'holder' AS role UNION ALL SELECT 'patient' UNION ALL SELECT 'buyer') r
     WHERE json_valid(evidence)
       AND json_type(evidence, '$.' || r.role || '.number_hmac') = 'text'
-    UNION ALL
+    UNION
     SELECT patient_id_hmac, '', terminal_id, sale_ref, 'holder' FROM sales
     WHERE patient_id_hmac <> ''
-    UNION ALL
+    UNION
     SELECT 'psn:' || json_extract(l.leg, '$.payer_psn_no'), '', l.terminal_id, l.sale_ref,
            'family_payer'
     FROM (SELECT s.terminal_id, s.sale_ref, CASE WHEN e.type = 'object' THEN e.value END AS leg
@@ -76,10 +83,10 @@ _PG_BACKFILL = """
     WHERE evidence IS NOT NULL AND json_typeof(evidence::json) = 'object'
       AND json_typeof(evidence::json -> r.role) = 'object'
       AND json_typeof((evidence::json -> r.role) -> 'number_hmac') = 'string'
-    UNION ALL
+    UNION
     SELECT patient_id_hmac, pharmacy_code, terminal_id, sale_ref, 'holder' FROM sales
     WHERE patient_id_hmac <> ''
-    UNION ALL
+    UNION
     SELECT 'psn:' || (l.value ->> 'payer_psn_no'), s.pharmacy_code, s.terminal_id,
            s.sale_ref, 'family_payer'
     FROM sales s, json_array_elements(
@@ -93,8 +100,8 @@ _PG_BACKFILL = """
 
 # A schema migration each (journal/schema.py): self-contained, IF NOT EXISTS, and the
 # backfill adds only what is missing, so running it twice changes nothing.
-SQLITE_MIGRATION = _TABLE + ";" + _SQLITE_BACKFILL
-PG_MIGRATION = _TABLE + ";" + _PG_BACKFILL
+SQLITE_MIGRATION = ";".join((_TABLE, _SQLITE_BACKFILL, _INDEXES))
+PG_MIGRATION = ";".join((_TABLE, _PG_BACKFILL, _INDEXES))
 
 # The columns a key is derived from: a change to any of them rewrites the sale's keys.
 SOURCE_COLUMNS = frozenset({"evidence", "patient_id_hmac", "plan"})
