@@ -40,6 +40,7 @@ from pos_plugin.journal import person_keys
 from pos_plugin.journal.postgres import (
     DDL_LOCK,
     PG_SCHEMA,
+    JournalUnavailable,
     PgDb,
     SharedJournal,
     begin_till_tx,
@@ -292,13 +293,20 @@ class Journal:
             self._pg = PgDb(self._shared, dict_rows=True)
             self._db = self._pg
             pg = self._pg
-            migrate_pg(
-                pg,
-                PG_SCHEMA,
-                where=self.path,
-                lock=DDL_LOCK,
-                table_exists=lambda t: bool(pg.scalar("SELECT to_regclass(?) IS NOT NULL", (t,))),
-            )
+            if upgrade:
+                migrate_pg(
+                    pg,
+                    PG_SCHEMA,
+                    where=self.path,
+                    lock=DDL_LOCK,
+                    table_exists=lambda t: bool(
+                        pg.scalar("SELECT to_regclass(?) IS NOT NULL", (t,))
+                    ),
+                )
+            elif not pg.scalar("SELECT to_regclass('sales') IS NOT NULL"):
+                # read as it is (journal search, perhaps by a role that may only read)
+                pg.close()
+                raise JournalUnavailable(f"journal {self.path} not found (no table sales)")
             self._and = " AND pharmacy_code = ? AND terminal_id = ?"
             self._where = " WHERE pharmacy_code = ? AND terminal_id = ?"
             self._till = (pharmacy_code, terminal_id)
@@ -427,7 +435,7 @@ class Journal:
             raise ValueError("scope is till, store or all")
         key = self.person_key(id_number)
         if not self._has_table("person_keys"):  # a journal from before version 6, unchanged
-            return self.rows_of_person_by_scan(id_number)
+            return self.rows_of_person_by_scan(id_number, scope=scope)
         found = self._records_of([key], scope)
         psns = {r.row.patient_psn_no for r in found if "holder" in r.roles and r.row.patient_psn_no}
         if psns:
@@ -468,17 +476,22 @@ class Journal:
             out.append(PersonRecord(self._decode(d), (role,), pharmacy))
         return out
 
-    def rows_of_person_by_scan(self, id_number: str) -> list[PersonRecord]:
+    def rows_of_person_by_scan(self, id_number: str, *, scope: str = "till") -> list[PersonRecord]:
         """The search as it was before the person-key table: every row's ``evidence`` JSON
         scanned for the keyed hash (a 64-hex HMAC cannot occur there by accident). Kept
         for a journal of an older version opened without upgrading it (``journal search``
-        reads, it never migrates), and as the benchmark's baseline."""
+        reads, it never migrates), and as the benchmark's baseline. Finds no family
+        payer (a plan names them by psn_no only)."""
         key = self.person_key(id_number)
+        narrow, args = self._and, self._till
+        if self._pg is not None and scope != "till":
+            narrow, args = ((" AND pharmacy_code = ?", (self.pharmacy_code,))
+                            if scope == "store" else ("", ()))  # fmt: skip
         rows = self.query(
             "SELECT * FROM sales WHERE (patient_id_hmac = ? OR evidence LIKE ?)"
-            + self._and
+            + narrow
             + " ORDER BY created_at",
-            (key, f"%{key}%", *self._till),
+            (key, f"%{key}%", *args),
         )
         found: list[PersonRecord] = []
         for raw in rows:
@@ -491,7 +504,7 @@ class Journal:
             ]
             if row.patient_id_hmac == key and "holder" not in roles:
                 roles.insert(0, "holder")
-            found.append(PersonRecord(row, tuple(roles), self.pharmacy_code if self._pg else ""))
+            found.append(PersonRecord(row, tuple(roles), raw.get("pharmacy_code", "") if self._pg else ""))
         return found
 
     def _has_table(self, name: str) -> bool:

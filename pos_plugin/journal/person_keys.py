@@ -75,25 +75,31 @@ _SQLITE_BACKFILL = """
       AND json_type(l.leg, '$.payer_psn_no') = 'text'
 """
 
+# PostgreSQL's json refuses any text holding the escape \u0000 (a POS may send a NUL in
+# a name or the operator): it is read as \u0020 instead, same length, same structure,
+# so the keyed hashes (hex) come out as Python reads them.
 _PG_BACKFILL = """
     INSERT INTO person_keys (person, pharmacy_code, terminal_id, sale_ref, role)
-    SELECT (evidence::json -> r.role) ->> 'number_hmac', pharmacy_code, terminal_id,
-           sale_ref, r.role
-    FROM sales, (VALUES ('holder'), ('patient'), ('buyer')) AS r(role)
-    WHERE evidence IS NOT NULL AND json_typeof(evidence::json) = 'object'
-      AND json_typeof(evidence::json -> r.role) = 'object'
-      AND json_typeof((evidence::json -> r.role) -> 'number_hmac') = 'string'
+    WITH s AS (
+        SELECT pharmacy_code, terminal_id, sale_ref, patient_id_hmac,
+               replace(evidence, '\\u0000', '\\u0020')::json AS ev,
+               replace(plan, '\\u0000', '\\u0020')::json AS pl
+        FROM sales
+    )
+    SELECT (ev -> r.role) ->> 'number_hmac', pharmacy_code, terminal_id, sale_ref, r.role
+    FROM s, (VALUES ('holder'), ('patient'), ('buyer')) AS r(role)
+    WHERE json_typeof(ev) = 'object' AND json_typeof(ev -> r.role) = 'object'
+      AND json_typeof((ev -> r.role) -> 'number_hmac') = 'string'
     UNION
-    SELECT patient_id_hmac, pharmacy_code, terminal_id, sale_ref, 'holder' FROM sales
+    SELECT patient_id_hmac, pharmacy_code, terminal_id, sale_ref, 'holder' FROM s
     WHERE patient_id_hmac <> ''
     UNION
     SELECT 'psn:' || (l.value ->> 'payer_psn_no'), s.pharmacy_code, s.terminal_id,
            s.sale_ref, 'family_payer'
-    FROM sales s, json_array_elements(
-        CASE WHEN json_typeof(s.plan::json -> 'legs') = 'array'
-             THEN s.plan::json -> 'legs' ELSE '[]'::json END) AS l(value)
-    WHERE s.plan IS NOT NULL AND json_typeof(s.plan::json) = 'object'
-      AND l.value ->> 'kind' = 'mutual_aid'
+    FROM s, json_array_elements(
+        CASE WHEN json_typeof(pl) = 'object' AND json_typeof(pl -> 'legs') = 'array'
+             THEN pl -> 'legs' ELSE '[]'::json END) AS l(value)
+    WHERE json_typeof(l.value) = 'object' AND l.value ->> 'kind' = 'mutual_aid'
       AND json_typeof(l.value -> 'payer_psn_no') = 'string'
     ON CONFLICT DO NOTHING
 """

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pos_plugin.cli import main as cli_main
@@ -253,6 +253,10 @@ def _sales_and_live_keys(
     return out, live
 
 
+# A NUL the POS sent in a name or the operator: PostgreSQL's json refuses \u0000.
+_NUL = [({"operator": "\x00", "holder": {"number_hmac": "ab"}}, "ab", {"legs": [
+    {"kind": "mutual_aid", "payer_psn_no": "P1", "name": "\x00"}]})]  # fmt: skip
+
 _SALES = (
     "CREATE TABLE sales (pharmacy_code TEXT, sale_ref TEXT, terminal_id TEXT, evidence TEXT, "
     "patient_id_hmac TEXT, plan TEXT)"
@@ -261,6 +265,7 @@ _SALES = (
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=_sale_rows)
+@example(rows=_NUL)
 def test_backfill_and_live_writing_derive_the_same_keys(
     rows: list[tuple[Any, Any, Any]],
 ) -> None:
@@ -286,6 +291,7 @@ def test_the_postgresql_backfill_derives_the_same_keys_too() -> None:
 
         @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
         @given(rows=_sale_rows)
+        @example(rows=_NUL)
         def check(rows: list[tuple[Any, Any, Any]]) -> None:
             conn.execute("DROP TABLE IF EXISTS sales")
             conn.execute("DROP TABLE IF EXISTS person_keys")
@@ -389,3 +395,35 @@ def test_a_payer_dropped_by_a_re_plan_stays_on_record_and_verify_agrees(tmp_path
     j.update("S1", SETTLED, plan={"legs": [], "total": 1500})  # as a re-plan would leave it
     assert ("psn:P-LI", "T01", "S1", "family_payer") in keys(j)
     assert j.verify().ok
+
+
+@pytest.mark.postgres
+def test_a_search_reads_a_shared_journal_not_yet_upgraded_without_changing_it(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``journal search`` never migrates (an auditor's role may only read): on a shared
+    journal from before version 6 it falls back to the scan, store-wide still."""
+    t1, t2 = journal(pg_url, "T01", index=1), journal(pg_url, "T02", index=2)
+    sell(t1, "A1", ZHANG)
+    refuse(t2, "B1", ZHANG, WANG, at=T + dt.timedelta(minutes=1))
+    t1.close()
+    t2.close()
+    sql(pg_url, "DROP TABLE person_keys")
+    sql(pg_url, "DELETE FROM schema_version WHERE version = 6")
+    lines = search(capsys, pg_url, "--key-file", _key_file(tmp_path), "--person", ZHANG,
+                   "--pharmacy", PHARMACY)  # fmt: skip
+    assert lines[0].endswith(": 2 record(s)")
+    assert [ln.rsplit("; ", 1)[1] for ln in lines[1:]] == ["till T01", "till T02"]
+    assert sql(pg_url, "SELECT to_regclass('person_keys') IS NULL") == [(True,)]
+    assert sql(pg_url, "SELECT max(version) FROM schema_version") == [(5,)]
+
+
+@pytest.mark.postgres
+def test_a_search_of_a_database_without_a_journal_says_so(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli_main(["journal", "search", pg_url, "--key-file", _key_file(tmp_path),
+                     "--person", ZHANG])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code != 0 and "not found (no table sales)" in err and "Traceback" not in err
+    assert sql(pg_url, "SELECT to_regclass('sales') IS NULL") == [(True,)]  # nothing created
