@@ -208,6 +208,12 @@ def _cmd_close_day(args: argparse.Namespace) -> int:
     return close_day_main(args.rest)
 
 
+def _cmd_reopen_day(args: argparse.Namespace) -> int:
+    from pos_plugin.reconcile.cli import reopen_day_main
+
+    return reopen_day_main(args.rest)
+
+
 def _cmd_journal(args: argparse.Namespace) -> int:
     from pos_plugin.journal.journal import Journal
     from pos_plugin.journal.postgres import JournalUnavailable, is_postgres_url
@@ -522,6 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
         "close-day", help="record a reconciled day as closed (--date, --reason)", add_help=False
     )
     close.set_defaults(func=_cmd_close_day)
+    reopen = sub.add_parser(
+        "reopen-day", help="reopen a closed day with a reason (--date, --reason)", add_help=False
+    )
+    reopen.set_defaults(func=_cmd_reopen_day)
     catalogue = sub.add_parser(
         "catalogue",
         help="the national drug catalogue on this till (update | show | upload-mapping)",
@@ -552,7 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Sub-commands whose options belong to their own parser.
 _PASS_THROUGH = (
-    "sandbox-ledger", "sandbox-nhsa", "simulate-devices", "reconcile", "close-day", "catalogue"
+    "sandbox-ledger", "sandbox-nhsa", "simulate-devices", "reconcile", "close-day",
+    "reopen-day", "catalogue",
 )
 
 

@@ -29,7 +29,7 @@ import hmac
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -938,7 +938,14 @@ class Journal:
         row = db.execute(
             "SELECT * FROM sales WHERE sale_ref = ?" + self._and, (sale_ref, *self._till)
         ).fetchone()
-        digest = _sha(_canonical(dict(row)))
+        return self._chain(db, sale_ref, state, detail, at, prev, _sha(_canonical(dict(row)))), row
+
+    def _chain(
+        self, db: _Db, sale_ref: str, state: str, detail: dict[str, Any], at: str, prev: str,
+        digest: str,
+    ) -> str:  # fmt: skip
+        """Insert the event chained to ``prev`` carrying ``digest`` (of the row it records);
+        returns the chain's new head."""
         body = _canonical(
             {"sale_ref": sale_ref, "at": at, "state": state, "detail": detail, "row": digest}
         )
@@ -956,7 +963,92 @@ class Journal:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
-        return head, row
+        return head
+
+    # ------------------------------------------------------------------ business days
+
+    def record_day_event(
+        self,
+        business_date: str,
+        action: str,
+        *,
+        by: str,
+        reason: str | None,
+        detail: dict[str, Any],
+        within: Callable[[Any], None] | None = None,
+    ) -> dict[str, Any]:
+        """A close or reopen of a business day: a ``day_history`` row and, in the same
+        transaction, an event in this journal's hash chain (sale_ref ``day:<date>``,
+        state ``day_<action>``) carrying the row's digest; ``within(db)`` runs first in
+        that transaction (the closed_days change it records). Returns the row."""
+        at = now_shanghai().isoformat()
+        with self._tx() as db:
+            if within is not None:
+                within(db)
+            db.execute(
+                "INSERT INTO day_history (pharmacy_code, terminal_id, business_date, action, at, "
+                "by_whom, reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.pharmacy_code, self.terminal_id, business_date, action, at, by, reason,
+                 _canonical(detail)),
+            )  # fmt: skip
+            row = dict(
+                db.execute(
+                    "SELECT * FROM day_history WHERE pharmacy_code = ? AND terminal_id = ? "
+                    "ORDER BY seq DESC LIMIT 1",
+                    (self.pharmacy_code, self.terminal_id),
+                ).fetchone()
+            )
+            event = {"action": action, "by": by, "reason": reason, "seq": row["seq"]}
+            self._chain(db, f"day:{business_date}", f"day_{action}", event, at,
+                        self._chain_head(db), _sha(_canonical(row)))  # fmt: skip
+        return row
+
+    # ------------------------------------------------------------------ manager reversals
+
+    def ledger_reversal(self, msgid: str) -> dict[str, Any] | None:
+        """The manager's reversal by msgid on our own ledger, if ever asked."""
+        rows = self.query("SELECT * FROM ledger_reversals WHERE msgid = ?", (msgid,))
+        return dict(rows[0]) if rows else None
+
+    def ledger_reversal_begin(
+        self, msgid: str, *, sale_ref: str | None, reversal_msgid: str, business_date: str,
+        by: str, reason: str | None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Journal the intent first (the first reversal msgid wins: a retry reuses it) and
+        count the attempt; the row as it is now."""
+        now = now_shanghai().isoformat()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO ledger_reversals (msgid, pharmacy_code, terminal_id, sale_ref, "
+                "reversal_msgid, business_date, requested_at, requested_by, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (msgid) DO NOTHING",
+                (msgid, self.pharmacy_code, self.terminal_id, sale_ref, reversal_msgid,
+                 business_date, now, by, reason),
+            )  # fmt: skip
+            db.execute(
+                "UPDATE ledger_reversals SET attempts = attempts + 1 WHERE msgid = ?", (msgid,)
+            )
+        got = self.ledger_reversal(msgid)
+        assert got is not None
+        return got
+
+    def ledger_reversal_ended(
+        self, msgid: str, *, outcome: str | None = None, error: str | None = None
+    ) -> None:
+        """Done with ``outcome`` (reversed / not_charged / already_reversed), or the
+        attempt's error kept for the next one."""
+        with self._tx() as db:
+            if error is None:
+                db.execute(
+                    "UPDATE ledger_reversals SET done_at = ?, outcome = ?, last_error = NULL "
+                    "WHERE msgid = ?",
+                    (now_shanghai().isoformat(), outcome, msgid),
+                )
+            else:
+                db.execute(
+                    "UPDATE ledger_reversals SET last_error = ? WHERE msgid = ?",
+                    (error[:500], msgid),
+                )
 
     def verify(self) -> VerifyReport:
         """Recompute the event chain and each sale's row digest; list what does not match.
@@ -991,7 +1083,29 @@ class Journal:
                 self._till,
             )
             problems += person_keys.differences(keys, sales, events, self._keys_pharmacy)
+        problems += self._verify_days(events)
         return VerifyReport(not problems, len(events), len(sales), tuple(problems))
+
+    def _verify_days(self, events: Sequence[Any]) -> list[str]:
+        """Each close and reopen of a day (``day_history``) against its chained event: the
+        same rows, in the same order, with the digests the chain holds."""
+        chained = [e for e in events if str(e["sale_ref"]).startswith("day:")]
+        rows = []
+        if self._has_table("day_history"):  # a journal older than the table (verify-only)
+            rows = self.query("SELECT * FROM day_history" + self._where + " ORDER BY seq",
+                              self._till)  # fmt: skip
+        problems = [
+            f"day event {e['seq']} ({e['sale_ref']}): its close/reopen record was changed "
+            "or removed outside the journal"
+            for e, r in zip(chained, rows, strict=False)
+            if e["row_digest"] != _sha(_canonical(dict(r)))
+        ]
+        if len(rows) != len(chained):
+            problems.append(
+                f"the closed-day history has {len(rows)} record(s) but the hash chain "
+                f"{len(chained)}: a close or reopen was added or removed outside the journal"
+            )
+        return problems
 
     @staticmethod
     def _decode(row: Any) -> SaleRow:

@@ -88,6 +88,47 @@ _SALES_UPLOADS = """
 # (journal/person_keys.py). Several statements, self-contained (IF NOT EXISTS, and a
 # backfill that adds only what is missing), so its place in the order does not matter.
 
+# Version 7 (issue 15, the manager's tools): every close and reopen of a business day,
+# in order, one row each (the closed_days row is the day's state now; this is its
+# history). Each row's digest is an event in the journal's hash chain (sale_ref
+# ``day:YYYY-MM-DD``), so ``journal verify`` sees a row changed or removed.
+_DAY_HISTORY_SQLITE = """
+    CREATE TABLE IF NOT EXISTS day_history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        pharmacy_code TEXT NOT NULL,
+        terminal_id TEXT NOT NULL,
+        business_date TEXT NOT NULL,
+        action TEXT NOT NULL,
+        at TEXT NOT NULL,
+        by_whom TEXT NOT NULL,
+        reason TEXT,
+        detail TEXT NOT NULL
+    )
+"""
+_DAY_HISTORY_PG = _DAY_HISTORY_SQLITE.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+
+# Version 8 (issue 15): the manager's reversals by msgid on our own ledger (a settlement
+# the ledger has and the till does not, or an owed reversal that escalated), one row per
+# msgid: the reversal msgid is journaled before the request leaves (a retry reuses it),
+# then done. The key makes the action idempotent.
+_LEDGER_REVERSALS = """
+    CREATE TABLE IF NOT EXISTS ledger_reversals (
+        msgid TEXT PRIMARY KEY,
+        pharmacy_code TEXT NOT NULL,
+        terminal_id TEXT NOT NULL,
+        sale_ref TEXT,
+        reversal_msgid TEXT NOT NULL,
+        business_date TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        reason TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        done_at TEXT,
+        outcome TEXT,
+        last_error TEXT
+    )
+"""
+
 # Version 2: a history of the migrations applied, so support can see when a till's
 # journal was upgraded and from which version.
 SQLITE_MIGRATIONS: tuple[str, ...] = (
@@ -102,6 +143,8 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     _TRACE_CODES,
     _SALES_UPLOADS,
     _SQLITE_PERSON_KEYS,
+    _DAY_HISTORY_SQLITE,
+    _LEDGER_REVERSALS,
 )
 PG_MIGRATIONS: tuple[str, ...] = (
     """
@@ -115,6 +158,8 @@ PG_MIGRATIONS: tuple[str, ...] = (
     _TRACE_CODES,
     _SALES_UPLOADS,
     _PG_PERSON_KEYS,
+    _DAY_HISTORY_PG,
+    _LEDGER_REVERSALS,
 )
 BASE_VERSION = 1
 LATEST = BASE_VERSION + len(SQLITE_MIGRATIONS)

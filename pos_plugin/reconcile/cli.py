@@ -13,8 +13,12 @@ Where the two sides come from:
   only those tills' files. Its password: in the URL, libpq's PGPASSWORD or
   ~/.pgpass, or (with ``--config``) the keyring's ``journal_db_password``.
 
-Exit codes: 0 balanced (or closed), 1 breaks found (or close refused), 2 a usage or
-configuration problem, 3 the ledger or a journal could not be read.
+``pos-plugin reopen-day --date D --reason TEXT`` reopens a closed day (the journals
+only: no ledger is asked); ``--reverse-msgid`` takes the one repair a break offers.
+
+Exit codes: 0 balanced (or closed, reopened), 1 breaks found (or close / reopen
+refused), 2 a usage or configuration problem, 3 the ledger or a journal could not be
+read.
 """
 
 from __future__ import annotations
@@ -102,9 +106,12 @@ def build_reconcile_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reverse-msgid",
         metavar="MSGID",
-        help="nhsa: reverse (2601) this centre-only settlement, the break's one action "
-        "(journaled, never twice), then reconcile again",
+        help="reverse by msgid the break the day offers it on (own ledger: a settlement the "
+        "till does not have, an escalated owed reversal; nhsa: 2601 of a centre-only "
+        "settlement), journaled first, never twice; then reconcile again",
     )
+    p.add_argument("--reason", help="with --reverse-msgid: why (kept with the reversal)")
+    p.add_argument("--by", default=os.environ.get("USER", "manager"), help="who acts")
     return p
 
 
@@ -114,8 +121,35 @@ def build_close_parser() -> argparse.ArgumentParser:
         description="Reconcile a day and record it as closed in every given journal.",
     )
     _common(p)
-    p.add_argument("--reason", help="why the day is closed with breaks (kept with the day)")
+    p.add_argument(
+        "--reason",
+        help="why the day is closed with breaks, with national uploads owed, or (with "
+        "--force) today while still selling; kept with the day",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="close today although the shift is still selling (a sale in progress or one "
+        "begun in the last 15 minutes); needs --reason",
+    )
     p.add_argument("--by", default=os.environ.get("USER", "manager"), help="who closes the day")
+    return p
+
+
+def build_reopen_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pos-plugin reopen-day",
+        description="Reopen a closed day, with a reason: the close and the reopen are both "
+        "kept in the day's history (hash-chained in the journal); close it again later.",
+    )
+    p.add_argument("--date", type=_date, required=True, help="business date YYYY-MM-DD")
+    p.add_argument("--reason", required=True, help="why the day is reopened (kept)")
+    p.add_argument("--config", help="config.toml of a real till")
+    p.add_argument("--journal", action="append", default=[], metavar="FILE",
+                   help="a till's journal file (repeat for every till), or a shared "
+                   "journal's postgresql:// URL")  # fmt: skip
+    p.add_argument("--pharmacy", help="pharmacy code (default: from the config or the journals)")
+    p.add_argument("--by", default=os.environ.get("USER", "manager"), help="who reopens the day")
     return p
 
 
@@ -198,9 +232,10 @@ def _nhsa_client(args: argparse.Namespace, cfg: Any, url: str) -> Any:
 
 def _run(
     args: argparse.Namespace,
-) -> tuple[Reconciliation, list[JournalSource], dict[str, Any] | None]:
+) -> tuple[Reconciliation, list[JournalSource], dict[str, Any] | None, bool]:
+    """(the day, its journals, its closed state, whether on the national platform)."""
     from pos_plugin.reconcile.close import closed_state
-    from pos_plugin.reconcile.national import reconcile_for
+    from pos_plugin.reconcile.national import is_national, reconcile_for
 
     journals, ledger, pharmacy = _sources(args)
     day = args.date or dt.datetime.now(SHANGHAI).date()
@@ -208,31 +243,47 @@ def _run(
         rec = reconcile_for(day, journals, ledger, pharmacy, resolve=not args.no_resolve)
         wanted = getattr(args, "reverse_msgid", None)
         if wanted:
-            _reverse_one(rec, journals, ledger, wanted)
+            _reverse_one(rec, journals, ledger, wanted, args.by, args.reason or "")
             rec = reconcile_for(day, journals, ledger, pharmacy, resolve=not args.no_resolve)
+        national = is_national(ledger)
     finally:
         ledger.close()
-    return rec, journals, closed_state(journals, rec)
+    return rec, journals, closed_state(journals, rec), national
 
 
-def _reverse_one(rec: Reconciliation, journals: list[JournalSource], ledger: Any, msgid: str
-                 ) -> None:  # fmt: skip
-    """The break's one action (national: 2601 of a centre-only settlement), or say why not."""
+def _reverse_one(rec: Reconciliation, journals: list[JournalSource], ledger: Any, msgid: str,
+                 by: str, reason: str) -> None:  # fmt: skip
+    """The break's reversal by msgid (``tools.take_reverse``), or say why not."""
     from pos_plugin.reconcile.errors import ReconcileError
-    from pos_plugin.reconcile.national import REVERSE_ACTION, reverse_centre_only
+    from pos_plugin.reconcile.tools import take_reverse
 
-    b = next((b for b in rec.breaks if b.msgid == msgid), None)
-    if b is None or b.action != REVERSE_ACTION:
+    try:
+        done = take_reverse(rec, journals, ledger, msgid, by=by, reason=reason)
+    except LookupError as e:
         raise ReconcileError(
-            f"{msgid} is not a centre-only settlement this day offers to reverse "
-            "(only a break marked with the 2601 action can be reversed this way)"
-        )
-    psn_no = next(e.patient for e in b.ledger if e.patient)
-    done = reverse_centre_only(journals, ledger, msgid, psn_no or "", rec.date)
+            f"{e}: only a break offering \"reverse by msgid\" (可操作 action) can be "
+            "reversed this way"
+        ) from None
+    said = {"recorded": "已记入中心的冲正 the centre's reversal journaled",
+            "not_charged": "中心确认未扣款 the ledger confirmed nothing was charged"}
     print(
-        f"冲正 2601 {msgid}: "
-        + ("已于之前完成 already done before" if done.already else "已完成 done")
-    )
+        f"冲正 reverse by msgid {msgid}: "
+        + ("之前已完成，本次未发送任何请求 already done before: nothing was sent" if done["already"]
+           else said.get(done["outcome"], "已完成 done"))
+    )  # fmt: skip
+
+
+def _history_lines(history: list[dict[str, Any]]) -> list[str]:
+    out = ["", "关账记录 close history:"]
+    for h in history:
+        out.append(
+            f"  {str(h['at'])[:19].replace('T', ' ')}  "
+            + ("关账 closed  " if h["action"] == "closed" else "重新打开 reopened  ")
+            + f"by {h['by']}"
+            + (f"; 原因 reason: {h['reason']}" if h["reason"] else "")
+            + (f" [{'; '.join(h['overrides'])}]" if h["overrides"] else "")
+        )
+    return out
 
 
 def summary(rec: Reconciliation, closed: dict[str, Any] | None = None) -> str:
@@ -283,7 +334,10 @@ def summary(rec: Reconciliation, closed: dict[str, Any] | None = None) -> str:
         lines.append("")
         lines.append(f"[{i}] {zh} / {en}  {b.msgid}" + "".join(f" + {r}" for r in b.related))
         if b.action:
-            lines.append(f"    可操作 action: {b.action} (pos-plugin reconcile --reverse-msgid {b.msgid})")
+            lines.append(
+                f"    可操作 action: {b.action}, reverse by msgid (pos-plugin reconcile --date {rec.date} "
+                f"--reverse-msgid {b.msgid})"
+            )
         if b.explanation:
             lines.append(f"    {b.explanation.what_zh}")
             lines.append(f"    {b.explanation.what_en}")
@@ -335,9 +389,14 @@ def _guard(fn: Any, argv: Sequence[str] | None) -> int:
 
 
 def _reconcile(argv: Sequence[str] | None) -> int:
+    from pos_plugin.reconcile.close import day_history
+
     args = build_reconcile_parser().parse_args(argv)
-    rec, _journals, closed = _run(args)
+    rec, journals, closed, _national = _run(args)
+    history = day_history(journals, rec.date, rec.pharmacy_code)
     print(summary(rec, closed))
+    if history:
+        print("\n".join(_history_lines(history)))
     if args.csv:
         from pos_plugin.reconcile.csv_report import write_csv
 
@@ -345,12 +404,13 @@ def _reconcile(argv: Sequence[str] | None) -> int:
     if args.html:
         from pos_plugin.reconcile.manager_page import write_html
 
-        print(f"HTML: {write_html(rec, args.html, closed).resolve()}")
+        print(f"HTML: {write_html(rec, args.html, closed, history).resolve()}")
     if args.json:
         import json
 
         body = rec.as_dict(details=True)
         body["closed"] = closed
+        body["history"] = history
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(body, f, ensure_ascii=False, indent=1)
         print(f"JSON: {os.path.abspath(args.json)}")
@@ -358,29 +418,71 @@ def _reconcile(argv: Sequence[str] | None) -> int:
 
 
 def _close(argv: Sequence[str] | None) -> int:
-    from pos_plugin.reconcile.close import close_day
+    from pos_plugin.reconcile.close import CloseRefused, close_day, day_history
     from pos_plugin.reconcile.errors import DayAlreadyClosed, DayNotBalanced
 
     args = build_close_parser().parse_args(argv)
     if args.date is None:
         print("close-day needs --date YYYY-MM-DD", file=sys.stderr)
         return 2
-    rec, journals, _closed = _run(args)
+    rec, journals, _closed, national = _run(args)
     print(summary(rec))
     print()
     try:
-        records = close_day(journals, rec, reason=args.reason, closed_by=args.by)
-    except DayNotBalanced as e:
+        records = close_day(journals, rec, reason=args.reason, closed_by=args.by,
+                            force=args.force, national=national)  # fmt: skip
+    except (DayNotBalanced, CloseRefused) as e:
         print(f"不能关账 NOT CLOSED: {e}", file=sys.stderr)
         return 1
     except DayAlreadyClosed as e:
-        print(f"已关账 already closed: {e}", file=sys.stderr)
+        print(f"已关账 already closed: {e} (reopen it first: pos-plugin reopen-day)",
+              file=sys.stderr)  # fmt: skip
         return 1
     print(
         f"已关账 CLOSED {rec.date} in {len(records)} journal(s)"
         + (f"; 原因 reason kept: {args.reason}" if records and records[0]["reason"] else "")
     )
     print("之后该日的销售将被拒绝 / later sales dated that day are refused.")
+    print("\n".join(_history_lines(day_history(journals, rec.date, rec.pharmacy_code))))
+    return 0
+
+
+def _reopen(argv: Sequence[str] | None) -> int:
+    from pos_plugin.config import ConfigError, load_config
+    from pos_plugin.journal.postgres import SharedJournal, is_postgres_url
+    from pos_plugin.journal.sources import open_source, pharmacy_codes
+    from pos_plugin.reconcile.close import day_history, reopen_day
+    from pos_plugin.reconcile.errors import DayNotClosed
+
+    args = build_reopen_parser().parse_args(argv)
+    cfg = load_config(args.config) if args.config else None
+    code = args.pharmacy or (cfg.pharmacy.code if cfg is not None else None)
+    given = list(args.journal) or ([cfg.journal_target] if cfg is not None else [])
+    if not given:
+        raise ConfigError("give --journal FILE (one per till) or --config config.toml")
+    journals: list[JournalSource] = [
+        SharedJournal(j, code) if is_postgres_url(j) else os.path.abspath(j) for j in given
+    ]
+    if code is None:
+        found: set[str] = set()
+        for j in journals:
+            db, _ = open_source(j)
+            try:
+                found |= pharmacy_codes(db)
+            finally:
+                db.close()
+        if len(found) != 1:
+            raise ConfigError("give --pharmacy CODE: the journals do not name one pharmacy")
+        code = found.pop()
+    try:
+        rows = reopen_day(journals, args.date, code, reason=args.reason, by=args.by)
+    except DayNotClosed as e:
+        print(f"未重新打开 NOT REOPENED: {e}", file=sys.stderr)
+        return 1
+    print(f"已重新打开 REOPENED {args.date} in {len(rows)} journal(s); 原因 reason kept: "
+          f"{args.reason}")  # fmt: skip
+    print("该日可以再次销售和关账 / sales dated that day are taken again; close it again later.")
+    print("\n".join(_history_lines(day_history(journals, args.date, code))))
     return 0
 
 
@@ -394,11 +496,18 @@ def close_day_main(argv: Sequence[str] | None = None) -> int:
     return _guard(_close, argv)
 
 
+def reopen_day_main(argv: Sequence[str] | None = None) -> int:
+    """``pos-plugin reopen-day ...``: 0 reopened, 1 refused, 2 usage/config, 3 cannot read."""
+    return _guard(_reopen, argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pos_plugin.reconcile.cli reconcile|close-day ...``"""
+    """``python -m pos_plugin.reconcile.cli reconcile|close-day|reopen-day ...``"""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "close-day":
         return close_day_main(argv[1:])
+    if argv and argv[0] == "reopen-day":
+        return reopen_day_main(argv[1:])
     if argv and argv[0] == "reconcile":
         return reconcile_main(argv[1:])
     return reconcile_main(argv)

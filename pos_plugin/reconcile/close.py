@@ -25,9 +25,22 @@ from pos_plugin.journal.closed_days import (
     is_day_closed,
     shared_pharmacy_code,
 )
+from pos_plugin.journal.journal import Journal
 from pos_plugin.journal.postgres import PgDb, SharedJournal, ensure_schema
-from pos_plugin.journal.sources import JournalSource, connect_file, file_of, label_of, shared_of
-from pos_plugin.reconcile.errors import DayAlreadyClosed, DayNotBalanced, ReconcileError
+from pos_plugin.journal.sources import (
+    JournalSource,
+    connect_file,
+    file_of,
+    label_of,
+    open_source,
+    shared_of,
+)
+from pos_plugin.reconcile.errors import (
+    DayAlreadyClosed,
+    DayNotBalanced,
+    DayNotClosed,
+    ReconcileError,
+)
 from pos_plugin.reconcile.matching import Reconciliation
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -89,6 +102,92 @@ def verify_closed_record(rec: dict[str, Any]) -> bool:
     return bool(_record_hash(raw) == rec["hash"])
 
 
+class CloseRefused(ReconcileError):
+    """A close the shift or the national uploads stand against; ``code`` says which."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+QUIET_MINUTES = 15
+"""Closing *today* is refused while a sale is in progress or the last sale began less
+than this many minutes ago (the shift is still selling), unless forced with a reason."""
+UPLOAD_KINDS = ("3505",)
+"""The national uploads a close waits for (3506, returns, joins here when it exists)."""
+DAY_TERMINAL = "manager"
+"""On a shared journal, the hash chain a store-wide close or reopen is kept in."""
+
+_IN_PROGRESS = ("received", "card_read", "validated", "settling")
+
+
+def still_selling(
+    journal_paths: Sequence[JournalSource], day: str, now: dt.datetime,
+    quiet_minutes: int = QUIET_MINUTES,
+) -> str | None:  # fmt: skip
+    """Why the shift is still selling on ``day`` (a sale in progress, or one begun within
+    ``quiet_minutes`` of ``now``), or None. Only today can still be selling."""
+    now = now.astimezone(SHANGHAI)
+    if day != now.date().isoformat():
+        return None
+    marks = ", ".join("?" * len(_IN_PROGRESS))
+    busy, last = 0, ""
+    for path in journal_paths:
+        db, _ = open_source(path)
+        try:
+            (n,) = db.execute(
+                f"SELECT count(*) FROM sales WHERE business_date = ? AND state IN ({marks})",
+                (day, *_IN_PROGRESS),
+            ).fetchone()
+            (latest,) = db.execute(
+                "SELECT max(created_at) FROM sales WHERE business_date = ?", (day,)
+            ).fetchone()
+        finally:
+            db.close()
+        busy += int(n)
+        last = max(last, latest or "")
+    if busy:
+        return f"{busy} sale(s) still in progress"
+    if last:
+        ago = now - dt.datetime.fromisoformat(last)
+        if ago < dt.timedelta(minutes=quiet_minutes):
+            return (
+                f"the last sale began {int(ago.total_seconds() // 60)} min ago "
+                f"(less than {quiet_minutes})"
+            )
+    return None
+
+
+def uploads_owed(journal_paths: Sequence[JournalSource], pharmacy_code: str) -> int:
+    """The national uploads (``UPLOAD_KINDS``) not yet acknowledged, every till of the
+    given journals: the journal's own count (``Journal.uploads_owed_count``)."""
+    owed = 0
+    for path in journal_paths:
+        db, _ = open_source(path)
+        try:
+            tills = [t for (t,) in db.execute("SELECT DISTINCT terminal_id FROM sales")]
+        finally:
+            db.close()
+        for till in tills:
+            j = _journal(path, pharmacy_code, till)
+            try:
+                owed += sum(j.uploads_owed_count(kind) for kind in UPLOAD_KINDS)
+            finally:
+                j.close()
+    return owed
+
+
+def _journal(path: JournalSource, pharmacy_code: str, terminal_id: str = DAY_TERMINAL) -> Journal:
+    """The journal a manager's change is written through (so it joins the hash chain)."""
+    shared = shared_of(path)
+    if shared is not None:
+        return Journal(shared.url, hmac_key=b"reconcile", pharmacy_code=pharmacy_code,
+                       terminal_id=terminal_id, password=shared.password)  # fmt: skip
+    connect_file(file_of(path)).close()  # a missing file is said, never created
+    return Journal(str(file_of(path)), hmac_key=b"reconcile", pharmacy_code=pharmacy_code,
+                   terminal_id=terminal_id)  # fmt: skip
+
+
 def close_day(
     journal_paths: Sequence[JournalSource],
     rec: Reconciliation,
@@ -96,19 +195,48 @@ def close_day(
     reason: str | None = None,
     closed_by: str = "manager",
     now: dt.datetime | None = None,
+    force: bool = False,
+    national: bool = False,
+    quiet_minutes: int = QUIET_MINUTES,
 ) -> list[dict[str, Any]]:
-    """Record the reconciled day in every given journal; refuse breaks without a reason.
+    """Record the reconciled day in every given journal; refuse what a reason must answer.
 
+    Refused without a reason: breaks (``DayNotBalanced``), national uploads owed
+    (``CloseRefused("uploads_owed")``, when ``national``); refused unless ``force`` and
+    a reason: today while the shift is still selling (``CloseRefused("still_selling")``).
     Each record keeps the result (totals and breaks), its digest, the manager's
-    reason, and the journal's event-chain head at closing, hashed together. A
-    shared journal gets one record for the pharmacy's day, with every till's head.
+    reason, and the journal's event-chain head at closing, hashed together; the close
+    is also a ``day_history`` row chained in the journal's events, in the same
+    transaction. A shared journal gets one record for the pharmacy's day, with every
+    till's head.
     """
     reason = (reason or "").strip() or None
+    moment = (now or dt.datetime.now(SHANGHAI)).astimezone(SHANGHAI)
     if not rec.balanced and reason is None:
         raise DayNotBalanced(
             f"{rec.date} has {len(rec.breaks)} break(s) not explained: resolve them, or close "
             "with --reason saying why (the reason is kept with the closed day)"
         )
+    overrides: list[str] = []
+    selling = still_selling(journal_paths, rec.date, moment, quiet_minutes)
+    if selling:
+        if not (force and reason):
+            raise CloseRefused(
+                "still_selling",
+                f"{rec.date} is today and the shift is still selling ({selling}): close it "
+                "after the last sale, or force it with a reason (--force --reason)",
+            )
+        overrides.append(f"still_selling: {selling}")
+    owed = uploads_owed(journal_paths, rec.pharmacy_code) if national else 0
+    if owed:
+        if reason is None:
+            raise CloseRefused(
+                "uploads_owed",
+                f"{owed} sales upload(s) to the national platform (3505) are not acknowledged "
+                "yet: wait until the agent has sent them (uploads_owed in /v1/health is 0), "
+                "or close with a reason (--reason)",
+            )
+        overrides.append(f"uploads_owed: {owed}")
     for p in journal_paths:
         shared = shared_of(p)
         if shared is not None and shared.terminals:
@@ -122,38 +250,146 @@ def close_day(
                 f"{rec.date} was already closed in {label_of(p)} at {prev.get('closed_at')} "
                 f"by {prev.get('closed_by')}"
             )
-    at = (now or dt.datetime.now(SHANGHAI)).astimezone(SHANGHAI).isoformat()
+    at = moment.isoformat()
     result = json.dumps(rec.as_dict(), ensure_ascii=False, sort_keys=True)
     terminals = json.dumps([t.terminal_id for t in rec.terminals], ensure_ascii=False)
+    detail = {"closed_at": at, "digest": rec.digest(), "balanced": rec.balanced,
+              "break_count": len(rec.breaks), "overrides": overrides}  # fmt: skip
     written = []
     for p in journal_paths:
         shared = shared_of(p)
         if shared is not None:
-            _close_shared(shared, rec, at, closed_by, terminals, reason, result)
-            written.append(closed_record(p, rec.date, pharmacy_code=rec.pharmacy_code) or {})
-            continue
-        db = connect_file(file_of(p))
-        try:
-            db.executescript(CLOSED_DAYS_SCHEMA)
-            db.execute("BEGIN IMMEDIATE")
+            pg = PgDb(shared, dict_rows=False)
             try:
-                head = db.execute("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-                raw = _closed_row(
-                    rec, at, closed_by, terminals, reason, result, head[0] if head else "0" * 64
-                )
-                cols = ", ".join(raw)
-                db.execute(
-                    f"INSERT INTO closed_days ({cols}) VALUES ({', '.join('?' * len(raw))})",
-                    tuple(raw.values()),
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+                ensure_schema(pg, CLOSED_DAYS_SCHEMA_PG)
+            finally:
+                pg.close()
+
+        def insert(db: Any, shared: SharedJournal | None = shared, p: JournalSource = p) -> None:
+            """The closed_days row, in the transaction that chains the close."""
+            if shared is not None:
+                heads = db.execute(
+                    "SELECT DISTINCT ON (terminal_id) terminal_id, hash FROM events "
+                    "WHERE pharmacy_code = ? AND terminal_id <> ? ORDER BY terminal_id, seq DESC",
+                    (rec.pharmacy_code, DAY_TERMINAL),
+                ).fetchall()
+                head = json.dumps({h["terminal_id"]: h["hash"] for h in heads}, sort_keys=True,
+                                  separators=(",", ":"))  # fmt: skip
+                conflict = " ON CONFLICT DO NOTHING"
+            else:
+                db.execute(CLOSED_DAYS_SCHEMA.strip().rstrip(";"))
+                last = db.execute("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+                head, conflict = (last[0] if last else "0" * 64), ""
+            raw = _closed_row(rec, at, closed_by, terminals, reason, result, head)
+            cur = db.execute(
+                f"INSERT INTO closed_days ({', '.join(raw)}) "
+                f"VALUES ({', '.join('?' * len(raw))}){conflict}",
+                tuple(raw.values()),
+            )
+            if cur.rowcount != 1:  # closed by someone else since the check above
+                raise DayAlreadyClosed(f"{rec.date} was already closed in {label_of(p)}")
+
+        j = _journal(p, rec.pharmacy_code)
+        try:
+            j.record_day_event(rec.date, "closed", by=closed_by, reason=reason, detail=detail,
+                               within=insert)  # fmt: skip
         finally:
-            db.close()
-        written.append(closed_record(p, rec.date) or {})
+            j.close()
+        written.append(closed_record(p, rec.date, pharmacy_code=rec.pharmacy_code) or {})
     return written
+
+
+def reopen_day(
+    journal_paths: Sequence[JournalSource],
+    business_date: dt.date | str,
+    pharmacy_code: str,
+    *,
+    reason: str | None,
+    by: str = "manager",
+) -> list[dict[str, Any]]:
+    """Reopen a closed day, with the manager's reason: its closed-day record leaves
+    ``closed_days`` (sales dated that day are taken again) and moves, whole, into a
+    ``day_history`` row chained in the journal's events; the close's own history row
+    stays. Closing again afterwards works as the first time. Returns the reopen rows."""
+    day = business_day(business_date)
+    reason = (reason or "").strip() or None
+    if reason is None:
+        raise ReconcileError("a day is reopened only with a reason (--reason): it is kept "
+                             "with the day's history")  # fmt: skip
+    closed = [(p, closed_record(p, day, pharmacy_code=pharmacy_code)) for p in journal_paths]
+    if not any(c for _, c in closed):
+        raise DayNotClosed(f"{day} is not closed: there is nothing to reopen")
+    out = []
+    for p, record in closed:
+        if record is None:
+            continue
+        shared = shared_of(p)
+
+        def delete(db: Any, shared: SharedJournal | None = shared, p: JournalSource = p) -> None:
+            """The closed_days row leaves, in the transaction that chains the reopen."""
+            if shared is not None:
+                cur = db.execute(
+                    "DELETE FROM closed_days WHERE pharmacy_code = ? AND business_date = ?",
+                    (pharmacy_code, day),
+                )
+            else:
+                cur = db.execute("DELETE FROM closed_days WHERE business_date = ?", (day,))
+            if cur.rowcount != 1:
+                raise DayNotClosed(f"{day} was reopened meanwhile in {label_of(p)}")
+
+        kept = ("closed_at", "closed_by", "reason", "digest", "hash", "balanced", "break_count",
+                "chain_head")  # fmt: skip
+        detail = {"closed": {k: record[k] for k in kept},
+                  "record_intact": verify_closed_record(record), "result": record["result"]}
+        j = _journal(p, pharmacy_code)
+        try:
+            out.append(j.record_day_event(day, "reopened", by=by, reason=reason, detail=detail,
+                                          within=delete))  # fmt: skip
+        finally:
+            j.close()
+    return out
+
+
+def day_history(
+    journal_paths: Sequence[JournalSource], business_date: dt.date | str, pharmacy_code: str
+) -> list[dict[str, Any]]:
+    """Every close and reopen of the day, oldest first, each with the journal it is in."""
+    day = business_day(business_date)
+    out: list[dict[str, Any]] = []
+    for p in journal_paths:
+        shared = shared_of(p)
+        rows: list[Any]
+        if shared is not None:
+            pg = PgDb(shared, dict_rows=True)
+            try:
+                if pg.execute("SELECT to_regclass('day_history')").fetchone() is None:
+                    rows = []
+                else:
+                    rows = pg.execute(
+                        "SELECT * FROM day_history WHERE pharmacy_code = ? AND business_date = ? "
+                        "ORDER BY seq", (pharmacy_code, day)).fetchall()  # fmt: skip
+            finally:
+                pg.close()
+        else:
+            db = connect_file(file_of(p))
+            db.row_factory = sqlite3.Row
+            try:
+                rows = db.execute(
+                    "SELECT * FROM day_history WHERE business_date = ? ORDER BY seq", (day,)
+                ).fetchall()
+            except sqlite3.OperationalError:  # a journal older than the table: no history
+                rows = []
+            finally:
+                db.close()
+        for r in rows:
+            d = dict(r)
+            detail = json.loads(d["detail"] or "{}")
+            out.append({
+                "action": d["action"], "at": d["at"], "by": d["by_whom"], "reason": d["reason"],
+                "overrides": detail.get("overrides", []), "journal": label_of(p),
+            })  # fmt: skip
+    out.sort(key=lambda h: str(h["at"]))
+    return out
 
 
 def _closed_row(
@@ -181,45 +417,6 @@ def _closed_row(
     }
     raw["hash"] = _record_hash(raw)
     return raw
-
-
-def _close_shared(
-    shared: SharedJournal,
-    rec: Reconciliation,
-    at: str,
-    closed_by: str,
-    terminals: str,
-    reason: str | None,
-    result: str,
-) -> None:
-    """One closed-day row for the pharmacy's day in a shared journal. Its chain_head is
-    every till's head ({terminal_id: hash}), read in the closing transaction."""
-    db = PgDb(shared, dict_rows=False)
-    try:
-        ensure_schema(db, CLOSED_DAYS_SCHEMA_PG)
-        db.execute("BEGIN")
-        try:
-            heads = db.execute(
-                "SELECT DISTINCT ON (terminal_id) terminal_id, hash FROM events "
-                "WHERE pharmacy_code = ? ORDER BY terminal_id, seq DESC",
-                (rec.pharmacy_code,),
-            ).fetchall()
-            chain_heads = json.dumps(dict(heads), sort_keys=True, separators=(",", ":"))
-            raw = _closed_row(rec, at, closed_by, terminals, reason, result, chain_heads)
-            cols = ", ".join(raw)
-            cur = db.execute(
-                f"INSERT INTO closed_days ({cols}) VALUES ({', '.join('?' * len(raw))}) "
-                "ON CONFLICT DO NOTHING",
-                tuple(raw.values()),
-            )
-            if cur.rowcount != 1:  # closed by someone else since the check above
-                raise DayAlreadyClosed(f"{rec.date} was already closed in {shared.label}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.rollback_quietly()
-            raise
-    finally:
-        db.close()
 
 
 def closed_state(

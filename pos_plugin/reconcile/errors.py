@@ -13,3 +13,7 @@ class DayNotBalanced(ReconcileError):
 
 class DayAlreadyClosed(ReconcileError):
     """close-day refused: the day is closed already (a closed day is never changed)."""
+
+
+class DayNotClosed(ReconcileError):
+    """reopen refused: the day is not closed."""

@@ -16,9 +16,12 @@ ID numbers come from the journal already masked).
 # No `from __future__ import annotations`: FastAPI resolves the handlers' annotations.
 
 import datetime as dt
+import hashlib
+import hmac
 import html
 import json
 import os
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +34,26 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.concurrency import run_in_threadpool
 
 from pos_plugin.journal.sources import JournalSource
+from pos_plugin.ledger.errors import LedgerError
 from pos_plugin.money import yuan
-from pos_plugin.reconcile.close import closed_state
+from pos_plugin.reconcile.close import (
+    CloseRefused,
+    close_day,
+    closed_state,
+    day_history,
+    reopen_day,
+    uploads_owed,
+)
 from pos_plugin.reconcile.csv_report import render_csv
+from pos_plugin.reconcile.errors import (
+    DayAlreadyClosed,
+    DayNotBalanced,
+    DayNotClosed,
+    ReconcileError,
+)
 from pos_plugin.reconcile.matching import KIND_LABEL, BreakKind, Match, Reconciliation, SideTotals
-from pos_plugin.reconcile.national import REVERSE_ACTION, reconcile_for, reverse_centre_only
+from pos_plugin.reconcile.national import REVERSE_ACTION, is_national, reconcile_for
+from pos_plugin.reconcile.tools import ACTIONS, take_reverse
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 COOKIE = "pos_manager_token"
@@ -50,6 +68,11 @@ class ReconcileSource:
     pharmacy_code: str
     resolve: bool = True
     today: Callable[[], dt.date] = field(default=lambda: dt.datetime.now(SHANGHAI).date())
+    now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(SHANGHAI))
+
+    @property
+    def national(self) -> bool:
+        return is_national(self.ledger)
 
     def run(self, day: dt.date) -> tuple[Reconciliation, dict[str, Any] | None]:
         rec = reconcile_for(
@@ -57,19 +80,33 @@ class ReconcileSource:
         )
         return rec, closed_state(self.journal_paths, rec)
 
-    def reverse(self, day: dt.date, msgid: str, by: str = "manager") -> dict[str, Any]:
-        """The break's one action (a centre-only sale: 2601), only where the day offers it.
+    def history(self, day: dt.date) -> list[dict[str, Any]]:
+        return day_history(self.journal_paths, day, self.pharmacy_code)
 
-        The day is reconciled again first, so the action is taken on what the centre says
-        now, never on a stale page; raises ``LookupError`` when the break offers none."""
+    def uploads_owed(self) -> int:
+        """National uploads (3505) not yet acknowledged; 0 on our own ledger."""
+        return uploads_owed(self.journal_paths, self.pharmacy_code) if self.national else 0
+
+    def reverse(self, day: dt.date, msgid: str, by: str = "manager", reason: str = ""
+                ) -> dict[str, Any]:  # fmt: skip
+        """The break's reversal by msgid (``tools.take_reverse``), on the day reconciled
+        again first, so the action is taken on what the ledger says now, never on a stale
+        page; raises ``LookupError`` when the day offers none."""
         rec, _closed = self.run(day)
-        b = next((b for b in rec.breaks if b.msgid == msgid), None)
-        if b is None or b.action != REVERSE_ACTION:
-            raise LookupError(f"{msgid} is not a centre-only settlement offered for 2601")
-        psn_no = next((e.patient for e in b.ledger if e.patient), "") or ""
-        done = reverse_centre_only(self.journal_paths, self.ledger, msgid, psn_no, rec.date,
-                                   by=by)  # fmt: skip
-        return {"msgid": msgid, "done": done.done, "already": done.already}
+        return take_reverse(rec, self.journal_paths, self.ledger, msgid, by=by, reason=reason)
+
+    def close(self, day: dt.date, reason: str | None, force: bool, by: str = "manager"
+              ) -> dict[str, Any]:  # fmt: skip
+        """Reconcile the day now and close it (``close.close_day``, every refusal its own)."""
+        rec, _closed = self.run(day)
+        records = close_day(self.journal_paths, rec, reason=reason, closed_by=by,
+                            now=self.now(), force=force, national=self.national)  # fmt: skip
+        return {"date": rec.date, "closed": True, "journals": len(records),
+                "balanced": rec.balanced, "reason": (records[0] if records else {}).get("reason")}
+
+    def reopen(self, day: dt.date, reason: str | None, by: str = "manager") -> dict[str, Any]:
+        rows = reopen_day(self.journal_paths, day, self.pharmacy_code, reason=reason, by=by)
+        return {"date": day.isoformat(), "reopened": True, "journals": len(rows)}
 
 
 def source_for_service(
@@ -86,8 +123,41 @@ def source_for_service(
     )
 
 
-def reconciliation_extra(source: ReconcileSource) -> Callable[[FastAPI, Callable[..., Any]], None]:
+class Csrf:
+    """The page's forms carry a token bound to the manager's session cookie: an HMAC of
+    the cookie under a key this process drew at start, checked server-side before any
+    form acts (a form posted from elsewhere has no cookie-bound token; SameSite=Strict
+    keeps the cookie off cross-site posts too)."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key or secrets.token_bytes(32)
+
+    def token(self, cookie: str) -> str:
+        return hmac.new(self._key, b"csrf:" + cookie.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def ok(self, cookie: str | None, given: str | None) -> bool:
+        return bool(cookie and given) and hmac.compare_digest(self.token(cookie or ""),
+                                                              given or "")  # fmt: skip
+
+
+# What the page says after a form acted (the redirect names it, the page shows it).
+NOTES = {
+    "reversed": "已按流水号冲正，并已重新对账。/ Reversed by msgid; the day was reconciled again.",
+    "recorded": "已把中心的冲正记入本店流水。/ The centre's reversal is journaled in the till.",
+    "not_charged": "中心确认这笔未扣款，已记入流水。/ The ledger confirmed nothing was charged; "
+    "journaled.",
+    "already": "这笔之前已经冲正过，本次没有发送任何请求。/ Already reversed before: nothing was "
+    "sent this time.",
+    "closed": "本日已关账。/ The day is closed.",
+    "reopened": "本日已重新打开，可以再次关账。/ The day is reopened; it can be closed again.",
+}
+
+
+def reconciliation_extra(
+    source: ReconcileSource, csrf: Csrf | None = None
+) -> Callable[[FastAPI, Callable[..., Any]], None]:
     """The ``extra`` hook for ``pos_plugin.api.create_app``: registers the routes above."""
+    guard = csrf or Csrf()
 
     def register(app: FastAPI, role: Callable[..., Callable[..., str]]) -> None:
         from pos_plugin.api import ApiError
@@ -116,50 +186,143 @@ def reconciliation_extra(source: ReconcileSource) -> Callable[[FastAPI, Callable
         def reconciliation(
             date: str | None = None, details: bool = False, _: str = Depends(manager)
         ) -> JSONResponse:
-            rec, closed = run(parse_day(date))
+            day = parse_day(date)
+            rec, closed = run(day)
             body = rec.as_dict(details=details)
             body["closed"] = closed
+            body["history"] = source.history(day)
+            body["uploads_owed"] = source.uploads_owed()
             return JSONResponse(body)
 
-        def take_action(day: dt.date, msgid: str) -> dict[str, Any]:
+        def act(what: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+            """One tool, its refusals as ``{code, message}``: 409 refused (and why), 503 the
+            ledger or a journal could not be reached."""
             try:
-                return source.reverse(day, msgid)
+                return fn()
             except LookupError as e:
                 raise ApiError(409, "no_action", str(e)) from None
-            except Exception as e:  # the platform unreachable or refusing: say so
-                raise ApiError(503, "action_failed", f"the 2601 could not be sent: {e}") from None
+            except CloseRefused as e:
+                raise ApiError(409, e.code, str(e)) from None
+            except DayNotBalanced as e:
+                raise ApiError(409, "day_not_balanced", str(e)) from None
+            except DayAlreadyClosed as e:
+                raise ApiError(409, "day_already_closed", str(e)) from None
+            except DayNotClosed as e:
+                raise ApiError(409, "day_not_closed", str(e)) from None
+            except ReconcileError as e:
+                raise ApiError(422, "invalid_request", str(e)) from None
+            except LedgerError as e:
+                raise ApiError(503, "action_failed", f"the {what} could not be done: {e}"
+                               ) from None  # fmt: skip
+            except Exception as e:  # the ledger or a journal unreachable: say so
+                raise ApiError(503, "action_failed", f"the {what} could not be done: {e}"
+                               ) from None  # fmt: skip
+
+        async def body_of(request: Request) -> dict[str, Any]:
+            try:
+                body = json.loads(await request.body() or b"{}")
+            except ValueError:
+                raise ApiError(422, "invalid_request", "body: not valid JSON") from None
+            if not isinstance(body, dict):
+                raise ApiError(422, "invalid_request", "body: give a JSON object")
+            return body
+
+        def text(body: dict[str, Any], name: str) -> str:
+            value = body.get(name) or ""
+            if not isinstance(value, str) or len(value) > 500:
+                raise ApiError(422, "invalid_request", f"{name}: a text of at most 500 characters")
+            return value
 
         @app.post("/v1/reconciliation/reverse", tags=["manager"])
         async def reverse(request: Request, _: str = Depends(manager)) -> JSONResponse:
-            try:
-                body = json.loads(await request.body() or b"{}")
-                msgid = str(body["msgid"])
-            except (ValueError, KeyError, TypeError):
-                raise ApiError(422, "invalid_request", "give {date, msgid}") from None
-            day = parse_day(body.get("date"))
-            return JSONResponse(await run_in_threadpool(take_action, day, msgid))
+            """Reverse by msgid the break the day offers it on; ``already`` true: it was done
+            before and nothing was sent."""
+            body = await body_of(request)
+            msgid = body.get("msgid")
+            if not isinstance(msgid, str) or not msgid:
+                raise ApiError(422, "invalid_request", "msgid: give {date, msgid}")
+            day, reason = parse_day(body.get("date")), text(body, "reason")
+            return JSONResponse(await run_in_threadpool(
+                act, "reversal", lambda: source.reverse(day, msgid, reason=reason)))  # fmt: skip
 
-        @app.post("/manager/reconciliation/reverse", tags=["manager"])
-        async def reverse_form(request: Request) -> Response:
+        @app.post("/v1/reconciliation/close", tags=["manager"])
+        async def close(request: Request, _: str = Depends(manager)) -> JSONResponse:
+            """Close the day: ``reason`` for breaks or uploads owed, ``force`` and ``reason``
+            for today while the shift is still selling."""
+            body = await body_of(request)
+            day, reason, force = parse_day(body.get("date")), text(body, "reason"), body.get("force")
+            if not isinstance(force, bool | None):
+                raise ApiError(422, "invalid_request", "force: true or false")
+            return JSONResponse(await run_in_threadpool(
+                act, "close", lambda: source.close(day, reason, bool(force))))  # fmt: skip
+
+        @app.post("/v1/reconciliation/reopen", tags=["manager"])
+        async def reopen(request: Request, _: str = Depends(manager)) -> JSONResponse:
+            """Reopen a closed day with a ``reason`` (kept in the day's history)."""
+            body = await body_of(request)
+            day, reason = parse_day(body.get("date")), text(body, "reason")
+            return JSONResponse(await run_in_threadpool(
+                act, "reopen", lambda: source.reopen(day, reason)))  # fmt: skip
+
+        async def form_of(request: Request) -> tuple[str, dict[str, str]] | Response:
+            """The session cookie and the form's fields, or the page refusing them: 401
+            without the manager's cookie, 403 without the CSRF token bound to it."""
             given = request.cookies.get(COOKIE)
             if not (given and _allowed(manager, f"Bearer {given}")):
                 return HTMLResponse(_login_page(None, bool(given)), status_code=401)
-            form = parse_qs((await request.body()).decode("utf-8", "replace"))
-            date = (form.get("date") or [""])[0]
-            msgid = (form.get("msgid") or [""])[0]
+            raw = parse_qs((await request.body()).decode("utf-8", "replace"))
+            form = {k: v[0] for k, v in raw.items() if v}
+            if not guard.ok(given, form.get("csrf")):
+                return HTMLResponse(_message_page(
+                    "表单已过期或不是从本页提交（CSRF 令牌缺失或不正确），什么也没有做；请刷新页面后重试。"
+                    " / The form is stale or was not sent from this page (the CSRF token is "
+                    "missing or wrong): nothing was done; reload the page and try again.",
+                    form.get("date")), 403)  # fmt: skip
+            return given, form
+
+        def form_day(form: dict[str, str]) -> dt.date | None:
             try:
-                day = dt.date.fromisoformat(date)
-                await run_in_threadpool(take_action, day, msgid)
+                return dt.date.fromisoformat(form.get("date", ""))
             except ValueError:
-                return HTMLResponse(_message_page("日期格式应为 YYYY-MM-DD"), 422)
+                return None
+
+        async def form_action(request: Request, what: str,
+                              fn: Callable[[dt.date, dict[str, str]], dict[str, Any]]
+                              ) -> Response:  # fmt: skip
+            got = await form_of(request)
+            if isinstance(got, Response):
+                return got
+            _cookie, form = got
+            day = form_day(form)
+            if day is None:
+                return HTMLResponse(_message_page("日期格式应为 YYYY-MM-DD / date: use YYYY-MM-DD"),
+                                    422)  # fmt: skip
+            try:
+                done = await run_in_threadpool(act, what, lambda: fn(day, form))
             except ApiError as e:
-                return HTMLResponse(_message_page(f"未冲正 / not reversed: {e}"), 409)
-            return RedirectResponse(f"/manager/reconciliation?date={day.isoformat()}",
+                return HTMLResponse(_message_page(f"未完成 / not done: {e.message}",
+                                                  day.isoformat()), e.status)  # fmt: skip
+            note = ("already" if done.get("already") else done.get("outcome")
+                    or ("reopened" if done.get("reopened") else "closed"))  # fmt: skip
+            return RedirectResponse(f"/manager/reconciliation?date={day.isoformat()}&note={note}",
                                     status_code=303)  # fmt: skip
 
-        @app.get("/v1/reconciliation.csv", tags=["manager"])
-        def reconciliation_csv(date: str | None = None, _: str = Depends(manager)) -> Response:
-            rec, _closed = run(parse_day(date))
+        @app.post("/manager/reconciliation/reverse", tags=["manager"])
+        async def reverse_form(request: Request) -> Response:
+            return await form_action(request, "reversal", lambda day, f: source.reverse(
+                day, f.get("msgid", ""), reason=f.get("reason", "")[:500]))  # fmt: skip
+
+        @app.post("/manager/reconciliation/close", tags=["manager"])
+        async def close_form(request: Request) -> Response:
+            return await form_action(request, "close", lambda day, f: source.close(
+                day, f.get("reason", "")[:500], f.get("force") == "1"))  # fmt: skip
+
+        @app.post("/manager/reconciliation/reopen", tags=["manager"])
+        async def reopen_form(request: Request) -> Response:
+            return await form_action(request, "reopen", lambda day, f: source.reopen(
+                day, f.get("reason", "")[:500]))  # fmt: skip
+
+        def csv_response(rec: Reconciliation) -> Response:
             return Response(
                 content="\ufeff" + render_csv(rec),
                 media_type="text/csv; charset=utf-8",
@@ -168,10 +331,25 @@ def reconciliation_extra(source: ReconcileSource) -> Callable[[FastAPI, Callable
                 },
             )
 
+        @app.get("/v1/reconciliation.csv", tags=["manager"])
+        def reconciliation_csv(date: str | None = None, _: str = Depends(manager)) -> Response:
+            rec, _closed = run(parse_day(date))
+            return csv_response(rec)
+
+        @app.get("/manager/reconciliation.csv", tags=["manager"])
+        def page_csv(request: Request, date: str | None = None) -> Response:
+            """The page's download link: the same file, for the session cookie."""
+            given = request.cookies.get(COOKIE)
+            if not (given and _allowed(manager, f"Bearer {given}")):
+                return HTMLResponse(_login_page(date, bool(given)), status_code=401)
+            rec, _closed = run(parse_day(date))
+            return csv_response(rec)
+
         @app.get("/manager/reconciliation", response_class=HTMLResponse, tags=["manager"])
         def page(
             request: Request,
             date: str | None = None,
+            note: str | None = None,
             token: str | None = Query(default=None),
             authorization: str | None = Header(default=None),
         ) -> Response:
@@ -201,11 +379,15 @@ def reconciliation_extra(source: ReconcileSource) -> Callable[[FastAPI, Callable
                 )
             try:
                 rec, closed = source.run(day)
+                history, owed = source.history(day), source.uploads_owed()
             except Exception as e:
                 return HTMLResponse(
                     _message_page(f"无法对账 / the reconciliation could not be made: {e}"), 503
                 )
-            return HTMLResponse(render_page(rec, closed))
+            cookie = request.cookies.get(COOKIE)
+            tools = Tools(csrf=guard.token(cookie)) if cookie else None
+            return HTMLResponse(render_page(rec, closed, history=history, tools=tools,
+                                            uploads_owed=owed, note=NOTES.get(note or "")))
 
     return register
 
@@ -247,9 +429,10 @@ td.neg { color: var(--bad); font-weight: 700; }
 .note { border: 1px dashed var(--warn); padding: 6px 10px; margin: 6px 0; }
 .allgood { border: 1px solid var(--ok); color: var(--ok); padding: 10px; font-weight: 700; }
 svg text { font-size: 11px; fill: var(--mute); }
-form.day { margin: 8px 0; } footer { margin-top: 24px; font-size: 12px; color: var(--mute); }
+form.day, form.tool { margin: 8px 0; } .took { background: #eef3fd; padding: 4px 8px; border-radius: 3px; }
+.tile .side { font-size: 12px; font-weight: 400; color: var(--mute); } .note.done { border-color: var(--ok); } footer { margin-top: 24px; font-size: 12px; color: var(--mute); }
 @media print {
-  form.day, .noprint { display: none; }
+  form.day, form.tool, .noprint { display: none; }
   body { max-width: none; padding: 0; font-size: 11pt; }
   .badge { color: #000 !important; border: 2px solid #000; background: none !important; }
   .tiles { grid-template-columns: repeat(4, 1fr); }
@@ -294,8 +477,47 @@ def _login_page(date: str | None, wrong: bool) -> str:
     )
 
 
-def _message_page(text: str) -> str:
-    return _page("对账 Reconciliation", f"<h1>门店对账 Store reconciliation</h1><p>{_e(text)}</p>")
+def _message_page(text: str, date: str | None = None) -> str:
+    back = (f"<p><a href='/manager/reconciliation?date={_e(date)}'>返回对账页 back to the "
+            "reconciliation</a></p>" if date else "")  # fmt: skip
+    return _page("对账 Reconciliation",
+                 f"<h1>门店对账 Store reconciliation</h1><p class='note'>{_e(text)}</p>{back}")
+
+
+@dataclass(frozen=True)
+class Tools:
+    """The page's forms (served by the agent): the CSRF token bound to the session."""
+
+    csrf: str
+
+    def form(self, action: str, day: str, fields: str, button: str, cls: str = "") -> str:
+        return (
+            f"<form method='post' action='/manager/reconciliation/{action}' "
+            f"class='tool noprint {cls}'>"
+            f"<input type='hidden' name='csrf' value='{_e(self.csrf)}'>"
+            f"<input type='hidden' name='date' value='{_e(day)}'>{fields}{button}</form>"
+        )
+
+
+def _took(b: Match) -> str:
+    """What the cashier took for a status mismatch, from the till's own record."""
+    sale = next((e for e in b.journal if e.kind == "sale"), None)
+    if sale is None:
+        return ""
+    if sale.status == "unknown":
+        zh = f"收银员因结果未知改收现金 {yuan(sale.total)}"
+        en = f"the cashier took {yuan(sale.total)} in cash (the insurance outcome was unknown)"
+    elif sale.status == "settling":
+        zh, en = "收银员未收款（结果待定）", "the cashier took nothing yet (outcome pending)"
+    else:
+        zh = (f"收银员按医保收款：个人账户 {yuan(sale.personal_account)}，共济 "
+              f"{yuan(sale.mutual_aid)}，现金 {yuan(sale.cash)}")  # fmt: skip
+        en = (f"the cashier took: personal account {yuan(sale.personal_account)}, mutual aid "
+              f"{yuan(sale.mutual_aid)}, cash {yuan(sale.cash)}")  # fmt: skip
+        if sale.status == "reversed":
+            zh += "，之后已退款（冲正）"
+            en += ", then refunded it (reversal)"
+    return f"<p class='took'><b>收银员收取：</b>{_e(zh)}<br><span class='en'>{_e(en)}</span></p>"
 
 
 def _amount_cells(j: int, led: int) -> str:
@@ -383,7 +605,18 @@ def _chart(rec: Reconciliation) -> str:
     return "".join(parts) + legend
 
 
-def _break_html(b: Match, day: str) -> str:
+def _reverse_form(b: Match, day: str, tools: Tools) -> str:
+    label = ("冲正 2601 <span class='en'>reverse at the centre</span>" if b.action == REVERSE_ACTION
+             else "按流水号冲正 <span class='en'>reverse by msgid</span>")  # fmt: skip
+    return tools.form(
+        "reverse", day,
+        f"<input type='hidden' name='msgid' value='{_e(b.msgid)}'>"
+        "<label>原因 Reason <input type='text' name='reason' maxlength='200'></label> ",
+        f"<button type='submit' name='do' value='reverse'>{label}</button>",
+    )  # fmt: skip
+
+
+def _break_html(b: Match, day: str, tools: Tools | None = None) -> str:
     zh, en = KIND_LABEL[b.kind]
     j, led = b.amounts("journal", day), b.amounts("ledger", day)
     ex = b.explanation
@@ -404,28 +637,30 @@ def _break_html(b: Match, day: str) -> str:
         f"<div class='id'>{ids}</div><div class='sub'>{' · '.join(meta)}</div>"
         + (
             f"<p>{_e(ex.what_zh)}</p><p class='en'>{_e(ex.what_en)}</p>"
-            f"<p class='todo'><b>处理：</b>{_e(ex.todo_zh)}<br><span class='en'><b>What to do:</b> "
-            f"{_e(ex.todo_en)}</span></p>"
+            + (_took(b) if b.kind is BreakKind.STATUS_MISMATCH else "")
+            + f"<p class='todo'><b>处理：</b>{_e(ex.todo_zh)}<br><span class='en'><b>What to "
+            f"do:</b> {_e(ex.todo_en)}</span></p>"
             if ex
             else ""
         )
         + "<table><thead><tr><th class='l'>当日金额 This day</th><th>本店 Till</th>"
         f"<th>中心 Centre</th><th>差额 Difference</th></tr></thead><tbody>{rows}</tbody></table>"
-        + (
-            "<form method='post' action='/manager/reconciliation/reverse' class='noprint'>"
-            f"<input type='hidden' name='date' value='{_e(day)}'>"
-            f"<input type='hidden' name='msgid' value='{_e(b.msgid)}'>"
-            "<button type='submit'>冲正 2601 <span class='en'>reverse at the centre"
-            "</span></button></form>"
-            if b.action == REVERSE_ACTION
-            else ""
-        )
+        + (_reverse_form(b, day, tools) if tools is not None and b.action in ACTIONS else "")
         + "</article>"
     )
 
 
-def render_page(rec: Reconciliation, closed: dict[str, Any] | None = None) -> str:
-    """The whole page for one day (also what ``pos-plugin reconcile --html`` writes)."""
+def render_page(
+    rec: Reconciliation,
+    closed: dict[str, Any] | None = None,
+    *,
+    history: Sequence[dict[str, Any]] = (),
+    tools: Tools | None = None,
+    uploads_owed: int = 0,
+    note: str | None = None,
+) -> str:
+    """The whole page for one day (also what ``pos-plugin reconcile --html`` writes, with
+    no ``tools``: a file has no forms and no download link)."""
     n = len(rec.breaks)
     status = (
         "<span class='badge ok'>平账 Balanced</span>"
@@ -441,8 +676,8 @@ def render_page(rec: Reconciliation, closed: dict[str, Any] | None = None) -> st
         d = lv - jv
         tiles.append(
             f"<div class='tile{' diff' if d else ''}'><div class='k'>{fzh} {fen} (净额 net)</div>"
-            f"<div class='v'>{_e(yuan(lv))}</div>"
-            f"<div class='d'>本店 till {_e(yuan(jv))} · "
+            f"<div class='v'><span class='side'>中心 ledger</span> {_e(yuan(lv))}</div>"
+            f"<div class='d'>本店 till journal {_e(yuan(jv))} · "
             f"{'差 diff ' + _e(yuan(d)) if d else '一致 equal'}</div></div>"
         )
     body = [
@@ -455,6 +690,19 @@ def render_page(rec: Reconciliation, closed: dict[str, Any] | None = None) -> st
         "<button type='submit'>查看 Show</button></form>",
         f"<section class='tiles'>{''.join(tiles)}</section>",
     ]
+    if note:
+        body.insert(1, f"<p class='note done'>{_e(note)}</p>")
+    if tools is not None:
+        body.append(
+            f"<p class='noprint'><a class='csv' href='/manager/reconciliation.csv?date="
+            f"{_e(rec.date)}' download>下载 CSV 表格 Download the CSV</a></p>"
+        )
+    if uploads_owed:
+        body.append(
+            f"<p class='note owed'>国家平台销售上传（3505）尚有 {uploads_owed} 笔未确认：上传完成前关账需"
+            f"注明原因。/ {uploads_owed} sales upload(s) to the national platform (3505) are not "
+            "acknowledged yet: closing before they are needs a reason.</p>"
+        )
     if closed:
         body.append(
             "<p class='note'>本日已关账 / this day is closed: "
@@ -468,9 +716,13 @@ def render_page(rec: Reconciliation, closed: dict[str, Any] | None = None) -> st
             )
             + "</p>"
         )
+    if tools is not None:
+        body.append(_day_tools(rec, closed, tools))
+    if history:
+        body.append(_history_html(history))
     body.append(f"<section id='breaks'><h2>差异 Breaks ({n})</h2>")
     if n:
-        body.extend(_break_html(b, rec.date) for b in rec.breaks)
+        body.extend(_break_html(b, rec.date, tools) for b in rec.breaks)
     else:
         body.append(
             "<p class='allgood'>两边逐笔一致，可以关账。Both sides agree to the fen: the day "
@@ -511,9 +763,55 @@ def render_page(rec: Reconciliation, closed: dict[str, Any] | None = None) -> st
     return _page(f"对账 {rec.date} Reconciliation", "".join(body))
 
 
+def _day_tools(rec: Reconciliation, closed: dict[str, Any] | None, tools: Tools) -> str:
+    """Close the day (or reopen it, once closed): plain forms, a reason where one is asked."""
+    reason = ("<label>原因 Reason <input type='text' name='reason' maxlength='500' "
+              "size='48'></label> ")  # fmt: skip
+    if closed:
+        form = tools.form(
+            "reopen", rec.date, reason.replace("name='reason'", "name='reason' required"),
+            "<button type='submit' name='do' value='reopen'>重新打开本日 Reopen the day</button>",
+            "reopen",
+        )  # fmt: skip
+        hint = "重新打开需注明原因，关账记录会保留。/ Reopening needs a reason; the close is kept."
+    else:
+        form = tools.form(
+            "close", rec.date,
+            reason + "<label><input type='checkbox' name='force' value='1'> 营业中仍强制关账 "
+            "force while still selling</label> ",
+            "<button type='submit' name='do' value='close'>关账 Close the day</button>", "close",
+        )  # fmt: skip
+        hint = ("有差异、上传未完成或今天仍在营业时需注明原因（营业中还需勾选强制）。/ A reason is "
+                "needed with breaks, uploads owed, or today while still selling (then also "
+                "force).")  # fmt: skip
+    return (f"<section class='noprint'><h2>关账 Close</h2><p class='sub'>{_e(hint)}</p>"
+            f"{form}</section>")  # fmt: skip
+
+
+def _history_html(history: Sequence[dict[str, Any]]) -> str:
+    """Every close and reopen of the day, oldest first: both are kept."""
+    label = {"closed": "关账 closed", "reopened": "重新打开 reopened"}
+    rows = "".join(
+        f"<tr><td class='l'>{_e(label.get(h['action'], h['action']))}</td>"
+        f"<td class='l'>{_e(str(h['at'])[:19].replace('T', ' '))}</td><td class='l'>{_e(h['by'])}</td>"
+        f"<td class='l'>{_e(h['reason'] or '—')}"
+        + (f"<br><span class='en'>{_e('; '.join(h['overrides']))}</span>" if h["overrides"] else "")
+        + "</td></tr>"
+        for h in history
+    )
+    return (
+        "<section id='history'><h2>关账记录 Close history</h2><table><thead><tr>"
+        "<th class='l'>操作 Action</th><th class='l'>时间 Time</th><th class='l'>操作人 By</th>"
+        f"<th class='l'>原因 Reason</th></tr></thead><tbody>{rows}</tbody></table></section>"
+    )
+
+
 def write_html(
-    rec: Reconciliation, path: str | os.PathLike[str], closed: dict[str, Any] | None = None
+    rec: Reconciliation,
+    path: str | os.PathLike[str],
+    closed: dict[str, Any] | None = None,
+    history: Sequence[dict[str, Any]] = (),
 ) -> Path:
     p = Path(path)
-    p.write_text(render_page(rec, closed), encoding="utf-8")
+    p.write_text(render_page(rec, closed, history=history), encoding="utf-8")
     return p

@@ -247,9 +247,11 @@ def reconcile_for(
     manager page and the demo call."""
     if is_national(ledger):
         return reconcile_national(day, journal_paths, ledger, pharmacy_code, resolve=resolve)
+    from pos_plugin.reconcile.actions import offer_reversals
     from pos_plugin.reconcile.day import reconcile_day
 
-    return reconcile_day(day, journal_paths, ledger, pharmacy_code, resolve=resolve)
+    rec = reconcile_day(day, journal_paths, ledger, pharmacy_code, resolve=resolve)
+    return offer_reversals(rec, journal_paths)
 
 
 def reconcile_national(

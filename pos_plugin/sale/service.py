@@ -1276,48 +1276,20 @@ class SaleService:
         now = now or now_shanghai()
         done = 0
         for p in self.journal.pending_reversals(due_at=now):
-            row = self.journal.get(p.sale_ref)
-            psn_no = row.patient_psn_no if row is not None else None
             try:
-                found = self._looked_up(p.msgid)
-                if found is None:
-                    found = self.ledger.void_settlement(p.msgid, psn_no=psn_no)
-                if found is not None and found.status == "settled":
-                    self.ledger.reverse(
-                        found.settlement_id,
-                        p.reversal_msgid,
-                        "outcome unknown, customer paid cash",
-                        psn_no=psn_no,
-                        detail=found.detail,
-                    )
+                charged = send_owed_reversal(self.journal, self.ledger, p)
             except LedgerError as e:
-                if e.code != "already_reversed":
-                    delay = min(3600.0, 5.0 * 2**p.attempts) * (0.5 + random.random())
-                    self.journal.reversal_attempt_failed(
-                        p.msgid,
-                        e.message,
-                        now + dt.timedelta(seconds=delay),
-                        escalate=p.attempts + 1 >= REVERSAL_ESCALATE_AFTER,
-                    )
-                    continue
-            charged = found is not None
-            result = SaleResult(
-                sale_ref=p.sale_ref,
-                status="reversed" if charged else "failed",
-                code="cash_fallback",
-                msgid=p.msgid,
-                message=CASH_FALLBACK_REVERSED if charged else CASH_FALLBACK_NOT_CHARGED,
-            )
-            self.journal.update(
-                p.sale_ref,
-                J.REVERSED if charged else J.FAILED,
-                refusal_code="cash_fallback",
-                result=stored(result, 409),
-            )
-            self.journal.reversal_done(p.msgid)
+                delay = min(3600.0, 5.0 * 2**p.attempts) * (0.5 + random.random())
+                self.journal.reversal_attempt_failed(
+                    p.msgid,
+                    e.message,
+                    now + dt.timedelta(seconds=delay),
+                    escalate=p.attempts + 1 >= REVERSAL_ESCALATE_AFTER,
+                )
+                continue
+            record_owed_reversal(self.journal, p, charged)
             done += 1
         return done
-
 
     # ------------------------------------------------------------------ 3505 / 3506
 
@@ -1392,6 +1364,51 @@ NOT_CHARGED = {
     "the agent restarted during this sale before anything was sent; nothing was "
     "charged: start the sale again with a new receipt number",
 }
+
+
+OWED_REVERSAL_REASON = "outcome unknown, customer paid cash"
+
+
+def send_owed_reversal(journal: Journal, ledger: LedgerClient, p: J.PendingReversal) -> bool:
+    """One owed reversal's requests (the agent's retries, and the manager's "reverse by
+    msgid" once it escalated): the msgid looked up, voided if it is not there, and a
+    settlement that had committed reversed under the journaled reversal msgid. Returns
+    whether it had been charged; raises ``LedgerError`` while the ledger cannot say."""
+    row = journal.get(p.sale_ref)
+    psn_no = row.patient_psn_no if row is not None else None
+    try:
+        found = ledger.get_settlement(p.msgid)
+    except LookupUnsupported:  # the void below answers the same question with a promise
+        found = None
+    if found is None:
+        found = ledger.void_settlement(p.msgid, psn_no=psn_no)
+    if found is not None and found.status == "settled":
+        try:
+            ledger.reverse(found.settlement_id, p.reversal_msgid, OWED_REVERSAL_REASON,
+                           psn_no=psn_no, detail=found.detail)  # fmt: skip
+        except LedgerError as e:
+            if e.code != "already_reversed":
+                raise
+    return found is not None
+
+
+def record_owed_reversal(journal: Journal, p: J.PendingReversal, charged: bool) -> None:
+    """Journal the owed reversal's end: the sale reversed (it had been charged) or failed
+    (nothing was), the customer having paid cash; then the reversal is no longer owed."""
+    result = SaleResult(
+        sale_ref=p.sale_ref,
+        status="reversed" if charged else "failed",
+        code="cash_fallback",
+        msgid=p.msgid,
+        message=CASH_FALLBACK_REVERSED if charged else CASH_FALLBACK_NOT_CHARGED,
+    )
+    journal.update(
+        p.sale_ref,
+        J.REVERSED if charged else J.FAILED,
+        refusal_code="cash_fallback",
+        result=stored(result, 409),
+    )
+    journal.reversal_done(p.msgid)
 
 
 def _plan_trace_codes(plan: dict[str, Any]) -> list[str]:

@@ -83,7 +83,8 @@ def test_a_closed_day_refuses_later_sales_on_a_shared_journal(pos: Pos, agent: A
     day = agent.service.settings.today().isoformat()
     token = agent.world.pharmacies[0].api_token
     ledger_url = agent.service.ledger.base_url  # type: ignore[attr-defined]
-    args = ["--date", day, "--journal", url, "--ledger-url", ledger_url, "--token", token]
+    args = ["--date", day, "--journal", url, "--ledger-url", ledger_url, "--token", token,
+            "--force", "--reason", "test: closing right after the last sale"]  # still selling
     assert close_day_main(args) == 0
     ((code, closed_day, chain_head, balanced),) = sql(
         url, "SELECT pharmacy_code, business_date, chain_head, balanced FROM closed_days"

@@ -54,7 +54,9 @@ def test_breaks_exit_1_and_the_action_repairs_them(day: Day, tmp_path: Path,
     assert any(late.msgid in r for r in rows)
     assert main(_args(day, "--reverse-msgid", late.msgid)) == 0
     assert "已完成 done" in capsys.readouterr().out
-    assert main(_args(day, "--reverse-msgid", late.msgid)) == 2  # nothing left to reverse
+    assert main(_args(day, "--reverse-msgid", late.msgid)) == 0  # done before: nothing sent
+    assert "nothing was sent" in capsys.readouterr().out
+    assert main(_args(day, "--reverse-msgid", "H11010500001202612011300009999")) == 2  # no break
     assert main(_args(day)) == 0
 
 

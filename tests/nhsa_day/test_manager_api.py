@@ -3,6 +3,7 @@ the 2601 button on a centre-only sale, the JSON action, and the CSV."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -52,12 +53,17 @@ def test_the_page_offers_2601_and_the_action_repairs_the_day(served: tuple[Day, 
     page = s.get(f"{url}/manager/reconciliation?date={DAY}&token={TOKENS['manager']}", timeout=10)
     assert "action='/manager/reconciliation/reverse'" in page.text
     assert f"value='{late.msgid}'" in page.text
+    (csrf,) = set(re.findall(r"name='csrf' value='([0-9a-f]+)'", page.text))
     done = s.post(f"{url}/manager/reconciliation/reverse",
-                  data={"date": DAY.isoformat(), "msgid": late.msgid}, timeout=10)  # fmt: skip
+                  data={"date": DAY.isoformat(), "msgid": late.msgid, "csrf": csrf},
+                  timeout=10)  # fmt: skip
     assert done.status_code == 200 and "平账" in done.text  # redirected to the balanced day
     again = requests.post(f"{url}/v1/reconciliation/reverse", headers=auth, timeout=10,
                           json={"date": DAY.isoformat(), "msgid": late.msgid})  # fmt: skip
-    assert again.status_code == 409  # nothing left to reverse
+    assert again.status_code == 200 and again.json()["already"] is True  # nothing sent again
+    other = requests.post(f"{url}/v1/reconciliation/reverse", headers=auth, timeout=10,
+                          json={"date": DAY.isoformat(), "msgid": late.msgid[:-4] + "9999"})
+    assert other.status_code == 409  # no break offers it
     got = requests.get(f"{url}/v1/reconciliation?date={DAY}", headers=auth, timeout=10).json()
     assert got["balanced"] is True
     no_token = requests.post(f"{url}/v1/reconciliation/reverse", timeout=10,
