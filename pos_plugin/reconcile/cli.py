@@ -100,7 +100,12 @@ def build_reconcile_parser() -> argparse.ArgumentParser:
         description="Reconcile the tills' journals with the central ledger's daily statement.",
     )
     _common(p)
-    p.add_argument("--csv", metavar="FILE", help="write the breaks and every msgid (UTF-8, BOM)")
+    p.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="write the breaks and every msgid (UTF-8, BOM); the totals (and notes) go "
+        "beside it, one table per file: FILE-totals.csv, FILE-notes.csv",
+    )
     p.add_argument("--html", metavar="FILE", help="write the manager's page (printable)")
     p.add_argument("--json", metavar="FILE", help="write the result as JSON")
     p.add_argument(
@@ -398,9 +403,10 @@ def _reconcile(argv: Sequence[str] | None) -> int:
     if history:
         print("\n".join(_history_lines(history)))
     if args.csv:
-        from pos_plugin.reconcile.csv_report import write_csv
+        from pos_plugin.reconcile.csv_report import write_sheets
 
-        print(f"CSV: {write_csv(rec, args.csv).resolve()}")
+        for written in write_sheets(rec, args.csv):
+            print(f"CSV: {written.resolve()}")
     if args.html:
         from pos_plugin.reconcile.manager_page import write_html
 

@@ -1,7 +1,15 @@
-"""The reconciliation as a CSV file a store manager opens in Excel or WPS.
+"""The reconciliation as CSV files a store manager opens in Excel or WPS.
 
-Breaks first, then (with ``details``) every balanced msgid, then the totals of
-both sides side by side for the store and each till, then the day's notes.
+One table per file (a CSV is one sheet, and a spreadsheet sorts or filters a sheet
+as one table), each with its own header row:
+
+- ``msgids`` (``reconciliation-DATE.csv``): one row per msgid, breaks first, then
+  (with ``details``) every balanced one: the sale_ref, both sides' amounts, each
+  side's status in plain words (and as codes), what happened and what to do;
+- ``totals`` (``reconciliation-DATE-totals.csv``): both sides' counts and sums side
+  by side, for the store and each till;
+- ``notes`` (``reconciliation-DATE-notes.csv``): the day's notes, when it has any.
+
 UTF-8 with a BOM, so the Chinese text opens intact; cells a spreadsheet would run
 as formulas get a leading apostrophe.
 """
@@ -38,10 +46,35 @@ def _status(entries: Sequence[Entry]) -> str:
     return " / ".join(f"{e.kind}:{e.status or '-'}@{e.business_date}" for e in entries)
 
 
+_PLAIN = {
+    "settled": "已结算 settled",
+    "reversed": "已结算后冲正 settled, then reversed",
+    "unknown": "结果未知，已改收现金，欠冲正 outcome unknown: cash taken, a reversal owed",
+    "settling": "结算中，结果待确认 settling: the outcome is not confirmed",
+    "differs": "与本店不同 differs from the till",
+}
+
+
+def plain_status(entries: Sequence[Entry]) -> str:
+    """One side's record of a msgid in words: each sale and reversal with its date."""
+    if not entries:
+        return "无记录 no record"
+    return "；".join(
+        (f"销售 sale: {_PLAIN.get(e.status or '', e.status or '-')}" if e.kind == "sale"
+         else "冲正 reversal") + f" ({e.business_date})"
+        for e in entries
+    )  # fmt: skip
+
+
+def _sale_ref(m: Match) -> str:
+    return next((e.ref for e in m.journal if e.ref), "")
+
+
 CSV_HEADER = [
     "类别",
     "kind",
     "流水号 msgid",
+    "销售单号 sale_ref",
     "相关流水号 related",
     "收银机 till",
     "时间 time",
@@ -54,8 +87,10 @@ CSV_HEADER = [
     "中心共济 ledger mutual aid",
     "中心现金 ledger cash",
     "差额 difference (ledger-journal)",
-    "本店状态 journal status",
-    "中心状态 ledger status",
+    "本店状态 till status",
+    "中心状态 centre status",
+    "本店状态代码 journal status code",
+    "中心状态代码 ledger status code",
     "说明",
     "what happened",
     "处理",
@@ -63,11 +98,32 @@ CSV_HEADER = [
 ]
 
 
-def render_csv(rec: Reconciliation, *, details: bool = True) -> str:
-    """UTF-8 text for a spreadsheet: breaks first, then (``details``) every balanced msgid,
-    then the totals side by side. Write it with ``write_csv`` (adds the BOM Excel needs)."""
+SHEETS = ("msgids", "totals", "notes")
+TOTALS_HEADER = ["范围 scope", "项目 item", "本店 till journal", "中心 centre ledger",
+                 "差额 difference (ledger-journal)"]  # fmt: skip
+NOTES_HEADER = ["代码 code", "说明", "what happened"]
+
+
+def render_csv(rec: Reconciliation, *, details: bool = True, sheet: str = "msgids") -> str:
+    """UTF-8 text of one sheet (module docstring). Write it with ``write_csv`` (adds the
+    BOM Excel needs)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
+    if sheet == "totals":
+        w.writerow(TOTALS_HEADER)
+        for who, jt, lt in [("全店 store", rec.journal, rec.ledger)] + [
+            (f"收银机 till {t.terminal_id}", t.journal, t.ledger) for t in rec.terminals
+        ]:
+            for label, jv, lv, show in _total_lines(jt, lt):
+                w.writerow([who, label, show(jv), show(lv), show(lv - jv)])
+        return buf.getvalue()
+    if sheet == "notes":
+        w.writerow(NOTES_HEADER)
+        for n in rec.notes:
+            w.writerow([_cell(n.code), _cell(n.zh), _cell(n.en)])
+        return buf.getvalue()
+    if sheet != "msgids":
+        raise ValueError(f"sheet: one of {', '.join(SHEETS)}")
     w.writerow(CSV_HEADER)
     rows: list[Match] = list(rec.breaks)
     if details:
@@ -82,6 +138,7 @@ def render_csv(rec: Reconciliation, *, details: bool = True) -> str:
                     KIND_LABEL[m.kind][0],
                     m.kind.value,
                     m.msgid,
+                    _sale_ref(m),
                     " ".join(m.related),
                     m.terminal_id,
                     m.created_at[:19].replace("T", " "),
@@ -94,6 +151,8 @@ def render_csv(rec: Reconciliation, *, details: bool = True) -> str:
                     _y(led.mutual_aid),
                     _y(led.cash),
                     _y(led.total - j.total),
+                    plain_status(m.journal),
+                    plain_status(m.ledger),
                     _status(m.journal),
                     _status(m.ledger),
                     ex.what_zh if ex else "",
@@ -103,28 +162,6 @@ def render_csv(rec: Reconciliation, *, details: bool = True) -> str:
                 )
             ]
         )
-    w.writerow([])
-    w.writerow(
-        [
-            "汇总 totals",
-            rec.date,
-            rec.pharmacy_code,
-            "",
-            "",
-            "",
-            "本店 journal",
-            "中心 ledger",
-            "差额 difference",
-        ]
-    )
-    for who, jt, lt in [("全店 store", rec.journal, rec.ledger)] + [
-        (f"收银机 till {t.terminal_id}", t.journal, t.ledger) for t in rec.terminals
-    ]:
-        for label, jv, lv, show in _total_lines(jt, lt):
-            w.writerow([who, label, "", "", "", "", show(jv), show(lv), show(lv - jv)])
-    for n in rec.notes:
-        # the note's words land in the 说明 / what happened columns (CSV_HEADER)
-        w.writerow(["注意 note", n.code, *[""] * 15, n.zh, n.en])
     return buf.getvalue()
 
 
@@ -151,8 +188,23 @@ def _total_lines(
     return out
 
 
-def write_csv(rec: Reconciliation, path: str | os.PathLike[str], *, details: bool = True) -> Path:
+def sheet_path(path: str | os.PathLike[str], sheet: str) -> Path:
+    """Where a sheet goes beside the msgids file: ``day.csv`` -> ``day-totals.csv``."""
+    p = Path(path)
+    return p if sheet == "msgids" else p.with_name(f"{p.stem}-{sheet}{p.suffix or '.csv'}")
+
+
+def write_csv(rec: Reconciliation, path: str | os.PathLike[str], *, details: bool = True,
+              sheet: str = "msgids") -> Path:  # fmt: skip
     """UTF-8 with BOM, so Excel and WPS open it with the Chinese text intact."""
     p = Path(path)
-    p.write_text(render_csv(rec, details=details), encoding="utf-8-sig", newline="")
+    p.write_text(render_csv(rec, details=details, sheet=sheet), encoding="utf-8-sig",
+                 newline="")  # fmt: skip
     return p
+
+
+def write_sheets(rec: Reconciliation, path: str | os.PathLike[str]) -> list[Path]:
+    """Every sheet of the day: the msgids at ``path``, the totals (and the notes, when the
+    day has any) beside it (``sheet_path``)."""
+    return [write_csv(rec, sheet_path(path, sheet), sheet=sheet)
+            for sheet in SHEETS if sheet != "notes" or rec.notes]  # fmt: skip

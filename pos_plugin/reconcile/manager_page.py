@@ -44,7 +44,7 @@ from pos_plugin.reconcile.close import (
     reopen_day,
     uploads_owed,
 )
-from pos_plugin.reconcile.csv_report import render_csv
+from pos_plugin.reconcile.csv_report import SHEETS, render_csv, sheet_path
 from pos_plugin.reconcile.errors import (
     DayAlreadyClosed,
     DayNotBalanced,
@@ -322,28 +322,38 @@ def reconciliation_extra(
             return await form_action(request, "reopen", lambda day, f: source.reopen(
                 day, f.get("reason", "")[:500]))  # fmt: skip
 
-        def csv_response(rec: Reconciliation) -> Response:
+        def csv_response(rec: Reconciliation, sheet: str) -> Response:
+            name = sheet_path(f"reconciliation-{rec.date}.csv", sheet).name
             return Response(
-                content="\ufeff" + render_csv(rec),
+                content="\ufeff" + render_csv(rec, sheet=sheet),
                 media_type="text/csv; charset=utf-8",
-                headers={
-                    "Content-Disposition": f'attachment; filename="reconciliation-{rec.date}.csv"'
-                },
+                headers={"Content-Disposition": f'attachment; filename="{name}"'},
             )
 
+        def parse_sheet(sheet: str | None) -> str:
+            if (sheet or "msgids") not in SHEETS:
+                raise ApiError(422, "invalid_request", f"sheet: one of {', '.join(SHEETS)}")
+            return sheet or "msgids"
+
         @app.get("/v1/reconciliation.csv", tags=["manager"])
-        def reconciliation_csv(date: str | None = None, _: str = Depends(manager)) -> Response:
+        def reconciliation_csv(
+            date: str | None = None, sheet: str | None = None, _: str = Depends(manager)
+        ) -> Response:
+            """One table per file: ``sheet`` msgids (default), totals or notes."""
+            which = parse_sheet(sheet)
             rec, _closed = run(parse_day(date))
-            return csv_response(rec)
+            return csv_response(rec, which)
 
         @app.get("/manager/reconciliation.csv", tags=["manager"])
-        def page_csv(request: Request, date: str | None = None) -> Response:
-            """The page's download link: the same file, for the session cookie."""
+        def page_csv(request: Request, date: str | None = None, sheet: str | None = None
+                     ) -> Response:  # fmt: skip
+            """The page's download links: the same files, for the session cookie."""
             given = request.cookies.get(COOKIE)
             if not (given and _allowed(manager, f"Bearer {given}")):
                 return HTMLResponse(_login_page(date, bool(given)), status_code=401)
+            which = parse_sheet(sheet)
             rec, _closed = run(parse_day(date))
-            return csv_response(rec)
+            return csv_response(rec, which)
 
         @app.get("/manager/reconciliation", response_class=HTMLResponse, tags=["manager"])
         def page(
@@ -693,10 +703,15 @@ def render_page(
     if note:
         body.insert(1, f"<p class='note done'>{_e(note)}</p>")
     if tools is not None:
+        link = f"/manager/reconciliation.csv?date={_e(rec.date)}"
         body.append(
-            f"<p class='noprint'><a class='csv' href='/manager/reconciliation.csv?date="
-            f"{_e(rec.date)}' download>下载 CSV 表格 Download the CSV</a></p>"
-        )
+            f"<p class='noprint'>下载 CSV（每个文件一张表）Download the CSV, one table per file: "
+            f"<a class='csv' id='csv-msgids' href='{link}' download>逐笔 msgids</a> · "
+            f"<a class='csv' id='csv-totals' href='{link}&amp;sheet=totals' download>汇总 totals</a>"
+            + (f" · <a class='csv' id='csv-notes' href='{link}&amp;sheet=notes' download>注意 "
+               "notes</a>" if rec.notes else "")
+            + "</p>"
+        )  # fmt: skip
     if uploads_owed:
         body.append(
             f"<p class='note owed'>国家平台销售上传（3505）尚有 {uploads_owed} 笔未确认：上传完成前关账需"
