@@ -976,12 +976,14 @@ class Journal:
         reason: str | None,
         detail: dict[str, Any],
         within: Callable[[Any], None] | None = None,
+        at: str | None = None,
     ) -> dict[str, Any]:
         """A close or reopen of a business day: a ``day_history`` row and, in the same
         transaction, an event in this journal's hash chain (sale_ref ``day:<date>``,
         state ``day_<action>``) carrying the row's digest; ``within(db)`` runs first in
-        that transaction (the closed_days change it records). Returns the row."""
-        at = now_shanghai().isoformat()
+        that transaction (the closed_days change it records); ``at``: when (default now;
+        one time for a store's journals). Returns the row."""
+        at = at or now_shanghai().isoformat()
         with self._tx() as db:
             if within is not None:
                 within(db)

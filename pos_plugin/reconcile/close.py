@@ -292,7 +292,7 @@ def close_day(
         j = _journal(p, rec.pharmacy_code)
         try:
             j.record_day_event(rec.date, "closed", by=closed_by, reason=reason, detail=detail,
-                               within=insert)  # fmt: skip
+                               within=insert, at=at)  # fmt: skip
         finally:
             j.close()
         written.append(closed_record(p, rec.date, pharmacy_code=rec.pharmacy_code) or {})
@@ -320,6 +320,7 @@ def reopen_day(
     if not any(c for _, c in closed):
         raise DayNotClosed(f"{day} is not closed: there is nothing to reopen")
     out = []
+    at = dt.datetime.now(SHANGHAI).isoformat()
     for p, record in closed:
         if record is None:
             continue
@@ -344,7 +345,7 @@ def reopen_day(
         j = _journal(p, pharmacy_code)
         try:
             out.append(j.record_day_event(day, "reopened", by=by, reason=reason, detail=detail,
-                                          within=delete))  # fmt: skip
+                                          within=delete, at=at))  # fmt: skip
         finally:
             j.close()
     return out
@@ -353,9 +354,10 @@ def reopen_day(
 def day_history(
     journal_paths: Sequence[JournalSource], business_date: dt.date | str, pharmacy_code: str
 ) -> list[dict[str, Any]]:
-    """Every close and reopen of the day, oldest first, each with the journal it is in."""
+    """Every close and reopen of the day, oldest first, once for the store (``journals``:
+    the files it was recorded in)."""
     day = business_day(business_date)
-    out: list[dict[str, Any]] = []
+    seen: dict[tuple[Any, ...], dict[str, Any]] = {}
     for p in journal_paths:
         shared = shared_of(p)
         rows: list[Any]
@@ -383,13 +385,16 @@ def day_history(
                 db.close()
         for r in rows:
             d = dict(r)
+            key = (d["action"], d["at"], d["by_whom"], d["reason"])
+            if key in seen:
+                seen[key]["journals"].append(label_of(p))
+                continue
             detail = json.loads(d["detail"] or "{}")
-            out.append({
+            seen[key] = {
                 "action": d["action"], "at": d["at"], "by": d["by_whom"], "reason": d["reason"],
-                "overrides": detail.get("overrides", []), "journal": label_of(p),
-            })  # fmt: skip
-    out.sort(key=lambda h: str(h["at"]))
-    return out
+                "overrides": detail.get("overrides", []), "journals": [label_of(p)],
+            }  # fmt: skip
+    return sorted(seen.values(), key=lambda h: str(h["at"]))
 
 
 def _closed_row(
