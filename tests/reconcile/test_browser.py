@@ -1,10 +1,13 @@
-"""The manager page in Debian's chromium, headless: it loads, shows the seeded breaks, and a
-screenshot is written (its absolute path is printed; run with -s to see it)."""
+"""The manager page in Debian's chromium, headless: it loads, shows the seeded breaks, each
+manager tool works by a click, and screenshots are written (their absolute paths are
+printed; run with -s to see them)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -79,3 +82,86 @@ def test_manager_page_in_headless_chromium(served: Served, seeded: Seeded, tmp_p
     assert shot.is_file() and shot.stat().st_size > 10_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     print(f"\nscreenshot of the manager page: {shot.resolve()}")
+
+
+@pytest.mark.browser
+def test_each_manager_tool_through_the_page_in_headless_chromium(
+    served: Served, seeded: Seeded, tmp_path: Path
+) -> None:
+    """Reverse by msgid (and a second click from a stale page), download the CSV, close the
+    day with a reason, reopen it with a reason: each by a click in the browser, each
+    checked in the journals and the ledger; a screenshot of the page with the tools."""
+    import datetime as dt
+
+    from pos_plugin.journal import journal as J
+    from pos_plugin.journal.closed_days import is_day_closed
+    from pos_plugin.journal.journal import SHANGHAI
+
+    from .cdp import Browser
+
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("chromium not found (CI installs it with .ci/system-deps)")
+    s = seeded.store
+    b4 = s.journals["T02"].get("B4")
+    assert b4 is not None and b4.msgid is not None and b4.state == J.FAILED
+    s.clock.now = dt.datetime.now(SHANGHAI)  # the reversal is made today, on both sides
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser = Browser(chromium, tmp_path / "profile-tools", downloads)
+    try:
+        browser.open(f"{served.url}/manager/reconciliation?date={DAY}"
+                     f"&token={served.tokens['manager']}")  # fmt: skip
+        assert "门店对账 Store reconciliation" in browser.text()
+        form = f"form[action='/manager/reconciliation/reverse']:has(input[value='{b4.msgid}'])"
+        stale = browser.js(f"document.querySelector(\"{form}\").outerHTML")
+        browser.fill(f"{form} input[name='reason']", "顾客未取药 customer took nothing")
+        browser.click(f"{form} button")
+        assert "Reversed by msgid" in browser.text()
+        row = s.journals["T02"].get("B4")
+        assert row is not None and row.state == J.REVERSED and row.reversal_id
+        assert b4.msgid not in browser.html()  # no longer a break: the day agrees on it
+        # The same form again, from a page left open before: nothing is sent, and it says so.
+        browser.js("document.body.insertAdjacentHTML('beforeend', "
+                   f"{json.dumps(stale)}.replace('<form', '<form id=\"stale\"'))")  # fmt: skip
+        browser.click("#stale button")
+        assert "Already reversed before: nothing was sent" in browser.text()
+        assert (s.journals["T02"].query("SELECT attempts FROM ledger_reversals WHERE msgid = ?",
+                                        (b4.msgid,))[0][0]) == 1  # fmt: skip
+
+        browser.click("#csv-msgids", navigates=False)
+        csv_file = downloads / f"reconciliation-{DAY}.csv"
+        deadline = time.monotonic() + 30
+        while not csv_file.is_file() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        text = csv_file.read_bytes().decode("utf-8-sig")
+        assert "销售单号 sale_ref" in text and "本店状态 till status" in text
+        assert seeded.extra["unknown"] in text and "汇总 totals" not in text  # one table
+
+        browser.fill("form[action='/manager/reconciliation/close'] input[name='reason']",
+                     "差异已报医保中心 ticket 4711")  # fmt: skip
+        browser.click("form[action='/manager/reconciliation/close'] button")
+        assert "The day is closed" in browser.text() and "已关账 Closed" in browser.text()
+        assert all(is_day_closed(p, DAY) for p in s.paths)
+
+        browser.click("form[action='/manager/reconciliation/reopen'] button", navigates=False)
+        assert all(is_day_closed(p, DAY) for p in s.paths)  # the reason is required
+        browser.fill("form[action='/manager/reconciliation/reopen'] input[name='reason']",
+                     "补录一笔退货 a return to book")  # fmt: skip
+        browser.click("form[action='/manager/reconciliation/reopen'] button")
+        page = browser.text()
+        assert "The day is reopened" in page and "关账记录 Close history" in page
+        assert "差异已报医保中心 ticket 4711" in page and "补录一笔退货 a return to book" in page
+        assert not any(is_day_closed(p, DAY) for p in s.paths)
+        for j in s.journals.values():
+            assert j.verify().ok
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = browser.screenshot(ARTIFACTS / "manager-tools.png")
+        top = browser.screenshot(ARTIFACTS / "manager-tools-top.png", whole=False)
+    finally:
+        browser.close()
+    for png in (shot, top):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    print(f"\nscreenshots of the manager page with its tools: {shot.resolve()} (whole page), "
+          f"{top.resolve()} (its top)")
