@@ -160,9 +160,19 @@ def reconciliation_extra(
     guard = csrf or Csrf()
 
     def register(app: FastAPI, role: Callable[..., Callable[..., str]]) -> None:
-        from pos_plugin.api import ApiError
+        from pos_plugin.api import ApiError, ErrorBody
 
         manager = role("manager")
+
+        def refusals(**described: str) -> dict[int | str, dict[str, Any]]:
+            return {int(k[1:]): {"model": ErrorBody, "description": v} for k, v in described.items()}
+
+        tool_errors = refusals(
+            s409="no_action, day_not_balanced, day_already_closed, day_not_closed, "
+            "still_selling, uploads_owed: refused, the message says why (nothing was done)",
+            s422="invalid_request: a date, msgid or reason that is malformed",
+            s503="action_failed: the ledger or a journal could not be reached; try again",
+        )
 
         def parse_day(date: str | None) -> dt.date:
             if not date:
@@ -233,7 +243,7 @@ def reconciliation_extra(
                 raise ApiError(422, "invalid_request", f"{name}: a text of at most 500 characters")
             return value
 
-        @app.post("/v1/reconciliation/reverse", tags=["manager"])
+        @app.post("/v1/reconciliation/reverse", tags=["manager"], responses=tool_errors)
         async def reverse(request: Request, _: str = Depends(manager)) -> JSONResponse:
             """Reverse by msgid the break the day offers it on; ``already`` true: it was done
             before and nothing was sent."""
@@ -245,7 +255,7 @@ def reconciliation_extra(
             return JSONResponse(await run_in_threadpool(
                 act, "reversal", lambda: source.reverse(day, msgid, reason=reason)))  # fmt: skip
 
-        @app.post("/v1/reconciliation/close", tags=["manager"])
+        @app.post("/v1/reconciliation/close", tags=["manager"], responses=tool_errors)
         async def close(request: Request, _: str = Depends(manager)) -> JSONResponse:
             """Close the day: ``reason`` for breaks or uploads owed, ``force`` and ``reason``
             for today while the shift is still selling."""
@@ -256,7 +266,7 @@ def reconciliation_extra(
             return JSONResponse(await run_in_threadpool(
                 act, "close", lambda: source.close(day, reason, bool(force))))  # fmt: skip
 
-        @app.post("/v1/reconciliation/reopen", tags=["manager"])
+        @app.post("/v1/reconciliation/reopen", tags=["manager"], responses=tool_errors)
         async def reopen(request: Request, _: str = Depends(manager)) -> JSONResponse:
             """Reopen a closed day with a ``reason`` (kept in the day's history)."""
             body = await body_of(request)

@@ -135,6 +135,14 @@ ErrorCode = Literal[
     "payload_too_large",
     "internal_error",
     "reconciliation_unavailable",
+    # the manager's tools (reconcile.manager_page): what refuses a reversal, close or reopen
+    "no_action",
+    "action_failed",
+    "day_not_balanced",
+    "day_already_closed",
+    "day_not_closed",
+    "still_selling",
+    "uploads_owed",
 ]
 """Every code of an error body ``{code, message}`` (the API's own, and a sale's)."""
 
