@@ -247,3 +247,45 @@ def test_a_plan_that_is_not_json_in_the_shared_journal_is_named(pair: Pair) -> N
     with pytest.raises(ReconcileError) as err:
         reconcile_day(DAY, [pair.url], s.client, s.pharmacy.code, resolve=False)
     assert f"sale {ref}" in str(err.value) and "journal verify" in str(err.value)
+
+
+def test_the_manager_tools_on_the_shared_journal(
+    pair: Pair, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reverse by msgid, close, reopen and close again on a shared journal: the actions
+    join the tills' chains (the reversal the till's, the day's the pharmacy's ``manager``
+    chain), and ``journal verify`` passes on every chain."""
+    from pos_plugin.cli import main as pos_plugin_main
+    from pos_plugin.reconcile.cli import reopen_day_main
+    from pos_plugin.reconcile.close import day_history
+
+    s, url = pair.shared, pair.url
+    code = s.pharmacy.code
+    args = ["--date", DAY.isoformat(), "--ledger-url", s.url, "--token", s.pharmacy.api_token,
+            "--journal", url, "--pharmacy", code]  # fmt: skip
+    b4 = s.journals["T02"].get("B4")
+    assert b4 is not None and b4.msgid is not None and b4.state == J.FAILED
+    s.clock.now = dt.datetime.now(J.SHANGHAI)
+    assert reconcile_main([*args, "--reverse-msgid", b4.msgid]) == 1
+    assert "已完成 done" in capsys.readouterr().out
+    row = s.journals["T02"].get("B4")
+    assert row is not None and row.state == J.REVERSED and row.reversal_msgid
+    assert row.reversal_msgid[:12] == code and row.reversal_msgid[26] == "2"  # T02's own digit
+    assert reconcile_main([*args, "--reverse-msgid", b4.msgid]) == 1
+    assert "nothing was sent" in capsys.readouterr().out
+
+    assert close_day_main([*args, "--reason", "中心核查中"]) == 0
+    assert reopen_day_main(["--date", DAY.isoformat(), "--journal", url, "--pharmacy", code,
+                            "--reason", "补录"]) == 0  # fmt: skip
+    assert not is_day_closed(s.journals["T01"], DAY)
+    assert close_day_main([*args, "--reason", "补录完成"]) == 0
+    assert is_day_closed(s.journals["T02"], DAY)
+    history = day_history([url], DAY, code)
+    assert [(h["action"], h["reason"]) for h in history] == [
+        ("closed", "中心核查中"), ("reopened", "补录"), ("closed", "补录完成")]
+    assert day_history([url], DAY, OTHER_PHARMACY) == []
+    assert sql(url, "SELECT DISTINCT terminal_id FROM day_history") == [("manager",)]
+    capsys.readouterr()
+    assert pos_plugin_main(["journal", "verify", url]) == 0
+    out = capsys.readouterr().out
+    assert f"{code} manager: " in out and f"{code} T02: " in out
