@@ -164,9 +164,40 @@ _TODO = {
 }
 
 
+# Advice for two breaks that look repairable but are not yet: it names what the manager
+# can do now, and when the button will be there.
+_NOT_YET = {
+    "missing": (
+        "不要再次收费。所给的收银机流水中都没有这笔：请带上本店每台收银机的流水重新对账（每台一个 "
+        "--journal）；找到后，若顾客没有拿到药品或已付现金，这里会出现“按流水号冲正”。"
+        "仍然找不到请联系技术支持。",
+        "Do not charge again. None of the given till journals has this msgid: reconcile "
+        "again with every till's journal (one --journal per till); once a till's journal "
+        "shows it, \"reverse by msgid\" appears here for a customer who got nothing or paid "
+        "cash. If no journal has it, call support.",
+    ),
+    "owed": (
+        "不要向顾客再收费。收银机会自动冲正（健康页 reversals_owed 为 0 即完成），请确认收银机网络"
+        "正常后重新对账；若连续失败已上报（escalated），这里会出现“按流水号冲正”。",
+        "Do not charge the customer again. The till reverses it automatically (done when "
+        "reversals_owed in /v1/health is 0): make sure the till is online and reconcile "
+        "again; if it keeps failing it escalates, and \"reverse by msgid\" appears here.",
+    ),
+}
+
+
+def _not_yet(b: Match, row: Found | None) -> str | None:
+    if b.kind is BreakKind.LEDGER_ONLY and row is None:
+        return "missing"
+    if b.kind is BreakKind.STATUS_MISMATCH and row is not None and row.state == J.UNKNOWN:
+        return "owed"
+    return None
+
+
 def offer_reversals(rec: Reconciliation, paths: Sequence[JournalSource]) -> Reconciliation:
     """The day with ``reverse_msgid`` offered on each break it applies to (and that
-    break's advice naming it)."""
+    break's advice naming it; a break that cannot be reversed yet says what can be done
+    now)."""
     candidates = [b for b in rec.breaks
                   if b.kind in (BreakKind.LEDGER_ONLY, BreakKind.STATUS_MISMATCH)]  # fmt: skip
     if not candidates:
@@ -174,12 +205,14 @@ def offer_reversals(rec: Reconciliation, paths: Sequence[JournalSource]) -> Reco
     rows = _rows([of_pharmacy(p, rec.pharmacy_code) for p in paths], [b.msgid for b in candidates])
     out: list[Match] = []
     for b in rec.breaks:
-        case = _case(b, rows.get(b.msgid)) if b in candidates else None
-        if case is not None and b.explanation is not None:
-            zh, en = _TODO[case]
-            ex = b.explanation
+        row = rows.get(b.msgid)
+        case = _case(b, row) if b in candidates else None
+        later = _not_yet(b, row) if b in candidates and case is None else None
+        ex = b.explanation
+        if ex is not None and (case is not None or later is not None):
+            zh, en = _TODO[case] if case is not None else _NOT_YET[later or ""]
             b = dataclasses.replace(
-                b, action=REVERSE_MSGID,
+                b, action=REVERSE_MSGID if case is not None else None,
                 explanation=Explanation(ex.what_zh, ex.what_en,
                                         zh.format(day=rec.date, msgid=b.msgid),
                                         en.format(day=rec.date, msgid=b.msgid)),

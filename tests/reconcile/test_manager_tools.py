@@ -107,7 +107,12 @@ def test_reverse_by_msgid_is_refused_where_the_day_offers_none(
     s = seeded.store
     unknown = seeded.extra["unknown"]  # owed, not escalated: the agent is still on it
     rec = reconcile_day(DAY, s.paths, s.client)
-    assert next(b for b in rec.breaks if b.msgid == unknown).action is None
+    owed = next(b for b in rec.breaks if b.msgid == unknown)
+    assert owed.action is None and owed.explanation is not None
+    assert "it escalates, and \"reverse by msgid\" appears here" in owed.explanation.todo_en
+    # advice names only tools the manager has: no "manager functions" that do not exist
+    assert not any("manager functions" in (b.explanation.todo_en if b.explanation else "")
+                   for b in rec.breaks)
     ghost = _msgid(seeded, "journal_only", "T01", "A4")
     reversals = _ledger_reversals(s)
     for msgid in (unknown, ghost, "H11010500001202405201200009999"):
