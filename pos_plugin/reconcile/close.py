@@ -25,7 +25,7 @@ from pos_plugin.journal.closed_days import (
     is_day_closed,
     shared_pharmacy_code,
 )
-from pos_plugin.journal.journal import Journal
+from pos_plugin.journal.journal import Journal, count_uploads_owed
 from pos_plugin.journal.postgres import PgDb, SharedJournal, ensure_schema
 from pos_plugin.journal.sources import (
     JournalSource,
@@ -113,8 +113,6 @@ class CloseRefused(ReconcileError):
 QUIET_MINUTES = 15
 """Closing *today* is refused while a sale is in progress or the last sale began less
 than this many minutes ago (the shift is still selling), unless forced with a reason."""
-UPLOAD_KINDS = ("3505",)
-"""The national uploads a close waits for (3506, returns, joins here when it exists)."""
 DAY_TERMINAL = "manager"
 """On a shared journal, the hash chain a store-wide close or reopen is kept in."""
 
@@ -158,22 +156,30 @@ def still_selling(
     return None
 
 
-def uploads_owed(journal_paths: Sequence[JournalSource], pharmacy_code: str) -> int:
-    """The national uploads (``UPLOAD_KINDS``) not yet acknowledged, every till of the
-    given journals: the journal's own count (``Journal.uploads_owed_count``)."""
+def uploads_owed(
+    journal_paths: Sequence[JournalSource], pharmacy_code: str, day: dt.date | str | None = None
+) -> int:
+    """The national uploads (3505 sales, 3506 returns) the platform has not acknowledged,
+    every till of the given journals, of business ``day`` (None: of every day): the
+    question ``/v1/health`` asks (``journal.count_uploads_owed``), the gate of a close."""
+    on = dt.date.fromisoformat(day) if isinstance(day, str) else day
     owed = 0
     for path in journal_paths:
-        db, _ = open_source(path)
+        shared = shared_of(path)
+        if shared is not None:
+            pg = PgDb(shared, dict_rows=True)
+            try:
+                owed += count_uploads_owed(pg, pharmacy_code, shared=True, day=on)
+            finally:
+                pg.close()
+            continue
+        db = connect_file(file_of(path))
         try:
-            tills = [t for (t,) in db.execute("SELECT DISTINCT terminal_id FROM sales")]
+            owed += count_uploads_owed(db, pharmacy_code, day=on)
+        except sqlite3.OperationalError:  # a journal older than the uploads: owes none
+            pass
         finally:
             db.close()
-        for till in tills:
-            j = _journal(path, pharmacy_code, till)
-            try:
-                owed += sum(j.uploads_owed_count(kind) for kind in UPLOAD_KINDS)
-            finally:
-                j.close()
     return owed
 
 
@@ -227,14 +233,14 @@ def close_day(
                 "after the last sale, or force it with a reason (--force --reason)",
             )
         overrides.append(f"still_selling: {selling}")
-    owed = uploads_owed(journal_paths, rec.pharmacy_code) if national else 0
+    owed = uploads_owed(journal_paths, rec.pharmacy_code, rec.date) if national else 0
     if owed:
         if reason is None:
             raise CloseRefused(
                 "uploads_owed",
-                f"{owed} sales upload(s) to the national platform (3505) are not acknowledged "
-                "yet: wait until the agent has sent them (uploads_owed in /v1/health is 0), "
-                "or close with a reason (--reason)",
+                f"{owed} upload(s) of this day to the national platform (3505 sales, 3506 "
+                "returns) are not acknowledged yet: wait until the agent has sent them "
+                "(uploads_owed in /v1/health is 0), or close with a reason (--reason)",
             )
         overrides.append(f"uploads_owed: {owed}")
     for p in journal_paths:

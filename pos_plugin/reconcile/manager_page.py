@@ -83,9 +83,10 @@ class ReconcileSource:
     def history(self, day: dt.date) -> list[dict[str, Any]]:
         return day_history(self.journal_paths, day, self.pharmacy_code)
 
-    def uploads_owed(self) -> int:
-        """National uploads (3505) not yet acknowledged; 0 on our own ledger."""
-        return uploads_owed(self.journal_paths, self.pharmacy_code) if self.national else 0
+    def uploads_owed(self, day: dt.date | None = None) -> int:
+        """National uploads (3505/3506) not yet acknowledged, of ``day`` (None: of every
+        day); 0 on our own ledger."""
+        return uploads_owed(self.journal_paths, self.pharmacy_code, day) if self.national else 0
 
     def reverse(self, day: dt.date, msgid: str, by: str = "manager", reason: str = ""
                 ) -> dict[str, Any]:  # fmt: skip
@@ -201,7 +202,7 @@ def reconciliation_extra(
             body = rec.as_dict(details=details)
             body["closed"] = closed
             body["history"] = source.history(day)
-            body["uploads_owed"] = source.uploads_owed()
+            body["uploads_owed"] = source.uploads_owed(day)
             return JSONResponse(body)
 
         def act(what: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -399,7 +400,7 @@ def reconciliation_extra(
                 )
             try:
                 rec, closed = source.run(day)
-                history, owed = source.history(day), source.uploads_owed()
+                history, owed = source.history(day), source.uploads_owed(day)
             except Exception as e:
                 return HTMLResponse(
                     _message_page(f"无法对账 / the reconciliation could not be made: {e}"), 503
@@ -724,9 +725,10 @@ def render_page(
         )  # fmt: skip
     if uploads_owed:
         body.append(
-            f"<p class='note owed'>国家平台销售上传（3505）尚有 {uploads_owed} 笔未确认：上传完成前关账需"
-            f"注明原因。/ {uploads_owed} sales upload(s) to the national platform (3505) are not "
-            "acknowledged yet: closing before they are needs a reason.</p>"
+            f"<p class='note owed'>本日国家平台上传（3505 销售 / 3506 退货）尚有 {uploads_owed} 笔未确认："
+            f"上传完成前关账需注明原因。/ {uploads_owed} upload(s) of this day to the national "
+            "platform (3505 sales, 3506 returns) are not acknowledged yet: closing before they "
+            "are needs a reason.</p>"
         )
     if closed:
         body.append(
