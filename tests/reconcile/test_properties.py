@@ -158,3 +158,50 @@ def test_one_tampering_gives_its_break(entries: list[Entry], how: str, data: st.
     rec = reconcile(DAY, journal, ledger)
     assert [(b.msgid, b.kind) for b in rec.breaks] == [(victim.msgid, TAMPER[how])]
     assert rec.breaks[0].explanation is not None
+
+
+@given(day(), day(), st.data())
+@settings(max_examples=60, deadline=None)
+def test_each_csv_sheet_is_one_table_and_lists_every_msgid_once(
+    a: list[Entry], b: list[Entry], data: st.DataObject
+) -> None:
+    """Whatever the day: every row of a sheet is as wide as its header (one table per
+    file), the msgids sheet has each classified msgid once, breaks first, and its
+    amounts add up to the totals sheet's."""
+    import csv
+    import io
+    from decimal import Decimal
+
+    from pos_plugin.reconcile.csv_report import CSV_HEADER, SHEETS, TOTALS_HEADER, render_csv
+
+    if a:
+        a = a + data.draw(st.lists(st.sampled_from(a), max_size=2))
+    rec = reconcile(DAY, a, b)
+    sheets = {n: list(csv.reader(io.StringIO(render_csv(rec, sheet=n)))) for n in SHEETS}
+    for rows in sheets.values():
+        assert len({len(r) for r in rows}) == 1
+    rows = sheets["msgids"]
+    assert rows[0] == CSV_HEADER and sheets["totals"][0] == TOTALS_HEADER
+    col = CSV_HEADER.index("流水号 msgid")
+    listed = [r[col] for r in rows[1:]]
+    assert len(listed) == len(set(listed)) == len(rec.breaks) + rec.balanced_count
+    kinds = [r[1] for r in rows[1:]]
+    assert kinds == sorted(kinds, key=lambda k: k == "balanced")  # breaks first
+    store = {r[1]: r for r in sheets["totals"][1:] if r[0] == "全店 store"}
+    for side, column in (("本店 till journal", "本店合计 journal total"),
+                         ("中心 centre ledger", "中心合计 ledger total")):  # fmt: skip
+        summed = sum(Decimal(r[CSV_HEADER.index(column)]) for r in rows[1:])
+        assert summed == Decimal(store["净额 net 合计 total"][TOTALS_HEADER.index(side)])
+
+
+@given(st.text(min_size=1, max_size=40), st.text(min_size=1, max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_a_csrf_token_is_good_only_for_its_own_session(cookie: str, other: str) -> None:
+    from pos_plugin.reconcile.manager_page import Csrf
+
+    guard = Csrf()
+    token = guard.token(cookie)
+    assert guard.ok(cookie, token)
+    assert not guard.ok(cookie, None) and not guard.ok(None, token) and not guard.ok(cookie, "")
+    assert guard.ok(other, token) == (other == cookie)
+    assert not Csrf().ok(cookie, token)  # another agent process: another key
