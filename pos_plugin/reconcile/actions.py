@@ -284,9 +284,11 @@ def _send(j: Journal, ledger: Any, found: Found, case: str, row: dict[str, Any])
         record_owed_reversal(j, found.pending, charged)
         return "reversed" if charged else "not_charged"
     settlement = ledger.get_settlement(msgid)
-    if settlement is None:
-        raise ReconcileError(f"the ledger no longer holds a settlement under {msgid}")
     sale = j.get(found.sale_ref)
+    if settlement is None:
+        if sale is not None and sale.refusal_code == "cash_fallback":
+            return "not_charged"  # an owed reversal resumed after it was journaled: voided
+        raise ReconcileError(f"the ledger no longer holds a settlement under {msgid}")
     reason = row["reason"] or "reversed by the manager (reconciliation)"
     rev = None
     if settlement.status == "settled" and case != RECORD:

@@ -1,14 +1,21 @@
 """The store manager's reconciliation page and API routes, served by the agent.
 
-- ``GET /v1/reconciliation?date=YYYY-MM-DD[&details=true]`` (manager bearer token): JSON.
-- ``GET /v1/reconciliation.csv?date=`` (manager bearer token): the spreadsheet (UTF-8 + BOM).
+- ``GET /v1/reconciliation?date=YYYY-MM-DD[&details=true]`` (manager bearer token): JSON,
+  with the day's close ``history`` and national ``uploads_owed``.
+- ``GET /v1/reconciliation.csv?date=&sheet=msgids|totals|notes`` (manager bearer token):
+  one table of the spreadsheet (UTF-8 + BOM); ``/manager/reconciliation.csv``: the same
+  for the page's session cookie (its download links).
+- ``POST /v1/reconciliation/reverse|close|reopen`` (manager bearer token, JSON) and
+  ``POST /manager/reconciliation/reverse|close|reopen`` (the page's forms: the session
+  cookie and its CSRF token, ``Csrf``): the manager's tools, each on the day reconciled
+  again just now.
 - ``GET /manager/reconciliation?date=`` : the page. A browser cannot send a bearer
   header from a bookmark, so the manager token is also accepted as ``?token=``
   (answered with a cookie and a redirect that drops it from the address bar and
   the history) or as the ``pos_manager_token`` cookie (HttpOnly, SameSite=Strict,
   path /manager). Without a token the page shows a small form asking for it.
 
-The page is plain HTML with inline CSS and an inline SVG chart: no JavaScript,
+The page is plain HTML with inline CSS, an inline SVG chart and plain forms: no JavaScript,
 printable (print CSS), personal data masked (account ids keep 4 + 4 characters,
 ID numbers come from the journal already masked).
 """
@@ -149,6 +156,8 @@ NOTES = {
     "journaled.",
     "already": "这笔之前已经冲正过，本次没有发送任何请求。/ Already reversed before: nothing was "
     "sent this time.",
+    "already_reversed": "中心早已冲正这笔，本店流水已补记。/ The ledger had reversed it already; "
+    "the till's record now says so.",
     "closed": "本日已关账。/ The day is closed.",
     "reopened": "本日已重新打开，可以再次关账。/ The day is reopened; it can be closed again.",
 }

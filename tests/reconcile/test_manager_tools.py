@@ -263,3 +263,33 @@ def test_a_changed_or_removed_close_history_row_fails_journal_verify(store: Stor
     assert not report.ok and "close/reopen record was changed" in report.problems[0]
     j.query("DELETE FROM day_history WHERE action = 'reopened'")
     assert any("was added or removed" in p for p in j.verify().problems)
+
+
+def test_a_reversal_cut_off_after_it_left_is_finished_once(seeded: Seeded) -> None:
+    """The manager's process died after the reversal left and before the till's row was
+    journaled: the page no longer offers it (the ledger shows it reversed), yet the next
+    call resumes the journaled intent with the same msgid, and the ledger reverses once."""
+    s = seeded.store
+    msgid = _msgid(seeded, "ledger_only", "T02", "B4")
+    s.clock.now = dt.datetime.now(SHANGHAI)
+    j = s.journals["T02"]
+    intent = j.ledger_reversal_begin(msgid, sale_ref="B4", reversal_msgid=j.next_msgid(),
+                                     business_date=DAY.isoformat(), by="店长", reason="顾客退货")
+    settlement = s.client.get_settlement(msgid)
+    assert settlement is not None
+    s.client.reverse(settlement.settlement_id, intent["reversal_msgid"], "顾客退货")  # it left
+    reversals, before = _ledger_reversals(s), _balance(s, WANG_JIANGUO)
+    source = ReconcileSource(s.paths, s.client, s.pharmacy.code, today=lambda: DAY)
+    rec, _closed = source.run(DAY)
+    assert next(b for b in rec.breaks if b.msgid == msgid).action is None  # not on the page
+    done = source.reverse(DAY, msgid)
+    assert (done["already"], done["outcome"], done["reversal_msgid"]) == (
+        False, "already_reversed", intent["reversal_msgid"])
+    assert _ledger_reversals(s) == reversals and _balance(s, WANG_JIANGUO) == before
+    row = j.get("B4")
+    assert row is not None and row.state == J.REVERSED
+    assert row.reversal_msgid == intent["reversal_msgid"]
+    assert j.ledger_reversal(msgid)["attempts"] == 2  # type: ignore[index]
+    rec, _closed = source.run(DAY)
+    assert msgid not in {b.msgid for b in rec.breaks}
+    _verified(s)
