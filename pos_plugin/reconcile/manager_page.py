@@ -253,6 +253,11 @@ def reconciliation_extra(
                 raise ApiError(422, "invalid_request", f"{name}: a text of at most 500 characters")
             return value
 
+        def who(fields: dict[str, Any]) -> str:
+            """Who acts, as they typed it (kept with the action); "manager" when not said."""
+            name = fields.get("by")
+            return (name.strip()[:50] if isinstance(name, str) else "") or "manager"
+
         @app.post("/v1/reconciliation/reverse", tags=["manager"], responses=tool_errors)
         async def reverse(request: Request, _: str = Depends(manager)) -> JSONResponse:
             """Reverse by msgid the break the day offers it on; ``already`` true: it was done
@@ -261,9 +266,9 @@ def reconciliation_extra(
             msgid = body.get("msgid")
             if not isinstance(msgid, str) or not msgid:
                 raise ApiError(422, "invalid_request", "msgid: give {date, msgid}")
-            day, reason = parse_day(body.get("date")), text(body, "reason")
+            day, reason, by = parse_day(body.get("date")), text(body, "reason"), who(body)
             return JSONResponse(await run_in_threadpool(
-                act, "reversal", lambda: source.reverse(day, msgid, reason=reason)))  # fmt: skip
+                act, "reversal", lambda: source.reverse(day, msgid, by, reason)))  # fmt: skip
 
         @app.post("/v1/reconciliation/close", tags=["manager"], responses=tool_errors)
         async def close(request: Request, _: str = Depends(manager)) -> JSONResponse:
@@ -273,16 +278,17 @@ def reconciliation_extra(
             day, reason, force = parse_day(body.get("date")), text(body, "reason"), body.get("force")
             if not isinstance(force, bool | None):
                 raise ApiError(422, "invalid_request", "force: true or false")
+            by = who(body)
             return JSONResponse(await run_in_threadpool(
-                act, "close", lambda: source.close(day, reason, bool(force))))  # fmt: skip
+                act, "close", lambda: source.close(day, reason, bool(force), by)))  # fmt: skip
 
         @app.post("/v1/reconciliation/reopen", tags=["manager"], responses=tool_errors)
         async def reopen(request: Request, _: str = Depends(manager)) -> JSONResponse:
             """Reopen a closed day with a ``reason`` (kept in the day's history)."""
             body = await body_of(request)
-            day, reason = parse_day(body.get("date")), text(body, "reason")
+            day, reason, by = parse_day(body.get("date")), text(body, "reason"), who(body)
             return JSONResponse(await run_in_threadpool(
-                act, "reopen", lambda: source.reopen(day, reason)))  # fmt: skip
+                act, "reopen", lambda: source.reopen(day, reason, by)))  # fmt: skip
 
         async def form_of(request: Request) -> tuple[str, dict[str, str]] | Response:
             """The session cookie and the form's fields, or the page refusing them: 401
@@ -330,17 +336,17 @@ def reconciliation_extra(
         @app.post("/manager/reconciliation/reverse", tags=["manager"])
         async def reverse_form(request: Request) -> Response:
             return await form_action(request, "reversal", lambda day, f: source.reverse(
-                day, f.get("msgid", ""), reason=f.get("reason", "")[:500]))  # fmt: skip
+                day, f.get("msgid", ""), who(f), f.get("reason", "")[:500]))  # fmt: skip
 
         @app.post("/manager/reconciliation/close", tags=["manager"])
         async def close_form(request: Request) -> Response:
             return await form_action(request, "close", lambda day, f: source.close(
-                day, f.get("reason", "")[:500], f.get("force") == "1"))  # fmt: skip
+                day, f.get("reason", "")[:500], f.get("force") == "1", who(f)))  # fmt: skip
 
         @app.post("/manager/reconciliation/reopen", tags=["manager"])
         async def reopen_form(request: Request) -> Response:
             return await form_action(request, "reopen", lambda day, f: source.reopen(
-                day, f.get("reason", "")[:500]))  # fmt: skip
+                day, f.get("reason", "")[:500], who(f)))  # fmt: skip
 
         def csv_response(rec: Reconciliation, sheet: str) -> Response:
             name = sheet_path(f"reconciliation-{rec.date}.csv", sheet).name
@@ -635,13 +641,17 @@ def _chart(rec: Reconciliation) -> str:
     return "".join(parts) + legend
 
 
+_BY = ("<label>操作人 By <input type='text' name='by' maxlength='50' size='10' "
+       "placeholder='manager'></label> ")
+
+
 def _reverse_form(b: Match, day: str, tools: Tools) -> str:
     label = ("冲正 2601 <span class='en'>reverse at the centre</span>" if b.action == REVERSE_ACTION
              else "按流水号冲正 <span class='en'>reverse by msgid</span>")  # fmt: skip
     return tools.form(
         "reverse", day,
         f"<input type='hidden' name='msgid' value='{_e(b.msgid)}'>"
-        "<label>原因 Reason <input type='text' name='reason' maxlength='200'></label> ",
+        "<label>原因 Reason <input type='text' name='reason' maxlength='200'></label> " + _BY,
         f"<button type='submit' name='do' value='reverse'>{label}</button>",
     )  # fmt: skip
 
@@ -803,9 +813,10 @@ def _day_tools(rec: Reconciliation, closed: dict[str, Any] | None, tools: Tools)
     """Close the day (or reopen it, once closed): plain forms, a reason where one is asked."""
     reason = ("<label>原因 Reason <input type='text' name='reason' maxlength='500' "
               "size='48'></label> ")  # fmt: skip
+    by = _BY
     if closed:
         form = tools.form(
-            "reopen", rec.date, reason.replace("name='reason'", "name='reason' required"),
+            "reopen", rec.date, reason.replace("name='reason'", "name='reason' required") + by,
             "<button type='submit' name='do' value='reopen'>重新打开本日 Reopen the day</button>",
             "reopen",
         )  # fmt: skip
@@ -813,7 +824,7 @@ def _day_tools(rec: Reconciliation, closed: dict[str, Any] | None, tools: Tools)
     else:
         form = tools.form(
             "close", rec.date,
-            reason + "<label><input type='checkbox' name='force' value='1'> 营业中仍强制关账 "
+            reason + by + "<label><input type='checkbox' name='force' value='1'> 营业中仍强制关账 "
             "force while still selling</label> ",
             "<button type='submit' name='do' value='close'>关账 Close the day</button>", "close",
         )  # fmt: skip

@@ -140,6 +140,7 @@ def test_each_manager_tool_through_the_page_in_headless_chromium(
 
         browser.fill("form[action='/manager/reconciliation/close'] input[name='reason']",
                      "差异已报医保中心 ticket 4711")  # fmt: skip
+        browser.fill("form[action='/manager/reconciliation/close'] input[name='by']", "店长王")
         browser.click("form[action='/manager/reconciliation/close'] button")
         assert "The day is closed" in browser.text() and "已关账 Closed" in browser.text()
         assert all(is_day_closed(p, DAY) for p in s.paths)
@@ -152,6 +153,7 @@ def test_each_manager_tool_through_the_page_in_headless_chromium(
         page = browser.text()
         assert "The day is reopened" in page and "关账记录 Close history" in page
         assert "差异已报医保中心 ticket 4711" in page and "补录一笔退货 a return to book" in page
+        assert "店长王" in page  # who closed it, as typed in the form
         assert not any(is_day_closed(p, DAY) for p in s.paths)
         for j in s.journals.values():
             assert j.verify().ok

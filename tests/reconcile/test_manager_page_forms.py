@@ -112,8 +112,8 @@ def test_the_close_and_reopen_api_keep_the_reasons(served: Served, seeded: Seede
     refused = requests.post(f"{url}/close", json={"date": DAY.isoformat()}, headers=mgr,
                             timeout=30)  # fmt: skip
     assert refused.status_code == 409 and refused.json()["code"] == "day_not_balanced"
-    closed = requests.post(f"{url}/close", json={"date": DAY.isoformat(), "reason": "中心核查中"},
-                           headers=mgr, timeout=30)  # fmt: skip
+    closed = requests.post(f"{url}/close", json={"date": DAY.isoformat(), "reason": "中心核查中",
+                                                 "by": "店长王"}, headers=mgr, timeout=30)
     assert closed.status_code == 200 and closed.json()["reason"] == "中心核查中"
     twice = requests.post(f"{url}/close", json={"date": DAY.isoformat(), "reason": "x"},
                           headers=mgr, timeout=30)  # fmt: skip
@@ -129,8 +129,8 @@ def test_the_close_and_reopen_api_keep_the_reasons(served: Served, seeded: Seede
     assert again.status_code == 409 and again.json()["code"] == "day_not_closed"
     body = requests.get(f"{url}?date={DAY}", headers=mgr, timeout=30).json()
     assert body["closed"] is None and body["uploads_owed"] == 0
-    assert [(h["action"], h["reason"]) for h in body["history"]] == [
-        ("closed", "中心核查中"), ("reopened", "补录")]
+    assert [(h["action"], h["reason"], h["by"]) for h in body["history"]] == [
+        ("closed", "中心核查中", "店长王"), ("reopened", "补录", "manager")]
     page = requests.get(f"{served.url}/manager/reconciliation?date={DAY}", headers=mgr, timeout=30)
     assert "关账记录 Close history" in page.text and "补录" in page.text
     for j in seeded.store.journals.values():
