@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pos_plugin.money import yuan
-from pos_plugin.reconcile.matching import KIND_LABEL, Reconciliation
+from pos_plugin.reconcile.matching import KIND_LABEL, BreakKind, Reconciliation
 
 if TYPE_CHECKING:
     from pos_plugin.journal.sources import JournalSource
@@ -292,7 +292,10 @@ def _history_lines(history: list[dict[str, Any]]) -> list[str]:
 
 
 def summary(rec: Reconciliation, closed: dict[str, Any] | None = None) -> str:
-    """The text a manager reads in the terminal: status, totals side by side, each break."""
+    """The text a manager reads in the terminal: status, totals side by side, each break
+    (a status mismatch with what the cashier took)."""
+    from pos_plugin.reconcile.csv_report import cashier_took
+
     lines = [
         f"对账 Reconciliation {rec.date}  药店 pharmacy {rec.pharmacy_code}  "
         f"收银机 tills {', '.join(t.terminal_id for t in rec.terminals) or '-'}",
@@ -346,6 +349,11 @@ def summary(rec: Reconciliation, closed: dict[str, Any] | None = None) -> str:
         if b.explanation:
             lines.append(f"    {b.explanation.what_zh}")
             lines.append(f"    {b.explanation.what_en}")
+        took = cashier_took(b) if b.kind is BreakKind.STATUS_MISMATCH else None
+        if took:
+            lines.append(f"    收银员收取: {took[0]}")
+            lines.append(f"    {took[1]}")
+        if b.explanation:
             lines.append(f"    处理: {b.explanation.todo_zh}")
             lines.append(f"    To do: {b.explanation.todo_en}")
     for n in rec.notes:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pos_plugin.money import yuan
 from pos_plugin.reconcile.matching import KIND_LABEL, Entry, Match, Reconciliation, SideTotals
 
 
@@ -64,6 +65,27 @@ def plain_status(entries: Sequence[Entry]) -> str:
          else "冲正 reversal") + f" ({e.business_date})"
         for e in entries
     )  # fmt: skip
+
+
+def cashier_took(b: Match) -> tuple[str, str] | None:
+    """What the cashier took for a sale, from the till's own record (Chinese, English)."""
+    sale = next((e for e in b.journal if e.kind == "sale"), None)
+    if sale is None:
+        return None
+    if sale.status == "unknown":
+        zh = f"收银员因结果未知改收现金 {yuan(sale.total)}"
+        en = f"the cashier took {yuan(sale.total)} in cash (the insurance outcome was unknown)"
+    elif sale.status == "settling":
+        zh, en = "收银员未收款（结果待定）", "the cashier took nothing yet (outcome pending)"
+    else:
+        zh = (f"收银员按医保收款：个人账户 {yuan(sale.personal_account)}，共济 "
+              f"{yuan(sale.mutual_aid)}，现金 {yuan(sale.cash)}")  # fmt: skip
+        en = (f"the cashier took: personal account {yuan(sale.personal_account)}, mutual aid "
+              f"{yuan(sale.mutual_aid)}, cash {yuan(sale.cash)}")  # fmt: skip
+        if sale.status == "reversed":
+            zh += "，之后已退款（冲正）"
+            en += ", then refunded it (reversal)"
+    return zh, en
 
 
 def _sale_ref(m: Match) -> str:

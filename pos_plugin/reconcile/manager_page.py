@@ -51,7 +51,7 @@ from pos_plugin.reconcile.close import (
     reopen_day,
     uploads_owed,
 )
-from pos_plugin.reconcile.csv_report import SHEETS, render_csv, sheet_path
+from pos_plugin.reconcile.csv_report import SHEETS, cashier_took, render_csv, sheet_path
 from pos_plugin.reconcile.errors import (
     DayAlreadyClosed,
     DayNotBalanced,
@@ -536,24 +536,11 @@ class Tools:
 
 
 def _took(b: Match) -> str:
-    """What the cashier took for a status mismatch, from the till's own record."""
-    sale = next((e for e in b.journal if e.kind == "sale"), None)
-    if sale is None:
+    took = cashier_took(b)
+    if took is None:
         return ""
-    if sale.status == "unknown":
-        zh = f"收银员因结果未知改收现金 {yuan(sale.total)}"
-        en = f"the cashier took {yuan(sale.total)} in cash (the insurance outcome was unknown)"
-    elif sale.status == "settling":
-        zh, en = "收银员未收款（结果待定）", "the cashier took nothing yet (outcome pending)"
-    else:
-        zh = (f"收银员按医保收款：个人账户 {yuan(sale.personal_account)}，共济 "
-              f"{yuan(sale.mutual_aid)}，现金 {yuan(sale.cash)}")  # fmt: skip
-        en = (f"the cashier took: personal account {yuan(sale.personal_account)}, mutual aid "
-              f"{yuan(sale.mutual_aid)}, cash {yuan(sale.cash)}")  # fmt: skip
-        if sale.status == "reversed":
-            zh += "，之后已退款（冲正）"
-            en += ", then refunded it (reversal)"
-    return f"<p class='took'><b>收银员收取：</b>{_e(zh)}<br><span class='en'>{_e(en)}</span></p>"
+    return (f"<p class='took'><b>收银员收取：</b>{_e(took[0])}<br><span class='en'>"
+            f"{_e(took[1])}</span></p>")  # fmt: skip
 
 
 def _amount_cells(j: int, led: int) -> str:

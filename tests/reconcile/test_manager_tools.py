@@ -115,6 +115,8 @@ def test_reverse_by_msgid_is_refused_where_the_day_offers_none(
                    for b in rec.breaks)
     ghost = _msgid(seeded, "journal_only", "T01", "A4")
     reversals = _ledger_reversals(s)
+    assert reconcile_main(_args(s)) == 1  # the summary says what the cashier took
+    assert "the cashier took ¥8.00 in cash" in capsys.readouterr().out
     for msgid in (unknown, ghost, "H11010500001202405201200009999"):
         assert reconcile_main(_args(s, "--reverse-msgid", msgid)) == 2
         assert "reverse by msgid" in capsys.readouterr().err
