@@ -221,6 +221,17 @@ def offer_reversals(rec: Reconciliation, paths: Sequence[JournalSource]) -> Reco
     return dataclasses.replace(rec, breaks=tuple(out))
 
 
+def sale_refs(rec: Reconciliation, paths: Sequence[JournalSource]) -> dict[str, str]:
+    """The till's receipt number (sale_ref) of each ledger-only break whose msgid a till
+    journaled without claiming it (e.g. ``failed``), for the CSV: what the manager looks
+    up in the POS."""
+    wanted = [b.msgid for b in rec.breaks if b.kind is BreakKind.LEDGER_ONLY]
+    if not wanted:
+        return {}
+    rows = _rows([of_pharmacy(p, rec.pharmacy_code) for p in paths], wanted)
+    return {m: r.sale_ref for m, r in rows.items()}
+
+
 def _journal_of(row: Found, pharmacy_code: str, msgid: str) -> Journal:
     """The till's own journal (its file, or its share of the shared journal), with the
     till's index (the msgid's 27th character) so a new msgid is that till's next."""

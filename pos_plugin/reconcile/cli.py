@@ -411,9 +411,10 @@ def _reconcile(argv: Sequence[str] | None) -> int:
     if history:
         print("\n".join(_history_lines(history)))
     if args.csv:
+        from pos_plugin.reconcile.actions import sale_refs
         from pos_plugin.reconcile.csv_report import write_sheets
 
-        for written in write_sheets(rec, args.csv):
+        for written in write_sheets(rec, args.csv, sale_refs(rec, journals)):
             print(f"CSV: {written.resolve()}")
     if args.html:
         from pos_plugin.reconcile.manager_page import write_html

@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,9 +126,12 @@ TOTALS_HEADER = ["范围 scope", "项目 item", "本店 till journal", "中心 c
 NOTES_HEADER = ["代码 code", "说明", "what happened"]
 
 
-def render_csv(rec: Reconciliation, *, details: bool = True, sheet: str = "msgids") -> str:
+def render_csv(rec: Reconciliation, *, details: bool = True, sheet: str = "msgids",
+               sale_refs: Mapping[str, str] | None = None) -> str:  # fmt: skip
     """UTF-8 text of one sheet (module docstring). Write it with ``write_csv`` (adds the
-    BOM Excel needs)."""
+    BOM Excel needs). ``sale_refs``: msgid -> sale_ref where the till journals a msgid it
+    claims nothing under (``actions.sale_refs``: a ledger-only break's receipt number)."""
+    refs = sale_refs or {}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
     if sheet == "totals":
@@ -160,7 +163,7 @@ def render_csv(rec: Reconciliation, *, details: bool = True, sheet: str = "msgid
                     KIND_LABEL[m.kind][0],
                     m.kind.value,
                     m.msgid,
-                    _sale_ref(m),
+                    _sale_ref(m) or refs.get(m.msgid, ""),
                     " ".join(m.related),
                     m.terminal_id,
                     m.created_at[:19].replace("T", " "),
@@ -217,16 +220,18 @@ def sheet_path(path: str | os.PathLike[str], sheet: str) -> Path:
 
 
 def write_csv(rec: Reconciliation, path: str | os.PathLike[str], *, details: bool = True,
-              sheet: str = "msgids") -> Path:  # fmt: skip
+              sheet: str = "msgids", sale_refs: Mapping[str, str] | None = None
+              ) -> Path:  # fmt: skip
     """UTF-8 with BOM, so Excel and WPS open it with the Chinese text intact."""
     p = Path(path)
-    p.write_text(render_csv(rec, details=details, sheet=sheet), encoding="utf-8-sig",
-                 newline="")  # fmt: skip
+    p.write_text(render_csv(rec, details=details, sheet=sheet, sale_refs=sale_refs),
+                 encoding="utf-8-sig", newline="")  # fmt: skip
     return p
 
 
-def write_sheets(rec: Reconciliation, path: str | os.PathLike[str]) -> list[Path]:
+def write_sheets(rec: Reconciliation, path: str | os.PathLike[str],
+                 sale_refs: Mapping[str, str] | None = None) -> list[Path]:  # fmt: skip
     """Every sheet of the day: the msgids at ``path``, the totals (and the notes, when the
     day has any) beside it (``sheet_path``)."""
-    return [write_csv(rec, sheet_path(path, sheet), sheet=sheet)
+    return [write_csv(rec, sheet_path(path, sheet), sheet=sheet, sale_refs=sale_refs)
             for sheet in SHEETS if sheet != "notes" or rec.notes]  # fmt: skip

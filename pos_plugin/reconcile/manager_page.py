@@ -43,6 +43,7 @@ from starlette.concurrency import run_in_threadpool
 from pos_plugin.journal.sources import JournalSource
 from pos_plugin.ledger.errors import LedgerError
 from pos_plugin.money import yuan
+from pos_plugin.reconcile.actions import sale_refs
 from pos_plugin.reconcile.close import (
     CloseRefused,
     close_day,
@@ -350,8 +351,9 @@ def reconciliation_extra(
 
         def csv_response(rec: Reconciliation, sheet: str) -> Response:
             name = sheet_path(f"reconciliation-{rec.date}.csv", sheet).name
+            refs = sale_refs(rec, source.journal_paths) if sheet == "msgids" else {}
             return Response(
-                content="\ufeff" + render_csv(rec, sheet=sheet),
+                content="\ufeff" + render_csv(rec, sheet=sheet, sale_refs=refs),
                 media_type="text/csv; charset=utf-8",
                 headers={"Content-Disposition": f'attachment; filename="{name}"'},
             )
