@@ -5,6 +5,13 @@
 manager's reason when breaks remain, and the journal's event-chain head(s), hashed
 together. The table and the check a sale asks first (``is_day_closed``) live with
 the journal, in ``pos_plugin.journal.closed_days``.
+
+A close is refused without a reason when breaks remain or national uploads are owed
+(``uploads_owed``), and today while the shift is still selling unless forced with a
+reason (``still_selling``). ``reopen_day`` undoes a close, with a reason. Every close
+and reopen is also a ``day_history`` row written with an event in the journal's hash
+chain (``Journal.record_day_event``), so both are kept and ``journal verify`` checks
+them; ``day_history`` lists them for the page and the CLI.
 """
 
 from __future__ import annotations
