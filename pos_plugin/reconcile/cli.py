@@ -417,7 +417,7 @@ def _reconcile(argv: Sequence[str] | None) -> int:
         for written in write_sheets(rec, args.csv, sale_refs(rec, journals)):
             print(f"CSV: {written.resolve()}")
     if args.html:
-        from pos_plugin.reconcile.manager_page import write_html
+        from pos_plugin.reconcile.page_html import write_html
 
         print(f"HTML: {write_html(rec, args.html, closed, history).resolve()}")
     if args.json:
