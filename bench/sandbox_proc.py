@@ -18,14 +18,15 @@ import requests
 
 
 @contextmanager
-def sandbox_process(db: str, world_file: str | None = None) -> Iterator[str]:
+def sandbox_process(db: str, world_file: str | None = None, *,
+                    command: str = "sandbox-ledger") -> Iterator[str]:  # fmt: skip
     """Serve the sandbox ledger on ``db`` (seeded from ``world_file`` when new, else
-    from the embedded world) on a free loopback port; yields its base URL."""
+    from the embedded world) on a free loopback port; yields its base URL.
+    ``command="sandbox-nhsa"``: the national platform's sandbox instead."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    args = [sys.executable, "-m", "pos_plugin.cli", "sandbox-ledger", "--db", db,
-            "--port", str(port)]  # fmt: skip
+    args = [sys.executable, "-m", "pos_plugin.cli", command, "--db", db, "--port", str(port)]
     if world_file is not None:
         args += ["--world", world_file]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -38,7 +39,7 @@ def sandbox_process(db: str, world_file: str | None = None) -> Iterator[str]:
                 break
             except requests.RequestException:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the sandbox ledger did not start") from None
+                    raise RuntimeError(f"{command} did not start") from None
                 time.sleep(0.1)
         yield url
     finally:

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pos_plugin.journal.journal import Journal
+from pos_plugin.journal.postgres import PgDb
 from pos_plugin.journal.sources import JournalSource, of_pharmacy, open_source, shared_of
 from pos_plugin.ledger.nhsa import daybook
 from pos_plugin.ledger.nhsa.amounts import yuan_of
@@ -46,6 +47,7 @@ from pos_plugin.reconcile.day import (
     _FROM,
     _OF_DAY,
     JournalSide,
+    _bad_json,
     _row_entries,
     read_journal,
     resolve_settling,
@@ -62,10 +64,27 @@ from pos_plugin.reconcile.matching import (
 )
 
 REVERSE_ACTION = "reverse_2601"
-_DETAIL_SQL = (
-    "SELECT s.msgid, s.state, s.business_date, s.result, s.reversal_msgid, s.reversal_id, "
-    f"s.patient_psn_no {_FROM} WHERE {_OF_DAY}"
-)
+# The setlinfo fields a detail line needs, in DetailRow's order after the msgid.
+_SETL_FIELDS = ("setl_id", "mdtrt_id", "psn_no", "medfee_sumamt", "fund_pay_sumamt",
+                "acct_pay", "insutype", "clr_type", "clr_optins")  # fmt: skip
+_DETAIL_COLS = ("s.msgid, s.state, s.business_date, s.reversal_msgid, s.reversal_id, "
+                "s.patient_psn_no, ")  # fmt: skip
+
+
+def _setl_cells(pg: bool) -> str:
+    """The 2102 answer's setlinfo fields as one small JSON array, cut out by the database.
+
+    Why: a journaled result is ~4 KB (receipt, detail, cut lines) of which a detail line
+    needs nine values; the database parses each document once in C, and Python gets a
+    ~200-byte array instead of decoding every whole document (3x faster at 10^5 rows).
+    A result that is not JSON makes the query fail; ``detail_rows`` then reads row by
+    row, to name it."""
+    if pg:
+        cells = ", ".join(f"s.result::json #> '{{ledger_detail,setlinfo,{f}}}'"
+                          for f in _SETL_FIELDS)  # fmt: skip
+        return f"json_build_array({cells})::text"
+    paths = ", ".join(f"'$.ledger_detail.setlinfo.{f}'" for f in _SETL_FIELDS)
+    return f"json_extract(s.result, {paths})"
 
 
 def is_national(ledger: Any) -> bool:
@@ -82,32 +101,55 @@ def _setlinfo(result_text: Any) -> dict[str, Any]:
     return setl if isinstance(setl, dict) else {}
 
 
+def _cells_one_by_one(found: Sequence[Sequence[Any]], source: str) -> list[list[Any]]:
+    """The slow path: each whole result decoded here, so a bad one is named."""
+    out = []
+    for r in found:
+        try:
+            s = _setlinfo(r[6])
+        except ValueError as exc:
+            raise ReconcileError(f"journal {source}: the result of {r[0]} is not JSON "
+                                 f"({exc})") from None  # fmt: skip
+        out.append([s.get(f) for f in _SETL_FIELDS])
+    return out
+
+
+def _journal_cells(path: JournalSource, day: dt.date) -> tuple[list[Any], list[list[Any]]]:
+    """The day's rows of one journal and each row's setlinfo fields (``_setl_cells``)."""
+    iso, ymd = day.isoformat(), day.strftime("%Y%m%d")
+    db, source = open_source(path)
+    try:
+        sql = f"SELECT {_DETAIL_COLS}{{}} {_FROM} WHERE {_OF_DAY}"
+        try:
+            found = db.execute(sql.format(_setl_cells(isinstance(db, PgDb))),
+                               (iso, ymd, ymd)).fetchall()  # fmt: skip
+        except Exception as exc:  # sqlite3.OperationalError, psycopg.DataError
+            if not _bad_json(exc):
+                raise
+            found = db.execute(sql.format("s.result"), (iso, ymd, ymd)).fetchall()
+            return found, _cells_one_by_one(found, source)
+    finally:
+        db.close()
+    doc = "[" + ",".join([r[6] or "null" for r in found]) + "]"
+    cells = [c or [None] * len(_SETL_FIELDS) for c in json.loads(doc)]
+    return found, cells
+
+
 def detail_rows(paths: Sequence[JournalSource], day: dt.date) -> list[DetailRow]:
     """The day's settlement lines from the journals' 2102 answers (module docstring)."""
     iso, ymd = day.isoformat(), day.strftime("%Y%m%d")
     rows: list[DetailRow] = []
     for path in paths:
-        db, source = open_source(path)
-        try:
-            found = db.execute(_DETAIL_SQL, (iso, ymd, ymd)).fetchall()
-        finally:
-            db.close()
-        for msgid, state, bdate, result, rev_msgid, rev_id, psn_no in found:
-            if msgid is None or state not in ("settled", "reversed"):
-                continue
-            try:
-                s = _setlinfo(result)
-            except ValueError as exc:
-                raise ReconcileError(f"journal {source}: the result of {msgid} is not JSON "
-                                     f"({exc})") from None  # fmt: skip
-            if not s.get("setl_id"):
-                continue  # not a national settlement (or its answer was not kept)
+        found, cells = _journal_cells(path, day)
+        for (msgid, state, bdate, rev_msgid, rev_id, psn_no, _), c in zip(found, cells,
+                                                                         strict=True):
+            if msgid is None or state not in ("settled", "reversed") or not c[0]:
+                continue  # no claim, or not a national settlement (or its answer not kept)
+            setl_id, mdtrt_id, psn, medfee, fund, acct, insutype, clr_type, optins = c
             fwd = DetailRow(
-                msgid, str(s["setl_id"]), str(s.get("mdtrt_id") or ""),
-                str(s.get("psn_no") or psn_no or ""), int(s.get("medfee_sumamt", 0)),
-                int(s.get("fund_pay_sumamt", 0)), int(s.get("acct_pay", 0)), "0",
-                str(s.get("insutype") or ""), str(s.get("clr_type") or ""),
-                str(s.get("clr_optins") or ""),
+                msgid, str(setl_id), str(mdtrt_id or ""), str(psn or psn_no or ""),
+                int(medfee or 0), int(fund or 0), int(acct or 0), "0", str(insutype or ""),
+                str(clr_type or ""), str(optins or ""),
             )  # fmt: skip
             if bdate == iso:
                 rows.append(fwd)
@@ -119,7 +161,7 @@ def detail_rows(paths: Sequence[JournalSource], day: dt.date) -> list[DetailRow]
     return rows
 
 
-def _totals_notes(ledger: Any, rows: Sequence[DetailRow], day: dt.date) -> list[Note]:
+def totals_notes(ledger: Any, rows: Sequence[DetailRow], day: dt.date) -> list[Note]:
     """3201 per (insutype, clr_type, clearing institution); a ``break_3201`` note where not 平."""
     groups: dict[tuple[str, str, str], list[DetailRow]] = {}
     for r in rows:
@@ -150,28 +192,43 @@ def _totals_notes(ledger: Any, rows: Sequence[DetailRow], day: dt.date) -> list[
     return notes
 
 
-def detail_results(ledger: Any, rows: Sequence[DetailRow], day: dt.date, code: str
-                   ) -> list[ResultRow]:  # fmt: skip
-    """Write, zip, 9101, 3202, 9102, read: the platform's per-row verdicts."""
-    name = f"{code}_{day:%Y%m%d}_3202"
-    content = daybook.zipped(name, daybook.detail_text(rows))
-    file_qury_no = ledger.upload_file(f"{name}.zip", content)
+def detail_file_name(code: str, day: dt.date) -> str:
+    """The day's 3202 file name, without its ``.txt``/``.zip``."""
+    return f"{code}_{day:%Y%m%d}_3202"
+
+
+def detail_request(ledger: Any, rows: Sequence[DetailRow], day: dt.date, file_qury_no: str
+                   ) -> dict[str, Any]:  # fmt: skip
+    """3202's input (表148): the uploaded file's number and the file's own totals."""
     medfee = sum(r.medfee_sumamt for r in rows)
     fund = sum(r.fund_pay_sumamt for r in rows)
     acct = sum(r.acct_pay for r in rows)
     refd = "1" if any(r.refd_setl_flag == "1" for r in rows) else "0"
-    data = {
+    return {
         "setl_optins": ledger.settings.mdtrtarea_admvs, "file_qury_no": file_qury_no,
         "stmt_begndate": day.isoformat(), "stmt_enddate": day.isoformat(),
         "medfee_sumamt": yuan_of(medfee), "fund_pay_sumamt": yuan_of(fund),
         "cash_payamt": yuan_of(medfee - fund - acct), "fixmedins_setl_cnt": len(rows),
         "clr_type": "", "refd_setl_flag": refd, "fixmedins_refd_setl_flag": refd,
     }  # fmt: skip
-    result_no, filename = ledger.detail_check(data)
+
+
+def read_results(content: bytes) -> list[ResultRow]:
+    """The fetched 3202 result file, every row; unreadable: ``ReconcileError``."""
     try:
-        return list(daybook.read_result(ledger.download_file(result_no, filename)))
+        return list(daybook.read_result(content))
     except daybook.DaybookError as exc:
         raise ReconcileError(f"the platform's 3202 result cannot be read: {exc}") from None
+
+
+def detail_results(ledger: Any, rows: Sequence[DetailRow], day: dt.date, code: str
+                   ) -> list[ResultRow]:  # fmt: skip
+    """Write, zip, 9101, 3202, 9102, read: the platform's per-row verdicts."""
+    name = detail_file_name(code, day)
+    content = daybook.zipped(name, daybook.detail_text(rows))
+    file_qury_no = ledger.upload_file(f"{name}.zip", content)
+    result_no, filename = ledger.detail_check(detail_request(ledger, rows, day, file_qury_no))
+    return read_results(ledger.download_file(result_no, filename))
 
 
 def _centre_entry(r: ResultRow, day: str, terminal: str) -> Entry:
@@ -270,12 +327,26 @@ def reconcile_national(
     resolved: list[str] = []
     if resolve:
         resolved += resolve_settling(paths, ledger, code)
+    side, rows = read_day(paths, day)
+    notes = totals_notes(ledger, rows, day)
+    results = detail_results(ledger, rows, day, code)
+    return match_day(day, paths, code, side, rows, results, notes, resolved)
+
+
+def read_day(paths: Sequence[JournalSource], day: dt.date) -> tuple[JournalSide, list[DetailRow]]:
+    """Step 1: the journals' side of the day, and its detail lines."""
     side = JournalSide()
     for p in paths:
         read_journal(p, day, side)
-    rows = detail_rows(paths, day)
-    notes = _totals_notes(ledger, rows, day)
-    results = detail_results(ledger, rows, day, code)
+    return side, detail_rows(paths, day)
+
+
+def match_day(
+    day: dt.date, paths: Sequence[JournalSource], code: str, side: JournalSide,
+    rows: Sequence[DetailRow], results: Sequence[ResultRow], notes: list[Note],
+    resolved: list[str],
+) -> Reconciliation:  # fmt: skip
+    """Step 4: the verdicts as the centre's side, matched with the journals' side."""
     iso = day.isoformat()
     centre_only = {r.msgid for r in results if r.stmt_rslt == "1" and r.msgid}
     for source, r in side.unknown:
@@ -287,14 +358,13 @@ def reconcile_national(
             resolved.append(msgid)
     side.unknown = []
     ledger_entries, more = ledger_side(side, rows, results, iso)
-    notes += more
     missing = {e.msgid for e in ledger_entries} - {e.msgid for e in side.entries}
     states = dict(side.states)
     states.update(_states_of(paths, missing))
     rec = reconcile(
         day, side.entries, ledger_entries, pharmacy_code=code,
         journal_terminals=side.terminals, journal_states=states, resolved=resolved,
-        notes=notes,
+        notes=notes + more,
     )  # fmt: skip
     return _with_actions(rec, paths)
 
