@@ -37,6 +37,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from pos_plugin.gcpause import gc_paused
 from pos_plugin.journal.journal import Journal
 from pos_plugin.journal.postgres import PgDb
 from pos_plugin.journal.sources import JournalSource, of_pharmacy, open_source, shared_of
@@ -319,7 +320,16 @@ def reconcile_national(
     *,
     resolve: bool = True,
 ) -> Reconciliation:
-    """One business day of a store against the national platform (module docstring)."""
+    """One business day of a store against the national platform (module docstring).
+
+    With the cyclic GC paused (``gcpause``): a day builds ~10^6 small objects that form
+    no cycles, and each collection would rescan them all (a third of the time at 10^5)."""
+    with gc_paused():
+        return _reconcile_national(day, journal_paths, ledger, pharmacy_code, resolve)
+
+
+def _reconcile_national(day: dt.date, journal_paths: Sequence[JournalSource], ledger: Any,
+                        pharmacy_code: str | None, resolve: bool) -> Reconciliation:  # fmt: skip
     if not journal_paths:
         raise ReconcileError("give at least one journal file")
     code = pharmacy_code or ledger.settings.fixmedins_code

@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 from pos_plugin.ledger.nhsa import envelope as env
 from pos_plugin.ledger.nhsa.amounts import (
     AmountError,
+    _decimal,
     count_of,
     fen_from_yuan,
     price_of,
     unit_price_yuan,
     yuan_of,
+    yuan_text,
 )
 
 FEN = st.integers(min_value=-(10**16) + 1, max_value=10**16 - 1)
@@ -62,6 +64,46 @@ def test_accepted(value: object, fen: int) -> None:
 def test_refused(value: object) -> None:
     with pytest.raises(AmountError):
         fen_from_yuan(value)
+
+
+def _by_decimal(value: str) -> int | str:
+    try:
+        return int(_decimal(value, 16, 2, "a").scaleb(2))
+    except AmountError:
+        return "refused"
+
+
+def _by_integers(value: str) -> int | str:
+    try:
+        return fen_from_yuan(value, "a")
+    except AmountError:
+        return "refused"
+
+
+YUAN_TEXT = st.text(alphabet="0123456789.+- \t٣", max_size=20) | st.builds(
+    lambda sign, whole, dec, pad: f"{pad}{sign}{whole}{dec}{pad}",
+    st.sampled_from(["", "-", "+"]), st.integers(0, 10**15).map(str),
+    st.sampled_from(["", "."]) | st.text("0123456789", max_size=5).map(lambda d: "." + d),
+    st.sampled_from(["", " ", "\t"]),
+)  # fmt: skip
+
+
+@given(YUAN_TEXT)
+def test_yuan_text_read_by_integers_is_what_decimal_reads(value: str) -> None:
+    """The fast path for plain text (_FEN_TEXT) gives the Decimal path's fen or refusal."""
+    assert _by_integers(value) == _by_decimal(value)
+
+
+@given(FEN)
+def test_yuan_text_is_the_decimal_yuan_written_out(fen: int) -> None:
+    assert yuan_text(fen) == str(yuan_of(fen))
+    assert fen_from_yuan(yuan_text(fen)) == fen
+
+
+def test_yuan_text_refuses_what_is_not_fen() -> None:
+    for bad in (True, 1.5, "12"):
+        with pytest.raises(AmountError):
+            yuan_text(bad)  # type: ignore[arg-type]
 
 
 def test_counts_and_prices_have_their_own_precision() -> None:

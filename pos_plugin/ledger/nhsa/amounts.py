@@ -15,6 +15,11 @@ import re
 from decimal import Decimal
 
 _PLAIN = re.compile(r"^[+-]?(\d+)(?:\.(\d*))?$")
+# Yuan text that is whole fen within 16,2 on its face: at most 14 integer digits and two
+# decimals (trailing zeros aside). ``fen_from_yuan`` reads it by integers (exactly what
+# the ``Decimal`` path gives; tests/nhsa/test_amounts.py holds the two equal), because a
+# day's 3202 result file is three amounts a row, 10^5 rows; anything else, the full path.
+_FEN_TEXT = re.compile(r"\s*([+-]?)(\d{1,14})(?:\.(\d{0,2})0*)?\s*")
 FEN = Decimal("0.01")
 
 
@@ -58,6 +63,10 @@ def fen_from_yuan(value: object, what: str = "amount") -> int:
     Negative values are kept (a 2103 answer carries them); ``1.234`` is refused, while
     ``1.230`` is a whole fen and accepted.
     """
+    if type(value) is str and (m := _FEN_TEXT.fullmatch(value)) is not None:
+        sign, whole, cents = m.groups()
+        fen = int(whole) * 100 + int((cents or "").ljust(2, "0"))
+        return -fen if sign == "-" else fen
     return int(_decimal(value, 16, 2, what).scaleb(2))
 
 
@@ -66,6 +75,14 @@ def yuan_of(fen: int) -> Decimal:
     if isinstance(fen, bool) or not isinstance(fen, int):
         raise AmountError(f"fen must be an int, not {type(fen).__name__}")
     return (Decimal(fen) / 100).quantize(FEN)
+
+
+def yuan_text(fen: int) -> str:
+    """``str(yuan_of(fen))`` by integers: 1230 -> "12.30", -5 -> "-0.05" (a file's cell)."""
+    if isinstance(fen, bool) or not isinstance(fen, int):
+        raise AmountError(f"fen must be an int, not {type(fen).__name__}")
+    whole, cents = divmod(abs(fen), 100)
+    return f"{'-' if fen < 0 else ''}{whole}.{cents:02d}"
 
 
 def count_of(value: object, what: str = "cnt") -> Decimal:

@@ -23,7 +23,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from pos_plugin.ledger.nhsa.amounts import AmountError, fen_from_yuan, yuan_of
+from pos_plugin.ledger.nhsa.amounts import AmountError, fen_from_yuan, yuan_text
 
 DETAIL_COLUMNS = ("setl_id", "mdtrt_id", "psn_no", "medfee_sumamt", "fund_pay_sumamt",
                   "acct_pay", "refd_setl_flag")  # fmt: skip
@@ -82,8 +82,8 @@ def detail_text(rows: Iterable[DetailRow]) -> bytes:
     """The 3202 upload file's bytes (module docstring)."""
     out = []
     for r in sorted(rows, key=lambda r: (r.msgid, r.refd_setl_flag)):
-        cells = (r.setl_id, r.mdtrt_id, r.psn_no, str(yuan_of(r.medfee_sumamt)),
-                 str(yuan_of(r.fund_pay_sumamt)), str(yuan_of(r.acct_pay)), r.refd_setl_flag)
+        cells = (r.setl_id, r.mdtrt_id, r.psn_no, yuan_text(r.medfee_sumamt),
+                 yuan_text(r.fund_pay_sumamt), yuan_text(r.acct_pay), r.refd_setl_flag)
         out.append("\t".join(_cell(c) for c in cells) + "\n")
     return "".join(out).encode("utf-8")
 
