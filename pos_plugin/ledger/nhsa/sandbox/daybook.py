@@ -33,7 +33,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pos_plugin.ledger.nhsa.sandbox import wire
-from pos_plugin.ledger.nhsa.sandbox.wire import F, Refused, fen_of, yuan
+from pos_plugin.ledger.nhsa.sandbox.wire import F, Refused, fen_of, yuan, yuan_text
 
 if TYPE_CHECKING:
     from pos_plugin.ledger.nhsa.sandbox.platform import Env, Platform
@@ -220,20 +220,20 @@ def detail(platform: Platform, env: Env) -> str:
                           f"{w}.file_qury_no") from None
         c = centre.get(setl_id)
         if c is None or setl_id in seen:
-            out.append([psn_no, mdtrt_id, setl_id, "", "2", flag, "医药机构多", *map(
-                str, map(yuan, mine))])
+            out.append([psn_no, mdtrt_id, setl_id, "", "2", flag, "医药机构多",
+                        *map(yuan_text, mine)])
             continue
         seen.add(setl_id)
         cflag = "1" if c[6] == "reversal" else "0"
         theirs = (int(c[3]), int(c[4]), int(c[5]))
         same = theirs == mine and cflag == (flag or "0") and c[1] == mdtrt_id and c[2] == psn_no
         out.append([c[2], c[1], setl_id, c[7], "0" if same else "3", cflag,
-                    "对平" if same else "数据不一致", *map(str, map(yuan, theirs))])
+                    "对平" if same else "数据不一致", *map(yuan_text, theirs)])
     for setl_id, c in centre.items():
         if setl_id not in seen:
             cflag = "1" if c[6] == "reversal" else "0"
             out.append([c[2], "", "", c[7], "1", cflag, "中心多",
-                        *(str(yuan(int(c[i]))) for i in (3, 4, 5))])
+                        *(yuan_text(int(c[i])) for i in (3, 4, 5))])
     text = "".join("\t".join(_t(v) for v in r) + "\n" for r in out)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
