@@ -77,7 +77,7 @@ def _setl_cells(pg: bool) -> str:
 
     Why: a journaled result is ~4 KB (receipt, detail, cut lines) of which a detail line
     needs nine values; the database parses each document once in C, and Python gets a
-    ~200-byte array instead of decoding every whole document (3x faster at 10^5 rows).
+    ~200-byte array instead of decoding every whole document (a fifth of the CPU).
     A result that is not JSON makes the query fail; ``detail_rows`` then reads row by
     row, to name it."""
     if pg:
