@@ -25,8 +25,8 @@ from typing import IO
 
 from pos_plugin.reconcile.matching import Entry
 
-MEMORY_ROWS = 150_000  # entries one side keeps in memory before it spills a sorted run
-_BLOCK = 2_048  # entries per marshal block: what a run holds in memory while merged
+MEMORY_ROWS = 64_000  # entries one side keeps in memory before it spills a sorted run (~60 MB)
+_BLOCK = 512  # entries per marshal block: what a run holds in memory while merged
 _MSGID = itemgetter(0)
 
 
