@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ from pos_plugin.reconcile.matching import (
     Legs,
     Note,
     Reconciliation,
+    Tally,
     conclude,
     norm_legs,
     walk,
@@ -630,7 +632,7 @@ def reconcile_day(
     resolve: bool = True,
     statement: Statement | CompactStatement | None = None,
     keep_balanced: bool = True,
-    memory_rows: int = MEMORY_ROWS,
+    memory_rows: int | None = None,
 ) -> Reconciliation:
     """Reconcile one business day of a store (every given till) against the ledger.
 
@@ -639,12 +641,16 @@ def reconcile_day(
     ``resolve=False`` leaves ``settling`` rows as they are (nothing written).
 
     Both sides are put in msgid order (``MsgidOrder``: up to ``memory_rows`` entries a
-    side in memory, sorted runs on disk past that) and walked side by side once, so the
-    memory needed does not grow with the day. ``keep_balanced=False`` drops each
-    balanced pair once counted (``Reconciliation.balanced_pairs`` is then empty: the
-    totals, breaks and digest are the same); with it, the pairs are kept for the
-    per-msgid details (CSV, ``as_dict(details=True)``).
+    side in memory, sorted runs on disk past that) and walked side by side once.
+    ``keep_balanced=False`` drops each balanced pair once counted
+    (``Reconciliation.balanced_pairs`` is then empty; totals, breaks and digest are the
+    same), and the memory needed does not grow with the day (``memory_rows`` defaults to
+    ``MEMORY_ROWS``). With the pairs kept (the default: the per-msgid details of the CSV
+    and ``as_dict(details=True)``) the day is held anyway, so by default nothing is
+    spilled.
     """
+    if memory_rows is None:
+        memory_rows = sys.maxsize if keep_balanced else MEMORY_ROWS
     with gc_paused():
         return _reconcile_day(
             day, journal_paths, ledger, pharmacy_code, resolve, statement, keep_balanced,
@@ -653,7 +659,7 @@ def reconcile_day(
 
 
 def _read_statement(
-    ledger: Any, code: str, day: dt.date, into: MsgidOrder
+    ledger: Any, code: str, day: dt.date, into: Callable[[list[Entry]], None]
 ) -> dict[str, Any]:
     """The day's statement into ``into`` as entries, a page at a time when the client can
     (``statement_compact_pages``); else whole (``statement_compact``, or ``statement``
@@ -661,7 +667,7 @@ def _read_statement(
     iso = day.isoformat()
     pages = getattr(ledger, "statement_compact_pages", None)
     if pages is not None:
-        totals: StatementTotals = pages(code, day, lambda rows: into.extend(rows_entries(rows, iso)))
+        totals: StatementTotals = pages(code, day, lambda rows: into(rows_entries(rows, iso)))
         return totals.model_dump()
     read = getattr(ledger, "statement_compact", None)
     whole: Statement | CompactStatement = (
@@ -670,9 +676,22 @@ def _read_statement(
     return _statement_into(whole, into)
 
 
-def _statement_into(statement: Statement | CompactStatement, into: MsgidOrder) -> dict[str, Any]:
-    into.extend(statement_entries(statement))
+def _statement_into(
+    statement: Statement | CompactStatement, into: Callable[[list[Entry]], None]
+) -> dict[str, Any]:
+    into(statement_entries(statement))
     return statement.totals.model_dump()
+
+
+def _counted_into(order: MsgidOrder, tally: Tally) -> Callable[[list[Entry]], None]:
+    """Where a reader hands each chunk of one side: summed into the side's totals, then
+    put in msgid order for the walk."""
+
+    def add(chunk: list[Entry]) -> None:
+        tally.add(chunk)
+        order.extend(chunk)
+
+    return add
 
 
 # How far before the start of a reconciliation a booking may be and still be taken for
@@ -710,26 +729,28 @@ def _reconcile_day(
     if resolve:
         resolved += resolve_settling(journal_paths, ledger, code)
     iso = day.isoformat()
+    j_tally, l_tally = Tally(iso), Tally(iso)
     with MsgidOrder(memory_rows) as j_side, MsgidOrder(memory_rows) as l_side:
+        j_into, l_into = _counted_into(j_side, j_tally), _counted_into(l_side, l_tally)
         # The statement is read while the journals are: the ledger builds its pages (and
         # the network carries them) while this thread reads the journals.
         with ThreadPoolExecutor(1, thread_name_prefix="statement") as pool:
             if statement is None:
-                pending = pool.submit(_read_statement, ledger, code, day, l_side)
+                pending = pool.submit(_read_statement, ledger, code, day, l_into)
             else:
-                pending = pool.submit(_statement_into, statement, l_side)
+                pending = pool.submit(_statement_into, statement, l_into)
             side = JournalSide()
             for p in journal_paths:
-                read_journal(p, day, side, into=j_side.extend)
+                read_journal(p, day, side, into=j_into)
             reported = pending.result()
         if resolve:
             resolved += _resolve_unknown(side, ledger, day)
         else:
             for source, r in side.unknown:
                 side.entries.extend(e for e in _row_entries(r, source) if e.business_date == iso)
-        j_side.extend(side.entries)
+        j_into(side.entries)
         side.entries = []
-        walked = walk(iso, j_side, l_side, keep_balanced=keep_balanced)
+        walked = walk(iso, j_side, l_side, j_tally, l_tally, keep_balanced=keep_balanced)
 
     # One-sided msgids: look beyond the day on the other side.
     ledger_only = [m for m, (js, _) in walked.open.items() if not js]

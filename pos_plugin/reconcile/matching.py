@@ -486,7 +486,11 @@ def reconcile(
     """
     day = date.isoformat() if isinstance(date, dt.date) else date
     with gc_paused():  # ~10^5 small objects and no cycles: see pos_plugin.gcpause
-        walked = walk(day, sorted(journal, key=_MSGID), sorted(ledger, key=_MSGID))
+        j_list, l_list = sorted(journal, key=_MSGID), sorted(ledger, key=_MSGID)
+        j_tally, l_tally = Tally(day), Tally(day)
+        j_tally.add(j_list)
+        l_tally.add(l_list)
+        walked = walk(day, j_list, l_list, j_tally, l_tally)
     return conclude(
         walked,
         pharmacy_code=pharmacy_code,
@@ -526,18 +530,21 @@ def walk(
     day: str,
     journal: Iterable[Entry],
     ledger: Iterable[Entry],
+    journal_tally: Tally,
+    ledger_tally: Tally,
     *,
     keep_balanced: bool = True,
 ) -> Walked:
-    """One pass over both sides, each in msgid order (a merge join): totals of the day's
-    entries, the balanced msgids counted, every other msgid kept in ``Walked.open``.
+    """One pass over both sides, each in msgid order (a merge join): the balanced msgids
+    counted, every other msgid kept in ``Walked.open``. The totals are the tallies the
+    caller filled while it read each side (``Tally.add``, a chunk at a time).
 
     A side out of msgid order is a fault of its reader: ``ValueError``, never a
     silently wrong result.
     """
-    walked = Walked(day, Tally(day), Tally(day))
-    j_runs = _by_msgid(walked.journal_tally.counted(journal), "journal")
-    l_runs = _by_msgid(walked.ledger_tally.counted(ledger), "ledger")
+    walked = Walked(day, journal_tally, ledger_tally)
+    j_runs = _by_msgid(journal, "journal")
+    l_runs = _by_msgid(ledger, "ledger")
     keep = walked.balanced.append if keep_balanced else None
     opened = walked.open
     balanced = 0
@@ -665,35 +672,21 @@ def conclude(
 
 _MSGID = itemgetter(0)
 _AMOUNTS = (itemgetter(4), itemgetter(5), itemgetter(6), itemgetter(7))  # total, 3 funds
-_TALLY_BATCH = 8_192
 
 
 class Tally:
     """Running totals of one side's entries booked on ``day``: (terminal, kind) ->
     [count, total, personal, mutual aid, cash], and per hour [sales count, sales amount].
 
-    ``counted`` passes the entries through unchanged and adds them up a batch at a
-    time: each batch is grouped by (terminal, kind, hour) in one pass, and each group
-    summed by ``sum`` in C. Only the sums stay, so the totals of any day take the
-    same memory.
+    Entries are added a chunk at a time (``add``, as a reader hands them over): each
+    chunk is grouped by (terminal, kind, hour) in one pass, and each group summed by
+    ``sum`` in C. Only the sums stay, so the totals of any day take the same memory.
     """
 
     def __init__(self, day: str) -> None:
         self.day = day
         self.acc: dict[tuple[str, str], list[int]] = {}
         self.hours = [[0, 0] for _ in range(24)]
-
-    def counted(self, entries: Iterable[Entry]) -> Iterator[Entry]:
-        batch: list[Entry] = []
-        add = batch.append
-        for e in entries:
-            add(e)
-            yield e
-            if len(batch) >= _TALLY_BATCH:
-                self.add(batch)
-                batch = []
-                add = batch.append
-        self.add(batch)
 
     def add(self, entries: Iterable[Entry]) -> None:
         day = self.day

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pos_plugin.reconcile.day import reconcile_day
-from pos_plugin.reconcile.matching import Entry, Reconciliation, reconcile, walk
+from pos_plugin.reconcile.matching import Entry, Reconciliation, Tally, reconcile, walk
 from pos_plugin.reconcile.msgid_order import MsgidOrder
 
 from .conftest import Seeded
@@ -48,14 +48,17 @@ def test_msgid_order_sorts_across_spilled_runs_and_keeps_duplicates_in_arrival_o
 def test_walk_refuses_a_side_out_of_msgid_order() -> None:
     a, b = _entry("M002", 1), _entry("M001", 1)
     with pytest.raises(ValueError, match="not in msgid order"):
-        walk("2024-05-20", [a, b], [b, a])
+        walk("2024-05-20", [a, b], [b, a], Tally("2024-05-20"), Tally("2024-05-20"))
 
 
 def test_walk_counts_balanced_pairs_without_keeping_them() -> None:
     same = [_entry(f"M{i:03d}", i + 1) for i in range(5)]
-    walked = walk("2024-05-20", same, same, keep_balanced=False)
+    tally = Tally("2024-05-20")
+    tally.add(same[:2])  # a chunk at a time, as readers hand them over
+    tally.add(same[2:])
+    assert tally.acc == {("T01", "sale"): [5, 15, 15, 0, 0]}
+    walked = walk("2024-05-20", same, same, tally, tally, keep_balanced=False)
     assert walked.balanced_count == 5 and walked.balanced == [] and walked.open == {}
-    assert walked.journal_tally.acc == walked.ledger_tally.acc == {("T01", "sale"): [5, 15, 15, 0, 0]}
     # the pure entry point (any order) agrees
     rec = reconcile("2024-05-20", reversed(same), same)
     assert rec.balanced and rec.balanced_count == 5 and rec.journal.sales_count == 5
