@@ -341,7 +341,7 @@ def memory(sizes: list[int], chain: int) -> None:
     if chain:
         jobs.append((f"chain day of {chain:,} rows ({stores} stores x 10 tills)",
                      [chain // stores] * stores))  # fmt: skip
-    world = world_of(max(len(sizes), stores if chain else 0))
+    world = world_of(len(sizes) + (stores if chain else 0))
     with tempfile.TemporaryDirectory(prefix="bench-reconcile-mem-") as tmp, fresh_database() as url:
         work = Path(tmp)
         t0 = time.perf_counter()
