@@ -1,62 +1,95 @@
-"""Benchmark: reconcile a store day of 100,000 settlements across 10 tills.
+"""Benchmark: reconciliation's time against reading both sides' raw bytes, and its peak
+memory against the day's size.
 
-Prints the reconcile time and its ratio against merely reading both sides in the
-same run (the statement's pages through the real sandbox over HTTP, and the ten
-journals), each the best of 3 rounds, with the machine's load average before
-and after. Target: reconcile under 2 s and within 2x of the read-only time.
+Run: ``.venv/bin/python bench/bench_reconcile.py`` (all of it, a few minutes), or
+``... --speed-only`` / ``... --memory-only``; ``--rounds N`` (default 5).
 
-Generating 100,000 real settlements through the sandbox would take minutes, so
-the rows are written directly in their real shapes: the sandbox ledger's
-``entries`` table (then served over HTTP by the real sandbox ledger in its own
-process, as the central ledger is on another machine, and paged by the real
-client) and each till's journal ``sales`` table (state, msgid, plan
-legs, amounts as the agent writes them). 1% of the sales are reversed on both
-sides. Not a test: run ``.venv/bin/python bench/bench_reconcile.py [N] [TILLS]``.
+1. **Speed**: a store day of 100,000 settlements over 10 tills (one SQLite journal
+   each), the statement served over HTTP by the real sandbox ledger in its own
+   process (the central ledger is another machine). Each round measures, in this
+   order: the **raw read** (the floor: the statement's pages as received over HTTP, a
+   plain fetch loop following the ``Link`` header, with the ten journals' rows of the
+   day as stored, ``SELECT *`` with no parsing; the two at once, as reconciliation
+   reads them, and one after the other), then ``reconcile_day`` as the CLI runs it
+   (balanced pairs kept for the details) and with ``keep_balanced=False``. Printed:
+   median and min-max over the rounds, the load average before and after. Target:
+   reconcile < 2 s median and <= 1.5x the raw read (both at once) of the same run.
+2. **Memory**: the shared PostgreSQL journal (a fresh database, seeded with COPY,
+   dropped after): a single store's day of 100,000 / 300,000 / 1,000,000 rows over
+   10 tills, and a chain day of 1,000,000 rows (100 stores x 10 tills, reconciled
+   store by store), each reconciled in a fresh process with ``keep_balanced=False``;
+   printed: the process's peak RSS, its RSS after imports (the floor), the time.
+   Target: peak < 300 MB whatever the day's size.
+
+Rows are written directly in their real shapes (the sandbox's ``entries``, the tills'
+``sales``; 100,000 real settlements would take minutes). 1% of the sales are
+reversed on both sides. Not a test.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
 import random
+import re
 import sqlite3
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
+import urllib3
 from sandbox_proc import sandbox_process
 
 from pos_plugin.journal.journal import SHANGHAI, Journal
 from pos_plugin.ledger.own.client import HttpLedgerClient
 from pos_plugin.ledger.own.sandbox.store import Store
-from pos_plugin.reconcile.day import JournalSide, read_journal, reconcile_day, statement_entries
-from pos_plugin.reconcile.matching import reconcile
-from pos_plugin.world import load_world
+from pos_plugin.reconcile.day import reconcile_day
+from pos_plugin.world import World, WorldPharmacy, load_world
 
 DAY = dt.date(2024, 5, 20)
+PG_ADMIN = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+LEDGER_COLS = (
+    "entry_id, msgid, kind, pharmacy_code, terminal_id, operator, patient_psn_no, "
+    "original_id, status, total, personal_account, mutual_aid, cash, proxy, created_at, "
+    "business_date, legs, balances_after, lines, reason"
+)
+SALES_COLS = (
+    "sale_ref, request_hash, state, msgid, settlement_id, business_date, created_at, "
+    "updated_at, terminal_id, patient_psn_no, total, account_payable, personal_account, "
+    "mutual_aid, cash, plan, reversal_msgid"
+)
 
 
-def generate(work: Path, n: int, tills: int) -> tuple[str, list[str], str, str]:
-    world = load_world()
-    ph = world.pharmacies[0]
-    db = str(work / "ledger.sqlite3")
-    Store(db).init(world)
-    rnd = random.Random(7)
+# --------------------------------------------------------------------------- the day
+
+
+def day_rows(
+    code: str, n: int, tills: int, seed: int = 7
+) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+    """A store's day in batches: (ledger entries rows, journal sales rows)."""
+    rnd = random.Random(seed)
     persons = [f"110000000000{i:08d}" for i in range(1, 2001)]
-    ledger_rows, journal_rows = [], {f"T{t:02d}": [] for t in range(1, tills + 1)}
     start = dt.datetime(DAY.year, DAY.month, DAY.day, 8, 0, tzinfo=SHANGHAI)
     span = 14 * 3600
     per_second: dict[str, int] = {}
+    ledger: list[tuple[Any, ...]] = []
+    journal: list[tuple[Any, ...]] = []
     for i in range(n):
         till = f"T{i % tills + 1:02d}"
         t = start + dt.timedelta(seconds=span * i / n)
         stamp = t.strftime("%Y%m%d%H%M%S")
         seq = per_second.get(stamp, 0)
         per_second[stamp] = seq + 1
-        msgid = f"{ph.code}{stamp}{seq:04d}"
+        msgid = f"{code}{stamp}{seq:04d}"
         total = rnd.randint(100, 50_000)
         psn = rnd.choice(persons)
         pa = rnd.randint(0, total)
@@ -72,110 +105,303 @@ def generate(work: Path, n: int, tills: int) -> tuple[str, list[str], str, str]:
                          "payer_psn_no": payer, "amount": ma, "binding_id": "BND-0001"})  # fmt: skip
         reversed_ = rnd.random() < 0.01
         created = t.isoformat(timespec="milliseconds")
-        sid = f"STL{i:021d}"
-        ledger_rows.append((sid, msgid, "sale", ph.code, till, "op", psn, None,
-                            "reversed" if reversed_ else "settled", total, pa, ma, cash, 0,
-                            created, DAY.isoformat(), json.dumps(legs), "{}", "[]", ""))  # fmt: skip
+        sid = f"STL{code}{i:09d}"
+        ledger.append((sid, msgid, "sale", code, till, "op", psn, None,
+                       "reversed" if reversed_ else "settled", total, pa, ma, cash, 0,
+                       created, DAY.isoformat(), json.dumps(legs), "{}", "[]", ""))  # fmt: skip
         rmsgid = None
         if reversed_:
             rt = t + dt.timedelta(minutes=5)
             rstamp = rt.strftime("%Y%m%d%H%M%S")
             rseq = per_second.get(rstamp, 0) + 5000
             per_second[rstamp] = per_second.get(rstamp, 0) + 1
-            rmsgid = f"{ph.code}{rstamp}{rseq:04d}"
-            ledger_rows.append((f"REV{i:021d}", rmsgid, "reversal", ph.code, till, "op", psn, sid,
-                                "settled", -total, -pa, -ma, -cash, 0,
-                                rt.isoformat(timespec="milliseconds"), DAY.isoformat(),
-                                json.dumps(legs), "{}", "[]", "returned"))  # fmt: skip
+            rmsgid = f"{code}{rstamp}{rseq:04d}"
+            ledger.append((f"REV{code}{i:09d}", rmsgid, "reversal", code, till, "op", psn, sid,
+                           "settled", -total, -pa, -ma, -cash, 0,
+                           rt.isoformat(timespec="milliseconds"), DAY.isoformat(),
+                           json.dumps(legs), "{}", "[]", "returned"))  # fmt: skip
         plan = {"total": total, "account_payable": pa + ma, "cash": cash, "cash_only": 0,
                 "legs": legs, "skipped": [], "notices": []}  # fmt: skip
-        journal_rows[till].append((f"S{i}", "h", "reversed" if reversed_ else "settled", msgid,
-                                   sid, DAY.isoformat(), t.isoformat(), t.isoformat(), till, psn,
-                                   total, pa + ma, pa, ma, cash, json.dumps(plan), rmsgid))  # fmt: skip
-    con = sqlite3.connect(db)
-    con.executemany(
-        "INSERT INTO entries (entry_id, msgid, kind, pharmacy_code, terminal_id, operator, "
-        "patient_psn_no, original_id, status, total, personal_account, mutual_aid, cash, proxy, "
-        "created_at, business_date, legs, balances_after, lines, reason) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        ledger_rows,
+        journal.append((f"S{i}", "h", "reversed" if reversed_ else "settled", msgid, sid,
+                        DAY.isoformat(), t.isoformat(), t.isoformat(), till, psn, total,
+                        pa + ma, pa, ma, cash, json.dumps(plan), rmsgid))  # fmt: skip
+        if len(journal) >= 50_000:
+            yield ledger, journal
+            ledger, journal = [], []
+    yield ledger, journal
+
+
+def world_of(stores: int) -> World:
+    """The embedded world with ``stores`` pharmacies (the first is the embedded one's)."""
+    world = load_world()
+    first = world.pharmacies[0]
+    more = [
+        WorldPharmacy(code=f"H110105{i:05d}", name=f"{first.name} {i}", region=first.region,
+                 api_token=f"bench-token-{i:05d}")
+        for i in range(2, stores + 1)
+    ]
+    return world.model_copy(update={"pharmacies": [first, *more]})
+
+
+def new_ledger(path: Path, world: World) -> sqlite3.Connection:
+    Store(str(path)).init(world)
+    return sqlite3.connect(path)
+
+
+def insert_ledger(con: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    con.executemany(f"INSERT INTO entries ({LEDGER_COLS}) VALUES ({','.join('?' * 20)})", rows)
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+def spread(xs: list[float]) -> str:
+    return f"median {statistics.median(xs):.2f} s (min-max {min(xs):.2f}-{max(xs):.2f})"
+
+
+def raw_statement(base: str, code: str, token: str) -> int:
+    """The statement's pages as received: a plain fetch loop following ``Link``; bytes."""
+    pool = urllib3.PoolManager()
+    headers = {"Authorization": f"Bearer {token}"}
+    url: str | None = (
+        f"{base}/v1/statements/{code}/{DAY.isoformat()}?page=1&page_size=10000&after=0"
+        "&format=compact"
     )
-    con.commit()
-    con.close()
-    paths = []
-    for till, rows in journal_rows.items():
-        path = work / f"journal-{till}.sqlite3"
-        Journal(path, hmac_key=b"k", pharmacy_code=ph.code, terminal_id=till).close()
-        jc = sqlite3.connect(path)
-        jc.executemany(
-            "INSERT INTO sales (sale_ref, request_hash, state, msgid, settlement_id, "
-            "business_date, created_at, updated_at, terminal_id, patient_psn_no, total, "
-            "account_payable, personal_account, mutual_aid, cash, plan, reversal_msgid) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            rows,
+    size = 0
+    while url:
+        r = pool.request("GET", url, headers=headers)
+        assert r.status == 200, r.status
+        size += len(r.data)
+        m = re.search(r'<([^>]*)>;\s*rel="?next', r.headers.get("Link", ""))
+        url = base + m.group(1) if m else None
+    pool.clear()
+    return size
+
+
+def raw_journals(paths: list[str]) -> int:
+    """The journals' rows of the day as stored: ``SELECT *``, no parsing; rows."""
+    n = 0
+    for p in paths:
+        con = sqlite3.connect(p)
+        n += len(con.execute("SELECT * FROM sales WHERE business_date = ?", (DAY.isoformat(),)).fetchall())
+        con.close()
+    return n
+
+
+def timed(f: Callable[[], Any]) -> tuple[float, Any]:
+    t = time.perf_counter()
+    got = f()
+    return time.perf_counter() - t, got
+
+
+def speed(rounds: int, n: int = 100_000, tills: int = 10) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-reconcile-") as tmp, ExitStack() as stack:
+        work = Path(tmp)
+        world = world_of(1)
+        ph = world.pharmacies[0]
+        t0 = time.perf_counter()
+        con = new_ledger(work / "ledger.sqlite3", world)
+        per_till: dict[str, list[tuple[Any, ...]]] = {}
+        for led, jr in day_rows(ph.code, n, tills):
+            insert_ledger(con, led)
+            for r in jr:
+                per_till.setdefault(r[8], []).append(r)
+        con.commit()
+        con.close()
+        paths = []
+        for till, rows in sorted(per_till.items()):
+            path = work / f"journal-{till}.sqlite3"
+            Journal(path, hmac_key=b"k", pharmacy_code=ph.code, terminal_id=till).close()
+            with sqlite3.connect(path) as jc:
+                jc.executemany(f"INSERT INTO sales ({SALES_COLS}) VALUES ({','.join('?' * 17)})", rows)
+            paths.append(str(path))
+        del per_till
+        print(f"speed: {n:,} settlements over {tills} tills generated in "
+              f"{time.perf_counter() - t0:.1f} s; {os.cpu_count()} CPUs")  # fmt: skip
+        url = stack.enter_context(sandbox_process(str(work / "ledger.sqlite3")))
+        client = HttpLedgerClient(url, ph.api_token)
+        stack.callback(client.close)
+        raw_both, raw_seq, raw_stmt, raw_jour, full, lean = [], [], [], [], [], []
+        reconcile_day(DAY, paths, client, ph.code)  # warm: imports, the sandbox's caches
+        before = load()
+        pool = ThreadPoolExecutor(1)
+        for _ in range(rounds):
+            t, size = timed(lambda: raw_statement(url, ph.code, ph.api_token))
+            raw_stmt.append(t)
+            tj, rows = timed(lambda: raw_journals(paths))
+            raw_jour.append(tj)
+            raw_seq.append(t + tj)
+
+            def both() -> None:
+                pending = pool.submit(raw_statement, url, ph.code, ph.api_token)
+                raw_journals(paths)
+                pending.result()
+
+            raw_both.append(timed(both)[0])
+            t, rec = timed(lambda: reconcile_day(DAY, paths, client, ph.code))
+            assert rec.balanced, rec.counts
+            full.append(t)
+            t, rec = timed(lambda: reconcile_day(DAY, paths, client, ph.code, keep_balanced=False))
+            assert rec.balanced, rec.counts
+            lean.append(t)
+        pool.shutdown()
+        after = load()
+        led_rows = rec.ledger.sales_count + rec.ledger.reversals_count
+        print(f"  ledger rows {led_rows:,} ({size / 1e6:.1f} MB of compact pages), journal rows "
+              f"{rows:,}; {rounds} rounds; load average (1/5/15 min) {before} before, "
+              f"{after} after")  # fmt: skip
+        print(f"  raw read, both at once (the floor):        {spread(raw_both)}")
+        print(f"  raw read, one after the other:             {spread(raw_seq)}")
+        print(f"    of which the statement's pages:          {spread(raw_stmt)}")
+        print(f"    of which the journals' rows:             {spread(raw_jour)}")
+        print(f"  reconcile_day (pairs kept, as the CLI):    {spread(full)}")
+        print(f"  reconcile_day (keep_balanced=False):       {spread(lean)}")
+        floor = statistics.median(raw_both)
+        med = statistics.median(full)
+        print(f"  ratio reconcile / raw read (medians):      {med / floor:.2f}x "
+              f"(lean {statistics.median(lean) / floor:.2f}x)")  # fmt: skip
+        ok = med < 2.0 and med / floor <= 1.5
+        print(f"  target (< 2 s median, <= 1.5x the raw read): {'met' if ok else 'NOT met'}")
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def peak_rss_mb(field: str = "VmHWM") -> float:
+    """The process's peak resident memory so far, in MB (``field="VmRSS"``: the current
+    one). Linux: /proc/self/status (``getrusage`` would report the parent's peak,
+    inherited across fork); other POSIX: getrusage; Windows: the peak working set."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        m = re.search(rf"^{field}:\s+(\d+) kB", status.read_text(), re.M)
+        if m:
+            return int(m.group(1)) / 1024
+    try:
+        import resource
+    except ImportError:  # Windows
+        import ctypes
+        from ctypes import wintypes
+
+        class Counters(ctypes.Structure):
+            _fields_ = [("cb", wintypes.DWORD), ("PageFaultCount", wintypes.DWORD),
+                        ("PeakWorkingSetSize", ctypes.c_size_t)]  # fmt: skip
+
+        c = Counters()
+        c.cb = ctypes.sizeof(Counters) + 7 * ctypes.sizeof(ctypes.c_size_t)
+        buf = ctypes.create_string_buffer(c.cb)
+        ctypes.windll.psapi.GetProcessMemoryInfo(  # type: ignore[attr-defined]
+            ctypes.windll.kernel32.GetCurrentProcess(), buf, c.cb  # type: ignore[attr-defined]
         )
-        jc.commit()
-        jc.close()
-        paths.append(str(path))
-    return db, paths, ph.code, ph.api_token
+        return Counters.from_buffer_copy(buf[: ctypes.sizeof(Counters)]).PeakWorkingSetSize / 1e6
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024 / 1024 if sys.platform == "darwin" else kb / 1024
+
+
+def child(ledger_url: str, journal_url: str, stores: list[tuple[str, str]]) -> None:
+    """In a fresh process: reconcile each store, print JSON (time, peak RSS, rows)."""
+    base = peak_rss_mb("VmRSS")
+    t = time.perf_counter()
+    rows = 0
+    for code, token in stores:
+        client = HttpLedgerClient(ledger_url, token)
+        try:
+            rec = reconcile_day(DAY, [journal_url], client, code, keep_balanced=False)
+        finally:
+            client.close()
+        assert rec.balanced, (code, rec.counts)
+        rows += rec.journal.sales_count
+    print(json.dumps({"seconds": time.perf_counter() - t, "base_mb": base,
+                      "peak_mb": peak_rss_mb(), "rows": rows}))  # fmt: skip
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new PostgreSQL database for the bench, dropped after; yields its URL."""
+    import psycopg
+
+    name = f"bench_reconcile_{os.getpid()}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+            c.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def memory(sizes: list[int], chain: int) -> None:
+    import psycopg
+
+    stores = 100
+    jobs = [(f"store day of {n:,} rows (10 tills)", [n]) for n in sizes]
+    if chain:
+        jobs.append((f"chain day of {chain:,} rows ({stores} stores x 10 tills)",
+                     [chain // stores] * stores))  # fmt: skip
+    world = world_of(len(sizes) + (stores if chain else 0))
+    with tempfile.TemporaryDirectory(prefix="bench-reconcile-mem-") as tmp, fresh_database() as url:
+        work = Path(tmp)
+        t0 = time.perf_counter()
+        con = new_ledger(work / "ledger.sqlite3", world)
+        Journal(url, hmac_key=b"k", pharmacy_code=world.pharmacies[0].code, terminal_id="T01").close()
+        pg = psycopg.connect(url)
+        assigned: list[tuple[str, list[tuple[str, str]]]] = []
+        next_store = 0
+        for label, ns in jobs:
+            mine = []
+            for n in ns:
+                ph = world.pharmacies[next_store]
+                next_store += 1
+                for led, jr in day_rows(ph.code, n, 10, seed=next_store):
+                    insert_ledger(con, led)
+                    with pg.cursor().copy(f"COPY sales (pharmacy_code, {SALES_COLS}) FROM STDIN") as cp:
+                        for r in jr:
+                            cp.write_row((ph.code, *r))
+                mine.append((ph.code, ph.api_token))
+            assigned.append((label, mine))
+        con.commit()
+        con.close()
+        pg.commit()
+        pg.execute("ANALYZE sales")
+        pg.commit()
+        pg.close()
+        total = sum(sum(ns) for _, ns in jobs)
+        print(f"memory: {total:,} journal rows seeded (COPY) in {time.perf_counter() - t0:.1f} s")
+        peaks = []
+        with sandbox_process(str(work / "ledger.sqlite3")) as ledger_url:
+            for label, mine in assigned:
+                before = load()
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", ledger_url, url, json.dumps(mine)],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                got = json.loads(out.stdout.strip().splitlines()[-1])
+                peaks.append(got["peak_mb"])
+                print(f"  {label:<45} peak RSS {got['peak_mb']:6.0f} MB (after imports "
+                      f"{got['base_mb']:.0f} MB), {got['seconds']:.1f} s; load {before}")  # fmt: skip
+        ok = max(peaks) < 300
+        print(f"  target (peak < 300 MB whatever the day's size): {'met' if ok else 'NOT met'}")
 
 
 def main() -> int:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    tills = int(sys.argv[2]) if len(sys.argv) > 2 else 10
-    rounds = 3
-    with tempfile.TemporaryDirectory(prefix="bench-reconcile-") as tmp, ExitStack() as stack:
-        work = Path(tmp)
-        t0 = time.perf_counter()
-        db, paths, code, token = generate(work, n, tills)
-        print(
-            f"generated {n:,} settlements across {tills} tills in {time.perf_counter() - t0:.1f} s"
-        )
-        # The ledger is central, not on the manager's machine: it runs in its own process.
-        url = stack.enter_context(sandbox_process(db))
-        client = HttpLedgerClient(url, token)
-        try:
-            reads, stmts, recs, matches = [], [], [], []
-            load_before = os.getloadavg()
-            for _ in range(rounds):
-                # Read-only: the statement's pages over HTTP and every journal.
-                t = time.perf_counter()
-                stmt = client.statement_compact(code, DAY)
-                ledger_entries = statement_entries(stmt)
-                stmts.append(time.perf_counter() - t)
-                side = JournalSide()
-                for p in paths:
-                    read_journal(p, DAY, side)
-                reads.append(time.perf_counter() - t)
-                # Matching alone (the pure core) on what was read.
-                t = time.perf_counter()
-                rec = reconcile(DAY, side.entries, ledger_entries, pharmacy_code=code,
-                                reported_ledger_totals=stmt.totals.model_dump())  # fmt: skip
-                matches.append(time.perf_counter() - t)
-                assert rec.balanced, rec.counts
-                # The whole reconciliation, as `pos-plugin reconcile` runs it.
-                t = time.perf_counter()
-                rec = reconcile_day(DAY, paths, client, code)
-                recs.append(time.perf_counter() - t)
-                assert rec.balanced, rec.counts
-            load_after = os.getloadavg()
-            rows = rec.ledger.sales_count + rec.ledger.reversals_count
-            # Best of the rounds: the least disturbed run of each (noise only ever adds time).
-            read, stmt_t, full, match = (min(x) for x in (reads, stmts, recs, matches))
-            print(f"ledger rows {rows:,} ({rec.ledger.reversals_count:,} reversals), "
-                  f"journal rows {rec.journal.sales_count:,}")  # fmt: skip
-            print(f"best of {rounds}; {os.cpu_count()} CPUs; load average (1/5/15 min) "
-                  f"{' '.join(f'{x:.2f}' for x in load_before)} before, "
-                  f"{' '.join(f'{x:.2f}' for x in load_after)} after")  # fmt: skip
-            print(f"read-only (statement pages over HTTP + {tills} journals): {read:.2f} s")
-            print(f"  of which the statement (HTTP pages + entries):      {stmt_t:.2f} s")
-            print(f"  of which matching alone would add:                 {match:.2f} s")
-            print(f"reconcile (read + resolve + match + totals):         {full:.2f} s")
-            print(f"ratio reconcile / read-only:                          {full / read:.2f}x")
-            ok = full < 2.0 and full / read <= 2.0
-            print(f"target (< 2 s and <= 2x read-only): {'met' if ok else 'NOT met'}")
-        finally:
-            client.close()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--speed-only", action="store_true")
+    ap.add_argument("--memory-only", action="store_true")
+    ap.add_argument("--sizes", default="100000,300000,1000000")
+    ap.add_argument("--chain", type=int, default=1_000_000)
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1], [tuple(s) for s in json.loads(args.child[2])])
+        return 0
+    if not args.memory_only:
+        speed(max(5, args.rounds))
+    if not args.speed_only:
+        memory([int(x) for x in args.sizes.split(",") if x], args.chain)
     return 0
 
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -168,6 +168,20 @@ class PgDb:
         with self.conn.cursor(row_factory=tuple_row) as cur:
             row = cur.execute(sql.replace("?", "%s"), params or None).fetchone()
         return None if row is None else row[0]
+
+    def stream(
+        self, sql: str, params: Sequence[Any] = (), size: int = 10_000
+    ) -> Iterator[list[Any]]:
+        """The rows of a query in lists of up to ``size``, from a server-side cursor: a
+        result of any length is never all in this process (a plain ``execute`` keeps
+        the whole result in libpq's memory). Only inside a transaction (``BEGIN``)."""
+        from psycopg.rows import tuple_row
+
+        with self.conn.cursor(name="reconcile_stream", row_factory=tuple_row) as cur:
+            cur.itersize = size
+            cur.execute(sql.replace("?", "%s"), params or None)
+            while rows := cur.fetchmany(size):
+                yield rows
 
     def reopen_if_broken(self) -> None:
         """Only between transactions: a new connection mid-transaction would lose it."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pos_plugin.journal.postgres import SharedJournal, is_postgres_url
+from pos_plugin.journal.postgres import PgDb, SharedJournal, is_postgres_url
 
 # A till's journal file, or a shared PostgreSQL journal (URL text or SharedJournal).
 JournalSource = str | os.PathLike[str] | SharedJournal
@@ -95,3 +96,17 @@ def label_of(source: JournalSource) -> str:
     """How a source is named to the manager: the file's name, or the URL without password."""
     shared = shared_of(source)
     return shared.label if shared is not None else Path(file_of(source)).name
+
+
+def read_chunks(
+    db: Any, sql: str, params: Sequence[Any] = (), size: int = 10_000
+) -> Iterator[list[Any]]:
+    """A query's rows in lists of up to ``size``, never the whole result at once: a
+    SQLite cursor's ``fetchmany``, or a PostgreSQL server-side cursor (``PgDb.stream``,
+    inside the reader's transaction)."""
+    if isinstance(db, PgDb):
+        yield from db.stream(sql, params, size)
+        return
+    cur = db.execute(sql, params)
+    while rows := cur.fetchmany(size):
+        yield rows

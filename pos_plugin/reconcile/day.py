@@ -19,7 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,18 +37,28 @@ from pos_plugin.journal.sources import (
     of_pharmacy,
     open_source,
     pharmacy_codes,
+    read_chunks,
     shared_of,
 )
-from pos_plugin.ledger.own.schemas import CompactStatement, Statement, compact_row
+from pos_plugin.ledger.own.schemas import (
+    CompactRow,
+    CompactStatement,
+    Statement,
+    StatementTotals,
+    compact_row,
+)
 from pos_plugin.reconcile.errors import ReconcileError
 from pos_plugin.reconcile.matching import (
     Entry,
     Legs,
     Note,
     Reconciliation,
+    Tally,
+    conclude,
     norm_legs,
-    reconcile,
+    walk,
 )
+from pos_plugin.reconcile.msgid_order import MEMORY_ROWS, MsgidOrder
 from pos_plugin.sale.service import SaleService, SaleSettings
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -248,13 +259,29 @@ class JournalSide:
     unknown: list[tuple[str, Any]] = field(default_factory=list)  # (source, row) to resolve
 
 
-def read_journal(path: JournalSource, day: dt.date, side: JournalSide | None = None) -> JournalSide:
-    """One till's journal for a business day: sales of the day and reversals made on it."""
+# Rows are read and turned into entries this many at a time, so a reader holds one
+# chunk of raw rows whatever the day's size.
+_CHUNK = 10_000
+
+
+def read_journal(
+    path: JournalSource,
+    day: dt.date,
+    side: JournalSide | None = None,
+    into: Callable[[list[Entry]], None] | None = None,
+) -> JournalSide:
+    """One till's journal for a business day: sales of the day and reversals made on it.
+
+    The entries go to ``side.entries``, or chunk by chunk to ``into`` (a ``MsgidOrder``'s
+    ``extend``: ``reconcile_day`` keeps none of them here)."""
+    side = side or JournalSide()
     with gc_paused():
-        return _read_journal(path, day, side or JournalSide())
+        return _read_journal(path, day, side, into or side.entries.extend)
 
 
-def _read_journal(path: JournalSource, day: dt.date, side: JournalSide) -> JournalSide:
+def _read_journal(
+    path: JournalSource, day: dt.date, side: JournalSide, into: Callable[[list[Entry]], None]
+) -> JournalSide:
     iso_day, ymd = day.isoformat(), day.strftime("%Y%m%d")
     db, source = open_source(path)
     pg = isinstance(db, PgDb)
@@ -265,22 +292,22 @@ def _read_journal(path: JournalSource, day: dt.date, side: JournalSide) -> Journ
     try:
         db.execute(begin)
         try:
-            common = db.execute(_common_sql(pg), (iso_day,)).fetchall()
+            for chunk in read_chunks(db, _common_sql(pg), (iso_day,), _CHUNK):
+                side.terminals.update({r[2] for r in chunk})
+                into(_common_entries(chunk, iso_day, source))
             cols = _journal_cols(_LEGS_FAST_PG if pg else _LEGS_FAST)
-            rest = db.execute(
-                f"SELECT {cols} {_FROM} WHERE {_OF_DAY} AND NOT ({_common(pg)})",
-                (iso_day, ymd, ymd, iso_day),
-            ).fetchall()
+            rest_sql = f"SELECT {cols} {_FROM} WHERE {_OF_DAY} AND NOT ({_common(pg)})"
+            for chunk in read_chunks(db, rest_sql, (iso_day, ymd, ymd, iso_day), _CHUNK):
+                side.terminals.update({r[5] for r in chunk})
+                into(_rest_entries(chunk, iso_day, source, side))
         except Exception as exc:  # sqlite3.OperationalError, psycopg.DataError
             db.execute("ROLLBACK")
             if not _bad_json(exc):
                 raise
-            # A plan that is not JSON: every row down the general path, which names it.
+            # A plan that is not JSON. Entries of this journal may already have gone to
+            # ``into``: none more are given; the general path is read only to name the row.
             db.execute(begin)
-            common = []
-            rest = db.execute(
-                f"SELECT {_journal_cols(_LEGS_SLOW)} {_FROM} WHERE {_OF_DAY}", (iso_day, ymd, ymd)
-            ).fetchall()
+            _name_bad_plan(db, iso_day, ymd, source)
         # The tills this journal speaks for: those of the day's rows, and those of the
         # file's latest row (a till with no sale today is still "given") or of every row
         # the shared journal shows this reader.
@@ -290,18 +317,40 @@ def _read_journal(path: JournalSource, day: dt.date, side: JournalSide) -> Journ
             else "SELECT terminal_id FROM sales ORDER BY rowid DESC LIMIT 1"
         )
         side.terminals.update(t for (t,) in db.execute(tills).fetchall())
-        side.terminals.update({r[2] for r in common} | {r[5] for r in rest})
         db.execute("COMMIT")
     finally:
         db.close()
-    add = side.entries.append
-    legs_of = _decode_legs(common, source)
-    for (msgid, at, term, total, pa, ma, cash, _, ref, who), legs in zip(
-        common, legs_of, strict=True
-    ):
-        add(Entry(msgid, "sale", iso_day, "settled", total, pa, ma, cash, legs, term, at, None,
-                  ref, source, who))  # fmt: skip
-    for r in rest:
+    return side
+
+
+def _name_bad_plan(db: Any, iso_day: str, ymd: str, source: str) -> None:
+    """Raise ``ReconcileError`` naming the sale whose plan the database could not read
+    as JSON (each plan is read whole, by Python, until one fails)."""
+    slow = f"SELECT {_journal_cols(_LEGS_SLOW)} {_FROM} WHERE {_OF_DAY}"
+    for chunk in read_chunks(db, slow, (iso_day, ymd, ymd), _CHUNK):
+        _rest_entries(chunk, iso_day, source, JournalSide())
+    raise ReconcileError(
+        f"journal {source}: a plan of this day cannot be read as JSON by the database; "
+        "run `pos-plugin journal verify` on that file and call support"
+    )
+
+
+def _common_entries(rows: list[Any], iso_day: str, source: str) -> list[Entry]:
+    """Entries of ``_common_sql`` rows: settled sales of the day, every amount set."""
+    return [
+        Entry(msgid, "sale", iso_day, "settled", total, pa, ma, cash, legs, term, at, None,
+              ref, source, who)
+        for (msgid, at, term, total, pa, ma, cash, _, ref, who), legs in zip(
+            rows, _decode_legs(rows, source), strict=True
+        )
+    ]
+
+
+def _rest_entries(rows: list[Any], iso_day: str, source: str, side: JournalSide) -> list[Entry]:
+    """Entries of the general query's rows; ``unknown`` rows and rows that claim no money
+    are kept on ``side`` instead (to resolve, and to explain a ledger-only break)."""
+    out: list[Entry] = []
+    for r in rows:
         state, msgid = r[1], r[2]
         if msgid is None:
             continue
@@ -314,8 +363,8 @@ def _read_journal(path: JournalSource, day: dt.date, side: JournalSide) -> Journ
         for e in _row_entries(r, source):
             # A reversal of another day's sale: only the reversal belongs to this day.
             if e.business_date == iso_day or e.kind != "sale":
-                add(e)
-    return side
+                out.append(e)
+    return out
 
 
 def journal_lookup(
@@ -491,12 +540,16 @@ def _iso_text(at: str) -> str:
 
 def statement_entries(statement: Statement | CompactStatement) -> list[Entry]:
     """The statement's rows as entries (the ledger side of the day)."""
-    day = statement.date.isoformat()
     rows: Sequence[Any]
     if isinstance(statement, Statement):
         rows = [compact_row(r) for r in statement.rows]
     else:
         rows = statement.rows
+    return rows_entries(rows, statement.date.isoformat())
+
+
+def rows_entries(rows: Iterable[CompactRow], day: str) -> list[Entry]:
+    """Compact statement rows (``COMPACT_COLUMNS`` order) of ``day`` as entries."""
     out: list[Entry] = []
     add = out.append
     with gc_paused():
@@ -578,25 +631,67 @@ def reconcile_day(
     *,
     resolve: bool = True,
     statement: Statement | CompactStatement | None = None,
+    keep_balanced: bool = True,
+    memory_rows: int | None = None,
 ) -> Reconciliation:
     """Reconcile one business day of a store (every given till) against the ledger.
 
-    ``ledger`` is a ``LedgerClient`` (``statement``, ``get_settlement``, ``get_reversal``). ``statement`` may be given to reconcile against one already read.
+    ``ledger`` is a ``LedgerClient`` (``statement``, ``get_settlement``,
+    ``get_reversal``). ``statement`` may be given to reconcile against one already read.
     ``resolve=False`` leaves ``settling`` rows as they are (nothing written).
+
+    Both sides are put in msgid order (``MsgidOrder``: up to ``memory_rows`` entries a
+    side in memory, sorted runs on disk past that) and walked side by side once.
+    ``keep_balanced=False`` drops each balanced pair once counted
+    (``Reconciliation.balanced_pairs`` is then empty; totals, breaks and digest are the
+    same), and the memory needed does not grow with the day (``memory_rows`` defaults to
+    ``MEMORY_ROWS``). With the pairs kept (the default: the per-msgid details of the CSV
+    and ``as_dict(details=True)``) the day is held anyway, so by default nothing is
+    spilled.
     """
+    if memory_rows is None:
+        memory_rows = sys.maxsize if keep_balanced else MEMORY_ROWS
     with gc_paused():
-        return _reconcile_day(day, journal_paths, ledger, pharmacy_code, resolve, statement)
+        return _reconcile_day(
+            day, journal_paths, ledger, pharmacy_code, resolve, statement, keep_balanced,
+            memory_rows,
+        )  # fmt: skip
 
 
-def _read_statement(ledger: Any, code: str, day: dt.date) -> Statement | CompactStatement:
-    """The day's statement in the compact form when the client offers it (any
-    ``LedgerClient`` without ``statement_compact`` is read with ``statement``)."""
+def _read_statement(
+    ledger: Any, code: str, day: dt.date, into: Callable[[list[Entry]], None]
+) -> dict[str, Any]:
+    """The day's statement into ``into`` as entries, a page at a time when the client can
+    (``statement_compact_pages``); else whole (``statement_compact``, or ``statement``
+    for a ``LedgerClient`` without it). Returns the statement's own totals."""
+    iso = day.isoformat()
+    pages = getattr(ledger, "statement_compact_pages", None)
+    if pages is not None:
+        totals: StatementTotals = pages(code, day, lambda rows: into(rows_entries(rows, iso)))
+        return totals.model_dump()
     read = getattr(ledger, "statement_compact", None)
-    if read is not None:
-        got: CompactStatement = read(code, day)
-        return got
-    full: Statement = ledger.statement(code, day)
-    return full
+    whole: Statement | CompactStatement = (
+        read(code, day) if read is not None else ledger.statement(code, day)
+    )
+    return _statement_into(whole, into)
+
+
+def _statement_into(
+    statement: Statement | CompactStatement, into: Callable[[list[Entry]], None]
+) -> dict[str, Any]:
+    into(statement_entries(statement))
+    return statement.totals.model_dump()
+
+
+def _counted_into(order: MsgidOrder, tally: Tally) -> Callable[[list[Entry]], None]:
+    """Where a reader hands each chunk of one side: summed into the side's totals, then
+    put in msgid order for the walk."""
+
+    def add(chunk: list[Entry]) -> None:
+        tally.add(chunk)
+        order.extend(chunk)
+
+    return add
 
 
 # How far before the start of a reconciliation a booking may be and still be taken for
@@ -611,6 +706,8 @@ def _reconcile_day(
     pharmacy_code: str | None,
     resolve: bool,
     statement: Statement | CompactStatement | None,
+    keep_balanced: bool,
+    memory_rows: int,
 ) -> Reconciliation:
     if not journal_paths:
         raise ReconcileError("give at least one journal file")
@@ -631,36 +728,41 @@ def _reconcile_day(
     resolved: list[str] = []
     if resolve:
         resolved += resolve_settling(journal_paths, ledger, code)
-    # The statement is read while the journals are: the ledger builds its pages (and the
-    # network carries them) while this thread reads SQLite, instead of one after the other.
-    with ThreadPoolExecutor(1, thread_name_prefix="statement") as pool:
-        pending = None if statement is not None else pool.submit(_read_statement, ledger, code, day)
-        side = JournalSide()
-        for p in journal_paths:
-            read_journal(p, day, side)
-        if pending is not None:
-            statement = pending.result()
-    assert statement is not None
-    if resolve:
-        resolved += _resolve_unknown(side, ledger, day)
-    else:
-        for source, r in side.unknown:
-            side.entries.extend(
-                e for e in _row_entries(r, source) if e.business_date == day.isoformat()
-            )
-    ledger_entries = statement_entries(statement)
+    iso = day.isoformat()
+    j_tally, l_tally = Tally(iso), Tally(iso)
+    with MsgidOrder(memory_rows) as j_side, MsgidOrder(memory_rows) as l_side:
+        j_into, l_into = _counted_into(j_side, j_tally), _counted_into(l_side, l_tally)
+        # The statement is read while the journals are: the ledger builds its pages (and
+        # the network carries them) while this thread reads the journals.
+        with ThreadPoolExecutor(1, thread_name_prefix="statement") as pool:
+            if statement is None:
+                pending = pool.submit(_read_statement, ledger, code, day, l_into)
+            else:
+                pending = pool.submit(_statement_into, statement, l_into)
+            side = JournalSide()
+            for p in journal_paths:
+                read_journal(p, day, side, into=j_into)
+            reported = pending.result()
+        if resolve:
+            resolved += _resolve_unknown(side, ledger, day)
+        else:
+            for source, r in side.unknown:
+                side.entries.extend(e for e in _row_entries(r, source) if e.business_date == iso)
+        j_into(side.entries)
+        side.entries = []
+        walked = walk(iso, j_side, l_side, j_tally, l_tally, keep_balanced=keep_balanced)
 
     # One-sided msgids: look beyond the day on the other side.
-    j_ids = {e.msgid for e in side.entries}
-    l_ids = {e.msgid for e in ledger_entries}
-    extra_j, states = journal_lookup(journal_paths, l_ids - j_ids)
+    ledger_only = [m for m, (js, _) in walked.open.items() if not js]
+    extra_j, states = journal_lookup(journal_paths, ledger_only)
     side.states.update(states)
     # Same day on the other side a moment later: the till was selling while the two
     # sides were read (a statement older than the journal, or the other way round).
-    moving = [e.msgid for e in extra_j if e.business_date == day.isoformat()]
-    extra_j = [e for e in extra_j if e.business_date != day.isoformat()]
-    only_j = [e for e in side.entries if e.msgid not in l_ids]
-    extra_l, unlisted = ledger_lookup(ledger, only_j, day.isoformat())
+    moving = [e.msgid for e in extra_j if e.business_date == iso]
+    walked.add_found("journal", (e for e in extra_j if e.business_date != iso))
+    only_j = [e for js, ls in walked.open.values() if not ls for e in js]
+    extra_l, unlisted = ledger_lookup(ledger, only_j, iso)
+    walked.add_found("ledger", extra_l)
     # booked at the centre after the statement was asked for: timing, not an omission
     since = (started - _STATEMENT_SLACK).isoformat()[:19]
     moving += [e.msgid for e in unlisted if e.created_at[:19] >= since]
@@ -688,16 +790,12 @@ def _reconcile_day(
                 f"them: {shown}. Ask the centre for a complete statement.",
             )
         )
-    return reconcile(
-        day,
-        side.entries + extra_j,
-        ledger_entries + extra_l,
+    return conclude(
+        walked,
         pharmacy_code=code,
         journal_terminals=side.terminals,
         journal_states=side.states,
-        reported_ledger_totals=statement.totals.model_dump(),
+        reported_ledger_totals=reported,
         resolved=resolved,
         notes=notes,
     )
-
-

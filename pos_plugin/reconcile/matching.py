@@ -32,10 +32,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import groupby
 from operator import itemgetter
 from typing import Any, Literal, NamedTuple
 
@@ -475,6 +475,8 @@ def reconcile(
 ) -> Reconciliation:
     """Match both sides of one business day by msgid; totals, breaks and explanations.
 
+    The entries may come in any order (they are sorted here; ``walk`` then
+    ``conclude`` is the same for sides already in msgid order, in bounded memory).
     ``journal_terminals``: the tills whose journal was given (a till seen only on
     the ledger gets a note: its journal is probably missing from the inputs).
     ``journal_states``: msgid -> journal state for rows that claim no money
@@ -483,36 +485,127 @@ def reconcile(
     as a dict), checked against the sum of its rows.
     """
     day = date.isoformat() if isinstance(date, dt.date) else date
-    states = journal_states or {}
     with gc_paused():  # ~10^5 small objects and no cycles: see pos_plugin.gcpause
-        j_list, l_list = list(journal), list(ledger)
-        one_j, many_j = _index(j_list)
-        one_l, many_l = _index(l_list)
-        acc_j, hours_j = _accumulate(j_list, day)
-        acc_l, hours_l = _accumulate(l_list, day)
+        j_list, l_list = sorted(journal, key=_MSGID), sorted(ledger, key=_MSGID)
+        j_tally, l_tally = Tally(day), Tally(day)
+        j_tally.add(j_list)
+        l_tally.add(l_list)
+        walked = walk(day, j_list, l_list, j_tally, l_tally)
+    return conclude(
+        walked,
+        pharmacy_code=pharmacy_code,
+        journal_terminals=journal_terminals,
+        journal_states=journal_states,
+        reported_ledger_totals=reported_ledger_totals,
+        resolved=resolved,
+        notes=notes,
+    )
 
-        breaks: list[Match] = []
-        balanced: list[tuple[Entry, Entry]] = []
-        no_dups = not many_j and not many_l
-        for msgid, j in one_j.items():
-            led = one_l.get(msgid)
-            if (
-                led is not None
-                and j[MATCHED] == led[MATCHED]
-                and (no_dups or (msgid not in many_j and msgid not in many_l))
-            ):
-                balanced.append((j, led))
-                continue
-            js = many_j.get(msgid) or [j]
-            ls = many_l.get(msgid) or ([led] if led is not None else [])
-            breaks.append(Match(msgid, classify(js, ls), tuple(js), tuple(ls)))
-        for msgid, led in one_l.items():
-            if msgid not in one_j:
-                ls = many_l.get(msgid) or [led]
-                breaks.append(Match(msgid, classify((), ls), (), tuple(ls)))
-    balanced_count = len(balanced)
-    jt, term_j = _totals(acc_j)
-    lt, term_l = _totals(acc_l)
+
+@dataclass
+class Walked:
+    """Both sides of a day walked once in msgid order: what is kept of it.
+
+    Matched pairs are counted and summed, then dropped (kept in ``balanced`` only
+    when asked, for the per-msgid details); every other msgid is kept in ``open``
+    with its entries on each side, to be classified by ``conclude``.
+    """
+
+    day: str
+    journal_tally: Tally
+    ledger_tally: Tally
+    balanced_count: int = 0
+    balanced: list[tuple[Entry, Entry]] = field(default_factory=list)
+    open: dict[str, tuple[list[Entry], list[Entry]]] = field(default_factory=dict)
+
+    def add_found(self, side: Side, entries: Iterable[Entry]) -> None:
+        """Entries of other days found by looking a one-sided msgid up: they take part in
+        its classification (a business-day mismatch, not a missing sale), not in the totals."""
+        for e in entries:
+            js, ls = self.open.setdefault(e.msgid, ([], []))
+            (js if side == "journal" else ls).append(e)
+
+
+def walk(
+    day: str,
+    journal: Iterable[Entry],
+    ledger: Iterable[Entry],
+    journal_tally: Tally,
+    ledger_tally: Tally,
+    *,
+    keep_balanced: bool = True,
+) -> Walked:
+    """One pass over both sides, each in msgid order (a merge join): the balanced msgids
+    counted, every other msgid kept in ``Walked.open``. The totals are the tallies the
+    caller filled while it read each side (``Tally.add``, a chunk at a time).
+
+    A side out of msgid order is a fault of its reader: ``ValueError``, never a
+    silently wrong result.
+    """
+    walked = Walked(day, journal_tally, ledger_tally)
+    j_runs = _by_msgid(journal, "journal")
+    l_runs = _by_msgid(ledger, "ledger")
+    keep = walked.balanced.append if keep_balanced else None
+    opened = walked.open
+    balanced = 0
+    j = next(j_runs, None)
+    led = next(l_runs, None)
+    while j is not None and led is not None:
+        if j[0] == led[0]:
+            js, ls = j[1], led[1]
+            if len(js) == 1 and len(ls) == 1 and js[0][MATCHED] == ls[0][MATCHED]:
+                balanced += 1
+                if keep is not None:
+                    keep((js[0], ls[0]))
+            else:
+                opened[j[0]] = (js, ls)
+            j, led = next(j_runs, None), next(l_runs, None)
+        elif j[0] < led[0]:
+            opened[j[0]] = (j[1], [])
+            j = next(j_runs, None)
+        else:
+            opened[led[0]] = ([], led[1])
+            led = next(l_runs, None)
+    for msgid, js in ([j] if j else []) + list(j_runs):
+        opened[msgid] = (js, [])
+    for msgid, ls in ([led] if led else []) + list(l_runs):
+        opened[msgid] = ([], ls)
+    walked.balanced_count = balanced
+    return walked
+
+
+def _by_msgid(entries: Iterable[Entry], side: Side) -> Iterator[tuple[str, list[Entry]]]:
+    """(msgid, its entries) for each msgid in turn, checking the order."""
+    last: str | None = None
+    for msgid, group in groupby(entries, _MSGID):
+        if last is not None and msgid <= last:
+            raise ValueError(f"the {side} side is not in msgid order ({last} then {msgid})")
+        last = msgid
+        yield msgid, list(group)
+
+
+def conclude(
+    walked: Walked,
+    *,
+    pharmacy_code: str = "",
+    journal_terminals: Iterable[str] | None = None,
+    journal_states: Mapping[str, str] | None = None,
+    reported_ledger_totals: Mapping[str, Any] | None = None,
+    resolved: Sequence[str] = (),
+    notes: Sequence[Note] = (),
+) -> Reconciliation:
+    """Classify and explain what the walk left open; totals, per-till results and notes
+    (the keywords as for ``reconcile``)."""
+    day = walked.day
+    states = journal_states or {}
+    breaks = [
+        Match(msgid, classify(js, ls), tuple(js), tuple(ls))
+        for msgid, (js, ls) in walked.open.items()
+    ]
+    balanced_count = walked.balanced_count
+    jt, term_j = _totals(walked.journal_tally.acc)
+    lt, term_l = _totals(walked.ledger_tally.acc)
+    hours_j, hours_l = walked.journal_tally.hours, walked.ledger_tally.hours
 
     breaks = _fold_reversals(breaks)
     breaks = [
@@ -573,7 +666,7 @@ def reconcile(
         hourly=hourly,
         notes=tuple(all_notes),
         resolved=tuple(resolved),
-        balanced_pairs=tuple(balanced),
+        balanced_pairs=tuple(walked.balanced),
     )
 
 
@@ -581,49 +674,45 @@ _MSGID = itemgetter(0)
 _AMOUNTS = (itemgetter(4), itemgetter(5), itemgetter(6), itemgetter(7))  # total, 3 funds
 
 
-def _index(entries: list[Entry]) -> tuple[dict[str, Entry], dict[str, list[Entry]]]:
-    """msgid -> entry (built in C), and msgid -> entries for the msgids seen more than once."""
-    one = dict(zip(map(_MSGID, entries), entries, strict=True))
-    many: dict[str, list[Entry]] = {}
-    if len(one) != len(entries):
-        seen = Counter(map(_MSGID, entries))
+class Tally:
+    """Running totals of one side's entries booked on ``day``: (terminal, kind) ->
+    [count, total, personal, mutual aid, cash], and per hour [sales count, sales amount].
+
+    Entries are added a chunk at a time (``add``, as a reader hands them over): each
+    chunk is grouped by (terminal, kind, hour) in one pass, and each group summed by
+    ``sum`` in C. Only the sums stay, so the totals of any day take the same memory.
+    """
+
+    def __init__(self, day: str) -> None:
+        self.day = day
+        self.acc: dict[tuple[str, str], list[int]] = {}
+        self.hours = [[0, 0] for _ in range(24)]
+
+    def add(self, entries: Iterable[Entry]) -> None:
+        day = self.day
+        groups: dict[tuple[str, str, str], list[Entry]] = {}
         for e in entries:
-            if seen[e.msgid] > 1:
-                many.setdefault(e.msgid, []).append(e)
-    return one, many
-
-
-def _accumulate(
-    entries: list[Entry], day: str
-) -> tuple[dict[tuple[str, str], list[int]], list[list[int]]]:
-    """Totals of the entries booked on ``day``: (terminal, kind) -> [count, total, personal,
-    mutual aid, cash], and per hour [sales count, sales amount]. Entries are grouped by
-    (terminal, kind, hour) in one pass; each group is then summed by ``sum`` in C."""
-    groups: dict[tuple[str, str, str], list[Entry]] = {}
-    for e in entries:
-        if e[2] == day:  # business_date
-            key = (e[9], e[1], e[10][11:13])  # terminal_id, kind, the hour of created_at
-            g = groups.get(key)
-            if g is None:
-                groups[key] = [e]
+            if e[2] == day:  # business_date
+                key = (e[9], e[1], e[10][11:13])  # terminal_id, kind, the hour of created_at
+                g = groups.get(key)
+                if g is None:
+                    groups[key] = [e]
+                else:
+                    g.append(e)
+        acc, hours = self.acc, self.hours
+        for (terminal, kind, hh), g in groups.items():
+            sums = [sum(map(get, g)) for get in _AMOUNTS]
+            a = acc.get((terminal, kind))
+            if a is None:
+                acc[(terminal, kind)] = [len(g), *sums]
             else:
-                g.append(e)
-    acc: dict[tuple[str, str], list[int]] = {}
-    hours = [[0, 0] for _ in range(24)]
-    for (terminal, kind, hh), g in groups.items():
-        sums = [sum(map(get, g)) for get in _AMOUNTS]
-        a = acc.get((terminal, kind))
-        if a is None:
-            acc[(terminal, kind)] = [len(g), *sums]
-        else:
-            a[0] += len(g)
-            for k in range(4):
-                a[k + 1] += sums[k]
-        if kind == "sale":
-            h = hours[_hour_digits(hh)]
-            h[0] += len(g)
-            h[1] += sums[0]
-    return acc, hours
+                a[0] += len(g)
+                for k in range(4):
+                    a[k + 1] += sums[k]
+            if kind == "sale":
+                h = hours[_hour_digits(hh)]
+                h[0] += len(g)
+                h[1] += sums[0]
 
 
 def _totals(acc: dict[tuple[str, str], list[int]]) -> tuple[SideTotals, dict[str, SideTotals]]:

@@ -21,7 +21,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -44,6 +44,7 @@ from pos_plugin.ledger.own.schemas import (
     Settlement,
     SettlementRequest,
     Statement,
+    StatementTotals,
     VoidResult,
     compact_row,
 )
@@ -366,7 +367,28 @@ class HttpLedgerClient:
         and turned into the same tuples, so the caller never sees the difference.
         """
         rows: list[CompactRow] = []
+        last = self._compact_pages(pharmacy_code, date, terminal_id, rows.extend)
+        return CompactStatement(last.pharmacy_code, last.date, last.terminal_id, last.totals, rows)
 
+    def statement_compact_pages(
+        self,
+        pharmacy_code: str,
+        date: dt.date,
+        on_rows: Callable[[Sequence[CompactRow]], None],
+        terminal_id: str | None = None,
+    ) -> StatementTotals:
+        """``statement_compact`` a page at a time: each page's rows go to ``on_rows`` as
+        they are read and are not kept here, so a day of any size is read in the memory
+        of a page or two. Returns the day's totals (from the last page)."""
+        return self._compact_pages(pharmacy_code, date, terminal_id, on_rows).totals
+
+    def _compact_pages(
+        self,
+        pharmacy_code: str,
+        date: dt.date,
+        terminal_id: str | None,
+        on_rows: Callable[[Sequence[CompactRow]], None],
+    ) -> Statement | CompactStatementPage:
         def parse(body: bytes, status: int) -> Statement | CompactStatementPage:
             if b'"columns"' in body[:2048]:  # compact pages carry columns before the rows
                 page = self._validate(CompactStatementPage, body, status)
@@ -376,16 +398,13 @@ class HttpLedgerClient:
                         f"not {list(COMPACT_COLUMNS)}",
                         code="bad_response", status=status,
                     )  # fmt: skip
-                rows.extend(page.rows)
+                on_rows(page.rows)
                 return page
             full = self._validate(Statement, body, status)  # a ledger that predates compact
-            rows.extend(compact_row(r) for r in full.rows)
+            on_rows([compact_row(r) for r in full.rows])
             return full
 
-        last = self._statement_pages(
-            pharmacy_code, date, terminal_id, {"format": "compact"}, parse
-        )
-        return CompactStatement(last.pharmacy_code, last.date, last.terminal_id, last.totals, rows)
+        return self._statement_pages(pharmacy_code, date, terminal_id, {"format": "compact"}, parse)
 
     def _statement_pages(
         self,
