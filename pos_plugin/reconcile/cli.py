@@ -244,12 +244,16 @@ def _run(
 
     journals, ledger, pharmacy = _sources(args)
     day = args.date or dt.datetime.now(SHANGHAI).date()
+    # the CSV's msgids sheet and --json list every msgid; otherwise only totals and breaks
+    every = bool(getattr(args, "csv", None) or getattr(args, "json", None))
     try:
-        rec = reconcile_for(day, journals, ledger, pharmacy, resolve=not args.no_resolve)
+        rec = reconcile_for(day, journals, ledger, pharmacy, resolve=not args.no_resolve,
+                            every_msgid=every)  # fmt: skip
         wanted = getattr(args, "reverse_msgid", None)
         if wanted:
             _reverse_one(rec, journals, ledger, wanted, args.by, args.reason or "")
-            rec = reconcile_for(day, journals, ledger, pharmacy, resolve=not args.no_resolve)
+            rec = reconcile_for(day, journals, ledger, pharmacy, resolve=not args.no_resolve,
+                                every_msgid=every)  # fmt: skip
         national = is_national(ledger)
     finally:
         ledger.close()

@@ -78,10 +78,12 @@ class ReconcileSource:
     def national(self) -> bool:
         return is_national(self.ledger)
 
-    def run(self, day: dt.date) -> tuple[Reconciliation, dict[str, Any] | None]:
-        rec = reconcile_for(
-            day, self.journal_paths, self.ledger, self.pharmacy_code, resolve=self.resolve
-        )
+    def run(self, day: dt.date, *, every_msgid: bool = False
+            ) -> tuple[Reconciliation, dict[str, Any] | None]:  # fmt: skip
+        """The day reconciled now; ``every_msgid`` keeps the balanced pairs (the CSV's
+        msgids sheet, ``details=true``), else only totals and breaks (bounded memory)."""
+        rec = reconcile_for(day, self.journal_paths, self.ledger, self.pharmacy_code,
+                            resolve=self.resolve, every_msgid=every_msgid)  # fmt: skip
         return rec, closed_state(self.journal_paths, rec)
 
     def history(self, day: dt.date) -> list[dict[str, Any]]:
@@ -189,9 +191,10 @@ def reconciliation_extra(
             except ValueError:
                 raise ApiError(422, "invalid_request", "date: use YYYY-MM-DD") from None
 
-        def run(day: dt.date) -> tuple[Reconciliation, dict[str, Any] | None]:
+        def run(day: dt.date, every_msgid: bool = False
+                ) -> tuple[Reconciliation, dict[str, Any] | None]:  # fmt: skip
             try:
-                return source.run(day)
+                return source.run(day, every_msgid=every_msgid)
             except Exception as e:  # ledger unreachable, journal missing: say so
                 raise ApiError(
                     503,
@@ -204,7 +207,7 @@ def reconciliation_extra(
             date: str | None = None, details: bool = False, _: str = Depends(manager)
         ) -> JSONResponse:
             day = parse_day(date)
-            rec, closed = run(day)
+            rec, closed = run(day, every_msgid=details)
             body = rec.as_dict(details=details)
             body["closed"] = closed
             body["history"] = source.history(day)
@@ -365,7 +368,7 @@ def reconciliation_extra(
         ) -> Response:
             """One table per file: ``sheet`` msgids (default), totals or notes."""
             which = parse_sheet(sheet)
-            rec, _closed = run(parse_day(date))
+            rec, _closed = run(parse_day(date), every_msgid=which == "msgids")
             return csv_response(rec, which)
 
         @app.get("/manager/reconciliation.csv", tags=["manager"])
@@ -376,7 +379,7 @@ def reconciliation_extra(
             if not (given and _allowed(manager, f"Bearer {given}")):
                 return HTMLResponse(login_page(date, bool(given)), status_code=401)
             which = parse_sheet(sheet)
-            rec, _closed = run(parse_day(date))
+            rec, _closed = run(parse_day(date), every_msgid=which == "msgids")
             return csv_response(rec, which)
 
         @app.get("/manager/reconciliation", response_class=HTMLResponse, tags=["manager"])

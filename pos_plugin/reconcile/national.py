@@ -299,16 +299,22 @@ def reconcile_for(
     pharmacy_code: str | None = None,
     *,
     resolve: bool = True,
+    every_msgid: bool = True,
 ) -> Reconciliation:
     """The day by whichever backend ``ledger`` is: 3201/3202 for the national platform,
     the statement for our own API (``reconcile.day.reconcile_day``). What the CLI, the
-    manager page and the demo call."""
+    manager page and the demo call.
+
+    ``every_msgid=False`` when only the totals and the breaks are wanted (the page, close,
+    a reversal): our own API's day is then read in bounded memory, whatever its size;
+    the CSV and ``details`` list every balanced msgid, so they keep them."""
     if is_national(ledger):
         return reconcile_national(day, journal_paths, ledger, pharmacy_code, resolve=resolve)
     from pos_plugin.reconcile.actions import offer_reversals
     from pos_plugin.reconcile.day import reconcile_day
 
-    rec = reconcile_day(day, journal_paths, ledger, pharmacy_code, resolve=resolve)
+    rec = reconcile_day(day, journal_paths, ledger, pharmacy_code, resolve=resolve,
+                        keep_balanced=every_msgid)  # fmt: skip
     return offer_reversals(rec, journal_paths)
 
 

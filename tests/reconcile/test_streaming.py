@@ -93,3 +93,22 @@ def test_the_shared_journal_streamed_through_small_runs_gives_the_same_day(
     assert len(whole.breaks) >= 5 and whole.balanced_count  # the seeded faults, unresolved
     assert comparable(spilled) == comparable(whole)
     assert spilled.digest() == whole.digest()
+
+
+def test_the_managers_paths_hold_only_breaks_but_the_csv_lists_every_msgid(
+    seeded: Seeded,
+) -> None:
+    """The page, close-day and a reversal read the day without its balanced pairs (bounded
+    memory); the CSV's msgids sheet and ``details`` still list every msgid."""
+    from pos_plugin.reconcile.csv_report import render_csv
+    from pos_plugin.reconcile.manager_page import ReconcileSource
+
+    s = seeded.store
+    source = ReconcileSource(s.paths, s.client, s.pharmacy.code, resolve=False)
+    lean, _ = source.run(DAY)
+    full, _ = source.run(DAY, every_msgid=True)
+    assert lean.balanced_pairs == () and full.balanced_pairs
+    assert lean.balanced_count == full.balanced_count == len(full.balanced_pairs)
+    assert lean.digest() == full.digest() and lean.breaks == full.breaks
+    listed = render_csv(full, sheet="msgids")
+    assert all(m in listed for m in seeded.balanced)
