@@ -87,7 +87,9 @@ def test_a_slow_ledger_commit_is_never_concluded_under_the_sale(pos: Pos, agent:
         proxy.close()
     assert status == 200 and body["status"] == "settled", body
     assert J.SETTLING in states and J.FAILED not in states, states
-    assert answers and all(a["status"] == "in_progress" for a in answers), answers
+    # a GET racing the commit may already see "settled"; never anything concluded under it
+    assert answers and answers[0]["status"] == "in_progress", answers
+    assert {a["status"] for a in answers} <= {"in_progress", "settled"}, answers
     assert balances(agent, "B11000001", real)[ZHANG_WEI] == before[ZHANG_WEI] - 3700
     assert _settlements(real, body["msgid"]) == [body["msgid"]]
     row = agent.service.journal.get("SLOW-1")
