@@ -86,9 +86,7 @@ class GroupCommitter:
 
     ``begin``: the statements that open a batch's transaction (SQLite ``BEGIN
     IMMEDIATE``; PostgreSQL ``BEGIN`` and the writers' advisory lock).
-    ``max_batch``: jobs per transaction at most. ``make_tx(conn)`` is what a job gets;
-    its ``pipeline()`` holds the batch and ``sync()`` waits for a job's statements
-    (PostgreSQL's pipeline mode: store.py, ``Later``).
+    ``max_batch``: jobs per transaction at most.
     """
 
     def __init__(
@@ -181,21 +179,17 @@ class GroupCommitter:
 
     def _commit(self, conn: Any, tx: Any, batch: list[_Job[Any]]) -> None:
         try:
-            with tx.pipeline():
-                for sql in self._begin:
-                    conn.execute(sql)
-                for job in batch:
-                    conn.execute("SAVEPOINT job")
-                    try:
-                        job.result = job.fn(tx)
-                        tx.sync()  # the job's last writes have run: their errors are its own
-                    except BaseException as exc:  # a rejection: undo this job only
-                        job.error = exc
-                        with contextlib.suppress(Exception):  # a failed statement's error
-                            tx.sync()  # comes out here, or it would swallow the rollback
-                        conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                conn.execute("COMMIT")
+            for sql in self._begin:
+                conn.execute(sql)
+            for job in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    job.result = job.fn(tx)
+                except BaseException as exc:  # a rejection: undo this job only
+                    job.error = exc
+                    conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
         except BaseException as exc:
             with contextlib.suppress(Exception):  # nothing to roll back, or the link is gone
                 conn.execute("ROLLBACK")

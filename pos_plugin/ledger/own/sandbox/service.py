@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import pydantic_core
 
 from pos_plugin.ledger.own.sandbox import rules
-from pos_plugin.ledger.own.sandbox.store import Account, Later, Row, Store, Tx, receivable_id
+from pos_plugin.ledger.own.sandbox.store import Account, Row, Store, Tx, receivable_id
 from pos_plugin.ledger.own.schemas import (
     COMPACT_COLUMNS,
     Credential,
@@ -103,24 +103,20 @@ class Ledger:
         return self.clock().astimezone(SHANGHAI).date()
 
     # ------------------------------------------------------------------ lookup
-    @staticmethod
-    def _credential_later(tx: Tx, cred: Credential) -> Later[Row | None]:
+    def _resolve(self, tx: Tx, cred: Credential) -> tuple[str, str, str | None]:
+        """(psn_no, card_status, card_expiry) of a credential, or 404."""
         if cred.kind == "card":
-            return tx.one_later(
+            row = tx.one(
                 "SELECT psn_no, card_sn, status, expiry_date FROM cards WHERE card_no = ?",
                 cred.card_no,
             )
-        return tx.one_later("SELECT psn_no FROM vouchers WHERE token = ?", cred.token)
-
-    def _resolve(self, cred: Credential, row: Row | None) -> tuple[str, str, str | None]:
-        """(psn_no, card_status, card_expiry) of a credential from its row, or 404."""
-        if cred.kind == "card":
             if row is None or row[1] != cred.card_sn:
                 raise Rejection(404, "credential_not_found", "no card with this number and serial")
             status = str(row[2])
             if status == "active" and dt.date.fromisoformat(row[3]) < self._today():
                 status = "expired"
             return str(row[0]), status, str(row[3])
+        row = tx.one("SELECT psn_no FROM vouchers WHERE token = ?", cred.token)
         if row is None:
             raise Rejection(404, "credential_not_found", "no electronic voucher with this token")
         return str(row[0]), "active", None
@@ -174,18 +170,12 @@ class Ledger:
 
     def lookup(self, cred: Credential) -> dict[str, Any]:
         with self.store.read() as tx:
-            return self._lookup(tx, *self._resolve(cred, self._credential_later(tx, cred).get()))
+            return self._lookup(tx, *self._resolve(tx, cred))
 
     # ------------------------------------------------------------------ idempotency
     @staticmethod
-    def _stored_later(tx: Tx, msgid: str) -> Later[Row | None]:
-        return tx.one_later(
-            "SELECT request_hash, status, response FROM idempotency WHERE msgid = ?", msgid
-        )
-
-    @staticmethod
-    def _replay(row: Row | None, msgid: str, digest: str) -> tuple[int, str] | None:
-        """The stored answer to repeat for this msgid's idempotency row, if any (else None)."""
+    def _replay(tx: Tx, msgid: str, digest: str) -> tuple[int, str] | None:
+        row = tx.one("SELECT request_hash, status, response FROM idempotency WHERE msgid = ?", msgid)
         if row is None:
             return None
         if row[0] == VOID_DIGEST:
@@ -222,19 +212,11 @@ class Ledger:
         self, tx: Tx, pharmacy: str, req: SettlementRequest, digest: str
     ) -> tuple[int, str]:
         """Checks, then the writes: the postings (which move the balances), the entry and
-        the idempotency row. Every refusal is raised before the first write.
-
-        The four reads depend on the request alone, so all are sent before the first is
-        read (one round trip to PostgreSQL; ``Later`` in store.py)."""
-        rcv = receivable_id(pharmacy)
-        stored = self._stored_later(tx, req.msgid)
-        credential = self._credential_later(tx, req.credential)
-        locked = tx.lock_accounts([leg.account_id for leg in req.legs] + [rcv])
-        bindings = self._bindings_later(tx, req)
-        replay = self._replay(stored.get(), req.msgid, digest)
+        the idempotency row. Every refusal is raised before the first write."""
+        replay = self._replay(tx, req.msgid, digest)
         if replay is not None:
             return replay
-        psn_no, card_status, expiry = self._resolve(req.credential, credential.get())
+        psn_no, card_status, expiry = self._resolve(tx, req.credential)
         if psn_no != req.patient_psn_no:
             raise Rejection(
                 403, "credential_not_patients_own",
@@ -243,8 +225,9 @@ class Ledger:
         if card_status != "active":
             code = "card_lost" if card_status == "lost" else "card_expired"
             raise Rejection(403, code, f"the card is {card_status} and may not pay")
-        accounts = locked.get()
-        self._check_legs(req, accounts, bindings.get())
+        rcv = receivable_id(pharmacy)
+        accounts = tx.lock_accounts([leg.account_id for leg in req.legs] + [rcv])
+        self._check_legs(tx, req, accounts)
         balances = {acct: a.balance for acct, a in accounts.items()}
         short = [
             {"account_id": leg.account_id, "requested": leg.amount,
@@ -292,28 +275,9 @@ class Ledger:
         )
         return 201, text
 
-    @staticmethod
-    def _bindings_later(tx: Tx, req: SettlementRequest) -> Later[dict[str, Row]]:
-        """The bindings the mutual-aid legs name, with what the family rules look at."""
-        ids = [leg.binding_id for leg in req.legs if leg.kind is LegKind.MUTUAL_AID]
-        if not ids:
-            return Later(dict)
-        marks = ",".join("?" * len(ids))
-        rows = tx.all_later(
-            "SELECT b.binding_id, b.payer, b.patient, b.relation, b.status, p.insurance_type, "
-            "p.insured_region, a.account_id, t.insurance_type, t.insurance_status, "
-            "t.insured_region FROM bindings b JOIN persons p ON p.psn_no = b.payer "
-            "JOIN persons t ON t.psn_no = b.patient LEFT JOIN accounts a "
-            "ON a.owner = b.payer AND a.kind = 'personal' "
-            f"WHERE b.binding_id IN ({marks})",
-            *ids,
-        )
-        return Later(lambda: {r[0]: r for r in rows.get()})
-
-    def _check_legs(
-        self, req: SettlementRequest, accounts: dict[str, Account], found: dict[str, Row]
-    ) -> None:
+    def _check_legs(self, tx: Tx, req: SettlementRequest, accounts: dict[str, Account]) -> None:
         """Every leg draws on an account that may pay for this patient (else 403)."""
+        mutual = [leg for leg in req.legs if leg.kind is LegKind.MUTUAL_AID]
         own = [leg for leg in req.legs if leg.kind is LegKind.PERSONAL_ACCOUNT]
         if own:
             leg = own[0]
@@ -325,10 +289,26 @@ class Ledger:
                     "the personal_account leg must draw on the patient's own personal account",
                     leg=0,
                 )
+        if not mutual:
+            return
+        ids = [leg.binding_id for leg in mutual]
+        marks = ",".join("?" * len(ids))
+        found = {
+            r[0]: r
+            for r in tx.all(
+                "SELECT b.binding_id, b.payer, b.patient, b.relation, b.status, p.insurance_type, "
+                "p.insured_region, a.account_id, t.insurance_type, t.insurance_status, "
+                "t.insured_region FROM bindings b JOIN persons p ON p.psn_no = b.payer "
+                "JOIN persons t ON t.psn_no = b.patient LEFT JOIN accounts a "
+                "ON a.owner = b.payer AND a.kind = 'personal' "
+                f"WHERE b.binding_id IN ({marks})",
+                *ids,
+            )
+        }
         for i, leg in enumerate(req.legs):
             if leg.kind is not LegKind.MUTUAL_AID:
                 continue
-            r = found.get(leg.binding_id or "")  # every mutual-aid leg has one (_check_shape)
+            r = found.get(leg.binding_id)
             why: str | None
             if r is None or r[2] != req.patient_psn_no:
                 why = f"binding {leg.binding_id} does not bind a payer to this patient"
@@ -435,7 +415,7 @@ class Ledger:
     def _reverse(
         self, tx: Tx, pharmacy: str, settlement_id: str, req: ReversalRequest, digest: str
     ) -> tuple[int, str]:
-        replay = self._replay(self._stored_later(tx, req.msgid).get(), req.msgid, digest)
+        replay = self._replay(tx, req.msgid, digest)
         if replay is not None:
             return replay
         row = tx.one(
@@ -454,7 +434,7 @@ class Ledger:
             )
         legs = json.loads(row[16])
         rcv = receivable_id(pharmacy)
-        accounts = tx.lock_accounts([leg["account_id"] for leg in legs] + [rcv]).get()
+        accounts = tx.lock_accounts([leg["account_id"] for leg in legs] + [rcv])
         entry_id = "R" + req.msgid
         paid = sum(int(leg["amount"]) for leg in legs)
         after = {leg["account_id"]: accounts[leg["account_id"]].balance + int(leg["amount"])

@@ -28,7 +28,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pos_plugin.ledger.own.sandbox.group_commit import GroupCommitter
 from pos_plugin.world import World
@@ -117,46 +117,27 @@ def is_postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
-class Later(Generic[T]):
-    """The answer to a statement already sent: ``get()`` reads it, waiting if need be.
-
-    Why: on PostgreSQL the writer's connection runs in pipeline mode (``Tx.pipeline``),
-    so the statements sent before the first ``get()`` reach the server together and
-    cost one round trip, not one each. On SQLite it changes nothing.
-    """
-
-    __slots__ = ("get",)
-
-    def __init__(self, read: Callable[[], T]) -> None:
-        self.get = read
-
-
 class Tx:
     """A thin cursor wrapper that speaks ``?`` placeholders on both engines."""
 
     def __init__(self, conn: Any, pg: bool) -> None:
         self._conn = conn
         self.pg = pg
-        self._pipeline: Any = None
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.pg else sql
 
-    def one_later(self, sql: str, *params: Any) -> Later[Row | None]:
-        return Later(self._conn.execute(self._sql(sql), params).fetchone)
-
-    def all_later(self, sql: str, *params: Any) -> Later[list[Row]]:
-        return Later(self._conn.execute(self._sql(sql), params).fetchall)
-
     def one(self, sql: str, *params: Any) -> Row | None:
-        return self.one_later(sql, *params).get()
+        row: Row | None = self._conn.execute(self._sql(sql), params).fetchone()
+        return row
 
     def all(self, sql: str, *params: Any) -> list[Row]:
-        return self.all_later(sql, *params).get()
+        rows: list[Row] = self._conn.execute(self._sql(sql), params).fetchall()
+        return rows
 
-    def run(self, sql: str, *params: Any) -> None:
-        """A write; on PostgreSQL in pipeline mode its error surfaces at the next ``sync``."""
-        self._conn.execute(self._sql(sql), params)
+    def run(self, sql: str, *params: Any) -> int:
+        count: int = self._conn.execute(self._sql(sql), params).rowcount
+        return count
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if self.pg:
@@ -165,42 +146,25 @@ class Tx:
         else:
             self._conn.executemany(sql, rows)
 
-    @contextmanager
-    def pipeline(self) -> Iterator[None]:
-        """PostgreSQL: send statements without waiting for each answer (see ``Later``);
-        leaving the block waits for all of them. SQLite: nothing to do."""
-        if not self.pg:
-            yield
-            return
-        with self._conn.pipeline() as pipeline:
-            self._pipeline = pipeline
-            try:
-                yield
-            finally:
-                self._pipeline = None
-
-    def sync(self) -> None:
-        """Wait until the server has run every statement sent so far (raising its error)."""
-        if self._pipeline is not None:
-            self._pipeline.sync()
-
-    def lock_accounts(self, account_ids: Sequence[str]) -> Later[dict[str, Account]]:
+    def lock_accounts(self, account_ids: Sequence[str]) -> dict[str, Account]:
         """These accounts (those that exist), row-locked in a fixed order on PostgreSQL."""
         ids = sorted(set(account_ids))
+        if not ids:
+            return {}
         if self.pg:
-            rows = self.all_later(
+            rows = self.all(
                 "SELECT account_id, balance, owner, kind FROM accounts "
                 "WHERE account_id = ANY(?) ORDER BY account_id FOR UPDATE",
                 ids,
             )
         else:
             marks = ",".join("?" * len(ids))
-            rows = self.all_later(
+            rows = self.all(
                 "SELECT account_id, balance, owner, kind FROM accounts "
                 f"WHERE account_id IN ({marks})",
                 *ids,
             )
-        return Later(lambda: {r[0]: Account(int(r[1]), str(r[2]), str(r[3])) for r in rows.get()})
+        return {r[0]: Account(int(r[1]), str(r[2]), str(r[3])) for r in rows}
 
     def post(self, postings: Sequence[tuple[str, str, int]]) -> None:
         """Record ``(entry_id, account_id, amount)`` postings and move each account's
