@@ -81,9 +81,9 @@ def transfer(amount: int, entry: str) -> Callable[[Tx], str]:
 
 
 def test_a_job_failing_in_the_database_spares_its_batch(store: Store) -> None:
-    # The middle job overdraws: the CHECK (balance >= 0) refuses its UPDATE. On
-    # PostgreSQL that error arrives through the pipeline; it must be the failing
-    # job's own, its writes undone, and the jobs before and after it committed.
+    # The middle job overdraws: the CHECK (balance >= 0) refuses its UPDATE. The error
+    # must be the failing job's own, its writes undone (on PostgreSQL the transaction
+    # is aborted until the rollback to its savepoint), the jobs around it committed.
     p1, p2 = balance(store, PA[P1]), balance(store, PA[P2])
     out = in_one_batch(store, [
         lambda: store.transact(transfer(100, "E1")),
