@@ -1,13 +1,14 @@
-"""Group commit for SQLite: one writer thread, many settlements per fsync.
+"""Group commit: one writer thread, many settlements per durable commit.
 
-Why: SQLite has one writer at a time and a durable commit (WAL,
-``synchronous=FULL``) costs an fsync. Committing each settlement alone caps
-the ledger at the disk's fsync rate divided by the pages each settlement
-dirties. Instead, requests that arrive while a commit is in flight queue up,
-and the writer runs the whole queue in ONE ``BEGIN IMMEDIATE`` transaction,
-each job inside its own SAVEPOINT:
-- a job that is rejected (409/403/422) rolls back to its savepoint only, so a
-  rejection still writes nothing and never binds its idempotency key;
+Why: a durable commit costs an fsync (SQLite: WAL with ``synchronous=FULL``;
+PostgreSQL: the WAL flush of ``synchronous_commit=on``). Committing each
+settlement alone caps the ledger at the disk's fsync rate divided by the pages
+each settlement dirties, and on PostgreSQL every settlement also paid a thread
+hop and a round trip for its own BEGIN and COMMIT. Instead, requests that arrive
+while a commit is in flight queue up, and the writer runs the whole queue in ONE
+transaction, each job inside its own SAVEPOINT:
+- a job that is rejected (409/403/422) or fails rolls back to its savepoint only,
+  so a rejection still writes nothing and never binds its idempotency key;
 - every job's answer is released only after the COMMIT returned, so no till
   hears "settled" for something that is not durable;
 - if the COMMIT fails, every job of the batch gets the error (and nothing of
@@ -16,20 +17,22 @@ Atomicity of a settlement is unchanged: its legs are in one savepoint of one
 transaction. Batching adds no waiting: a lone request is committed at once.
 
 Two ways to wait for a job: ``submit`` blocks the calling thread (tests, the
-CLI, PostgreSQL-style callers), ``submit_async`` returns to the event loop and
-is woken by the writer with one ``call_soon_threadsafe`` per batch. Why the
-async way: an HTTP handler on the event loop otherwise needs a thread-pool hop
-per request only to block on the writer, and on a 2-core machine those hops
-(thread wake-ups, GIL hand-offs) cost more CPU than the settlement itself.
+CLI), ``submit_async`` returns to the event loop and is woken by the writer with
+one ``call_soon_threadsafe`` per batch. Why the async way: an HTTP handler on
+the event loop otherwise needs a thread-pool hop per request only to block on
+the writer, and on a 2-core machine those hops (thread wake-ups, GIL hand-offs)
+cost more CPU than the settlement itself.
 
-Across processes (several server workers on one SQLite file) an optional lock
-file serialises the writers with a blocking OS file lock (portalocker: ``flock``
-on POSIX, ``LockFileEx`` / ``msvcrt.locking`` on Windows): a blocked writer
-sleeps in the kernel and wakes the moment the other commits, instead of SQLite's
-busy handler polling with growing sleeps (1, 2, 5, ... 100 ms) that wreck
-latency. (filelock was the other candidate; its blocking acquire polls every
-50 ms, which is the very latency this lock exists to avoid.)
-
+Several server processes on one database take turns, one batch at a time:
+- SQLite: an optional lock file serialises the writers with a blocking OS file
+  lock (portalocker: ``flock`` on POSIX, ``LockFileEx`` / ``msvcrt.locking`` on
+  Windows): a blocked writer sleeps in the kernel and wakes the moment the other
+  commits, instead of SQLite's busy handler polling with growing sleeps (1, 2, 5,
+  ... 100 ms) that wreck latency. (filelock was the other candidate; its blocking
+  acquire polls every 50 ms, which is the very latency this lock exists to avoid.)
+- PostgreSQL: the store's ``begin`` statements take a transaction-level advisory
+  lock, so two batches never hold row locks the other one waits for (within one
+  batch the jobs run one after another, so they cannot deadlock each other).
 """
 
 from __future__ import annotations
@@ -79,17 +82,27 @@ def _settle_futures(jobs: list[_Job[Any]]) -> None:
 
 
 class GroupCommitter:
-    """Runs write jobs on one SQLite connection in batched transactions."""
+    """Runs write jobs on one connection in batched transactions.
+
+    ``begin``: the statements that open a batch's transaction (SQLite ``BEGIN
+    IMMEDIATE``; PostgreSQL ``BEGIN`` and the writers' advisory lock).
+    ``max_batch``: jobs per transaction at most.
+    """
 
     def __init__(
         self,
         connect: Callable[[], Any],
         make_tx: Callable[[Any], Any],
         lock_path: str | None = None,
+        *,
+        begin: tuple[str, ...] = ("BEGIN IMMEDIATE",),
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self._connect = connect
         self._make_tx = make_tx
         self._lock_path = lock_path
+        self._begin = begin
+        self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
@@ -126,7 +139,7 @@ class GroupCommitter:
                     return
                 batch = [first]
                 stop = False
-                while len(batch) < MAX_BATCH:
+                while len(batch) < self._max_batch:
                     try:
                         job = self._queue.get_nowait()
                     except queue.Empty:
@@ -164,10 +177,10 @@ class GroupCommitter:
             with contextlib.suppress(RuntimeError):  # loop closed at shutdown: nobody waits
                 loop.call_soon_threadsafe(_settle_futures, jobs)
 
-    @staticmethod
-    def _commit(conn: Any, tx: Any, batch: list[_Job[Any]]) -> None:
+    def _commit(self, conn: Any, tx: Any, batch: list[_Job[Any]]) -> None:
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            for sql in self._begin:
+                conn.execute(sql)
             for job in batch:
                 conn.execute("SAVEPOINT job")
                 try:
@@ -178,7 +191,7 @@ class GroupCommitter:
                 conn.execute("RELEASE job")
             conn.execute("COMMIT")
         except BaseException as exc:
-            if conn.in_transaction:
+            with contextlib.suppress(Exception):  # nothing to roll back, or the link is gone
                 conn.execute("ROLLBACK")
             for job in batch:
                 if job.error is None:

@@ -20,14 +20,17 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pydantic_core
+
 from pos_plugin.ledger.own.sandbox import rules
-from pos_plugin.ledger.own.sandbox.store import Row, Store, Tx, receivable_id
+from pos_plugin.ledger.own.sandbox.store import Account, Row, Store, Tx, receivable_id
 from pos_plugin.ledger.own.schemas import (
     COMPACT_COLUMNS,
     Credential,
     ReversalRequest,
     SettlementRequest,
 )
+from pos_plugin.models import LegKind
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -55,7 +58,9 @@ class Rejection(Exception):
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON, UTF-8 as is: what ``json.dumps(ensure_ascii=False, separators=(",",
+    ":"))`` writes, by pydantic's serializer in Rust, 4-5x faster on an answer."""
+    return pydantic_core.to_json(obj).decode()
 
 
 def request_hash(kind: str, payload: dict[str, Any]) -> str:
@@ -193,7 +198,7 @@ class Ledger:
     def settle(self, pharmacy: str, key: str, req: SettlementRequest) -> tuple[int, str]:
         _check_shape(pharmacy, key, req)
         digest = request_hash("settlement", req.model_dump(mode="json"))
-        return self.store.transact(lambda tx: self._settle(tx, pharmacy, req, digest), req.msgid)
+        return self.store.transact(lambda tx: self._settle(tx, pharmacy, req, digest))
 
     async def settle_async(
         self, pharmacy: str, key: str, req: SettlementRequest
@@ -201,100 +206,84 @@ class Ledger:
         """``settle`` for the event loop: same checks, same transaction, awaited."""
         _check_shape(pharmacy, key, req)
         digest = request_hash("settlement", req.model_dump(mode="json"))
-        return await self.store.transact_async(
-            lambda tx: self._settle(tx, pharmacy, req, digest), req.msgid
-        )
+        return await self.store.transact_async(lambda tx: self._settle(tx, pharmacy, req, digest))
 
     def _settle(
         self, tx: Tx, pharmacy: str, req: SettlementRequest, digest: str
     ) -> tuple[int, str]:
-        if True:
-            replay = self._replay(tx, req.msgid, digest)
-            if replay is not None:
-                return replay
-            psn_no, card_status, expiry = self._resolve(tx, req.credential)
-            if psn_no != req.patient_psn_no:
-                raise Rejection(
-                    403, "credential_not_patients_own",
-                    "the card or voucher is not the patient's own; use the patient's own credential",
-                )
-            if card_status != "active":
-                code = "card_lost" if card_status == "lost" else "card_expired"
-                raise Rejection(403, code, f"the card is {card_status} and may not pay")
-            self._check_legs(tx, req)
-            rcv = receivable_id(pharmacy)
-            balances = tx.lock_accounts([leg.account_id for leg in req.legs] + [rcv])
-            short = [
-                {"account_id": leg.account_id, "requested": leg.amount,
-                 "available": balances.get(leg.account_id, 0)}
-                for leg in req.legs
-                if balances.get(leg.account_id, 0) < leg.amount
-            ]
-            if short:
-                fresh = self._lookup(tx, psn_no, card_status, expiry)
-                raise Rejection(
-                    409, "insufficient_funds",
-                    "an account has less than its leg asks for; re-plan with the fresh balances",
-                    balances=_fresh_balances(fresh), shortfalls=short, lookup=fresh,
-                )
-            paid = 0
-            after: dict[str, int] = {}
-            for leg in req.legs:
-                if tx.run(
-                    "UPDATE accounts SET balance = balance - ? WHERE account_id = ? AND balance >= ?",
-                    leg.amount, leg.account_id, leg.amount,
-                ) != 1:  # unreachable under the locks; never commit a partial settlement
-                    raise Rejection(409, "insufficient_funds", "balance moved; re-plan")
-                after[leg.account_id] = balances[leg.account_id] - leg.amount
-                paid += leg.amount
-            if paid:
-                tx.run("UPDATE accounts SET balance = balance + ? WHERE account_id = ?", paid, rcv)
-            created_at, business_date = self._now()
-            legs = [leg.model_dump(mode="json") for leg in req.legs]
-            pa = sum(leg.amount for leg in req.legs if leg.kind.value == "personal_account")
-            entry_id = "S" + req.msgid  # sequential keys: appends, not random page writes
-            body = {
-                "settlement_id": entry_id, "msgid": req.msgid, "pharmacy_code": pharmacy,
-                "terminal_id": req.terminal_id, "operator": req.operator,
-                "patient_psn_no": req.patient_psn_no, "status": "settled", "legs": legs,
-                "balances_after": after, "personal_account": pa, "mutual_aid": paid - pa,
-                "cash": req.cash, "total": req.total, "proxy": req.proxy,
-                "created_at": created_at, "business_date": business_date, "reversal": None,
-            }
-            tx.run(
-                "INSERT INTO entries (entry_id, msgid, kind, pharmacy_code, terminal_id, operator, "
-                "patient_psn_no, original_id, status, total, personal_account, mutual_aid, cash, "
-                "proxy, created_at, business_date, legs, balances_after, lines, reason) "
-                "VALUES (?, ?, 'sale', ?, ?, ?, ?, NULL, 'settled', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
-                entry_id, req.msgid, pharmacy, req.terminal_id, req.operator, req.patient_psn_no,
-                req.total, pa, paid - pa, req.cash, int(req.proxy), created_at, business_date,
-                _dumps(legs), _dumps(after),
-                _dumps([line.model_dump(mode="json") for line in req.lines]),
+        """Checks, then the writes: the postings (which move the balances), the entry and
+        the idempotency row. Every refusal is raised before the first write."""
+        replay = self._replay(tx, req.msgid, digest)
+        if replay is not None:
+            return replay
+        psn_no, card_status, expiry = self._resolve(tx, req.credential)
+        if psn_no != req.patient_psn_no:
+            raise Rejection(
+                403, "credential_not_patients_own",
+                "the card or voucher is not the patient's own; use the patient's own credential",
             )
-            postings = [(entry_id, leg.account_id, -leg.amount) for leg in req.legs]
-            if paid:
-                postings.append((entry_id, rcv, paid))
-                tx.many("INSERT INTO postings (entry_id, account_id, amount) VALUES (?, ?, ?)",
-                        postings)
-            text = _dumps(body)
-            tx.run(
-                "INSERT INTO idempotency (msgid, pharmacy_code, request_hash, status, response) "
-                "VALUES (?, ?, ?, 201, ?)",
-                req.msgid, pharmacy, digest, text,
+        if card_status != "active":
+            code = "card_lost" if card_status == "lost" else "card_expired"
+            raise Rejection(403, code, f"the card is {card_status} and may not pay")
+        rcv = receivable_id(pharmacy)
+        accounts = tx.lock_accounts([leg.account_id for leg in req.legs] + [rcv])
+        self._check_legs(tx, req, accounts)
+        balances = {acct: a.balance for acct, a in accounts.items()}
+        short = [
+            {"account_id": leg.account_id, "requested": leg.amount,
+             "available": balances.get(leg.account_id, 0)}
+            for leg in req.legs
+            if balances.get(leg.account_id, 0) < leg.amount
+        ]
+        if short:
+            fresh = self._lookup(tx, psn_no, card_status, expiry)
+            raise Rejection(
+                409, "insufficient_funds",
+                "an account has less than its leg asks for; re-plan with the fresh balances",
+                balances=_fresh_balances(fresh), shortfalls=short, lookup=fresh,
             )
-            return 201, text
+        entry_id = "S" + req.msgid  # sequential keys: appends, not random page writes
+        paid = sum(leg.amount for leg in req.legs)
+        pa = sum(leg.amount for leg in req.legs if leg.kind is LegKind.PERSONAL_ACCOUNT)
+        after = {leg.account_id: balances[leg.account_id] - leg.amount for leg in req.legs}
+        postings = [(entry_id, leg.account_id, -leg.amount) for leg in req.legs]
+        tx.post([*postings, (entry_id, rcv, paid)] if postings else [])
+        created_at, business_date = self._now()
+        legs = [leg.model_dump(mode="json") for leg in req.legs]
+        tx.run(
+            "INSERT INTO entries (entry_id, msgid, kind, pharmacy_code, terminal_id, operator, "
+            "patient_psn_no, original_id, status, total, personal_account, mutual_aid, cash, "
+            "proxy, created_at, business_date, legs, balances_after, lines, reason) "
+            "VALUES (?, ?, 'sale', ?, ?, ?, ?, NULL, 'settled', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
+            entry_id, req.msgid, pharmacy, req.terminal_id, req.operator, req.patient_psn_no,
+            req.total, pa, paid - pa, req.cash, int(req.proxy), created_at, business_date,
+            _dumps(legs), _dumps(after),
+            _dumps([line.model_dump(mode="json") for line in req.lines]),
+        )
+        text = _dumps({
+            "settlement_id": entry_id, "msgid": req.msgid, "pharmacy_code": pharmacy,
+            "terminal_id": req.terminal_id, "operator": req.operator,
+            "patient_psn_no": req.patient_psn_no, "status": "settled", "legs": legs,
+            "balances_after": after, "personal_account": pa, "mutual_aid": paid - pa,
+            "cash": req.cash, "total": req.total, "proxy": req.proxy,
+            "created_at": created_at, "business_date": business_date, "reversal": None,
+        })
+        tx.run(
+            "INSERT INTO idempotency (msgid, pharmacy_code, request_hash, status, response) "
+            "VALUES (?, ?, ?, 201, ?)",
+            req.msgid, pharmacy, digest, text,
+        )
+        return 201, text
 
-    def _check_legs(self, tx: Tx, req: SettlementRequest) -> None:
+    def _check_legs(self, tx: Tx, req: SettlementRequest, accounts: dict[str, Account]) -> None:
         """Every leg draws on an account that may pay for this patient (else 403)."""
-        mutual = [leg for leg in req.legs if leg.kind.value == "mutual_aid"]
-        own = [leg for leg in req.legs if leg.kind.value == "personal_account"]
+        mutual = [leg for leg in req.legs if leg.kind is LegKind.MUTUAL_AID]
+        own = [leg for leg in req.legs if leg.kind is LegKind.PERSONAL_ACCOUNT]
         if own:
             leg = own[0]
-            row = tx.one(
-                "SELECT owner FROM accounts WHERE account_id = ? AND kind = 'personal'",
-                leg.account_id,
-            )
-            if row is None or row[0] != req.patient_psn_no or leg.payer_psn_no != row[0]:
+            account = accounts.get(leg.account_id)
+            if (account is None or account.kind != "personal"
+                    or account.owner != req.patient_psn_no or leg.payer_psn_no != account.owner):
                 raise Rejection(
                     403, "binding_not_allowed",
                     "the personal_account leg must draw on the patient's own personal account",
@@ -317,7 +306,7 @@ class Ledger:
             )
         }
         for i, leg in enumerate(req.legs):
-            if leg.kind.value != "mutual_aid":
+            if leg.kind is not LegKind.MUTUAL_AID:
                 continue
             r = found.get(leg.binding_id)
             why: str | None
@@ -344,13 +333,14 @@ class Ledger:
         """Make ``msgid`` final: void it unless a settlement committed under it first.
 
         The void is a row in the idempotency table, the same unique key a settlement
-        takes, written under the same per-msgid lock: a settlement and a void of one
-        msgid are serialised, so exactly one of them wins and the loser sees the winner
+        takes, written by the same writer (one batch at a time, its jobs one after
+        another; store.py): a settlement and a void of one msgid are serialised, so
+        exactly one of them wins and the loser sees the winner
         (a late settlement request is refused with ``msgid_voided``). Repeating a void
         answers the first one's result.
         """
         _check_key(pharmacy, msgid, msgid)
-        return self.store.transact(lambda tx: self._void(tx, pharmacy, msgid), msgid)
+        return self.store.transact(lambda tx: self._void(tx, pharmacy, msgid))
 
     def _void(self, tx: Tx, pharmacy: str, msgid: str) -> tuple[int, str]:
         row = tx.one("SELECT request_hash, response FROM idempotency WHERE msgid = ?", msgid)
@@ -419,70 +409,61 @@ class Ledger:
         _check_key(pharmacy, key, req.msgid)
         digest = request_hash("reversal", {"settlement_id": settlement_id, **req.model_dump()})
         return self.store.transact(
-            lambda tx: self._reverse(tx, pharmacy, settlement_id, req, digest), req.msgid
+            lambda tx: self._reverse(tx, pharmacy, settlement_id, req, digest)
         )
 
     def _reverse(
         self, tx: Tx, pharmacy: str, settlement_id: str, req: ReversalRequest, digest: str
     ) -> tuple[int, str]:
-        if True:
-            replay = self._replay(tx, req.msgid, digest)
-            if replay is not None:
-                return replay
-            row = tx.one(
-                f"SELECT {_ENTRY_COLS} FROM entries WHERE entry_id = ? AND kind = 'sale'"
-                + tx.for_update,
-                settlement_id,
+        replay = self._replay(tx, req.msgid, digest)
+        if replay is not None:
+            return replay
+        row = tx.one(
+            f"SELECT {_ENTRY_COLS} FROM entries WHERE entry_id = ? AND kind = 'sale'"
+            + tx.for_update,
+            settlement_id,
+        )
+        if row is None or row[3] != pharmacy:
+            raise Rejection(404, "settlement_not_found", f"no settlement {settlement_id}")
+        if row[8] != "settled":
+            prev = tx.one("SELECT msgid FROM entries WHERE original_id = ?", settlement_id)
+            raise Rejection(
+                409, "already_reversed",
+                f"settlement {settlement_id} was already reversed",
+                reversal_msgid=prev[0] if prev else None,
             )
-            if row is None or row[3] != pharmacy:
-                raise Rejection(404, "settlement_not_found", f"no settlement {settlement_id}")
-            if row[8] != "settled":
-                prev = tx.one("SELECT msgid FROM entries WHERE original_id = ?", settlement_id)
-                raise Rejection(
-                    409, "already_reversed",
-                    f"settlement {settlement_id} was already reversed",
-                    reversal_msgid=prev[0] if prev else None,
-                )
-            legs = json.loads(row[16])
-            rcv = receivable_id(pharmacy)
-            balances = tx.lock_accounts([leg["account_id"] for leg in legs] + [rcv])
-            paid = sum(int(leg["amount"]) for leg in legs)
-            after: dict[str, int] = {}
-            for leg in legs:
-                tx.run("UPDATE accounts SET balance = balance + ? WHERE account_id = ?",
-                       leg["amount"], leg["account_id"])
-                after[leg["account_id"]] = balances[leg["account_id"]] + int(leg["amount"])
-            if paid:
-                tx.run("UPDATE accounts SET balance = balance - ? WHERE account_id = ?", paid, rcv)
-            created_at, business_date = self._now()
-            entry_id = "R" + req.msgid
-            terminal = req.terminal_id or str(row[4])
-            operator = req.operator or str(row[5])
-            tx.run(
-                "INSERT INTO entries (entry_id, msgid, kind, pharmacy_code, terminal_id, operator, "
-                "patient_psn_no, original_id, status, total, personal_account, mutual_aid, cash, "
-                "proxy, created_at, business_date, legs, balances_after, lines, reason) "
-                "VALUES (?, ?, 'reversal', ?, ?, ?, ?, ?, 'settled', ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                "'[]', ?)",
-                entry_id, req.msgid, pharmacy, terminal, operator, row[6], settlement_id,
-                -int(row[9]), -int(row[10]), -int(row[11]), -int(row[12]), int(row[13]),
-                created_at, business_date, row[16], _dumps(after), req.reason,
-            )
-            if paid:
-                postings = [(entry_id, leg["account_id"], int(leg["amount"])) for leg in legs]
-                postings.append((entry_id, rcv, -paid))
-                tx.many("INSERT INTO postings (entry_id, account_id, amount) VALUES (?, ?, ?)",
-                        postings)
-            tx.run("UPDATE entries SET status = 'reversed' WHERE entry_id = ?", settlement_id)
-            new = tx.one(f"SELECT {_ENTRY_COLS} FROM entries WHERE entry_id = ?", entry_id)
-            assert new is not None
-            text = _dumps(_reversal(new, str(row[1])))
-            tx.run(
-                "INSERT INTO idempotency (msgid, pharmacy_code, request_hash, status, response) "
-                "VALUES (?, ?, ?, 201, ?)",
-                req.msgid, pharmacy, digest, text,
-            )
-            return 201, text
+        legs = json.loads(row[16])
+        rcv = receivable_id(pharmacy)
+        accounts = tx.lock_accounts([leg["account_id"] for leg in legs] + [rcv])
+        entry_id = "R" + req.msgid
+        paid = sum(int(leg["amount"]) for leg in legs)
+        after = {leg["account_id"]: accounts[leg["account_id"]].balance + int(leg["amount"])
+                 for leg in legs}  # fmt: skip
+        postings = [(entry_id, leg["account_id"], int(leg["amount"])) for leg in legs]
+        tx.post([*postings, (entry_id, rcv, -paid)] if postings else [])
+        created_at, business_date = self._now()
+        terminal = req.terminal_id or str(row[4])
+        operator = req.operator or str(row[5])
+        tx.run(
+            "INSERT INTO entries (entry_id, msgid, kind, pharmacy_code, terminal_id, operator, "
+            "patient_psn_no, original_id, status, total, personal_account, mutual_aid, cash, "
+            "proxy, created_at, business_date, legs, balances_after, lines, reason) "
+            "VALUES (?, ?, 'reversal', ?, ?, ?, ?, ?, 'settled', ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "'[]', ?)",
+            entry_id, req.msgid, pharmacy, terminal, operator, row[6], settlement_id,
+            -int(row[9]), -int(row[10]), -int(row[11]), -int(row[12]), int(row[13]),
+            created_at, business_date, row[16], _dumps(after), req.reason,
+        )
+        tx.run("UPDATE entries SET status = 'reversed' WHERE entry_id = ?", settlement_id)
+        new = tx.one(f"SELECT {_ENTRY_COLS} FROM entries WHERE entry_id = ?", entry_id)
+        assert new is not None
+        text = _dumps(_reversal(new, str(row[1])))
+        tx.run(
+            "INSERT INTO idempotency (msgid, pharmacy_code, request_hash, status, response) "
+            "VALUES (?, ?, ?, 201, ?)",
+            req.msgid, pharmacy, digest, text,
+        )
+        return 201, text
 
     # ------------------------------------------------------------------ statement
     def _statement_totals(self, tx: Tx, where: str, args: list[Any]) -> list[Row]:
@@ -652,11 +633,11 @@ def _check_shape(pharmacy: str, key: str, req: SettlementRequest) -> None:
     if len(set(accounts)) != len(accounts):
         raise Rejection(422, "invalid_request", "an account appears in two legs", field="legs")
     for i, leg in enumerate(req.legs):
-        if leg.kind.value == "personal_account" and i != 0:
+        if leg.kind is LegKind.PERSONAL_ACCOUNT and i != 0:
             raise Rejection(422, "invalid_request",
                             "the personal_account leg must be the first leg",
                             field=f"legs[{i}].kind")
-        if leg.kind.value == "mutual_aid" and not leg.binding_id:
+        if leg.kind is LegKind.MUTUAL_AID and not leg.binding_id:
             raise Rejection(422, "invalid_request", "a mutual_aid leg needs its binding_id",
                             field=f"legs[{i}].binding_id")
 

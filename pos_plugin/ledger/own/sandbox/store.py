@@ -1,22 +1,22 @@
 """Storage for the sandbox ledger: SQLite (default) or PostgreSQL, plain SQL, no ORM.
 
-Why no ORM: the hot path is a dozen short statements in one transaction, and
+Why no ORM: the hot path is ten short statements in one transaction, and
 both engines cache prepared statements for us (``sqlite3``'s statement cache,
 psycopg's automatic server-side prepare). One connection per thread keeps the
 path lock-free in Python.
 
-Concurrency model:
-- SQLite: every write transaction is ``BEGIN IMMEDIATE`` (the database write
-  lock is taken up front, so a read-then-write can never interleave with
-  another writer); WAL mode with ``synchronous=FULL`` so a commit is durable.
-  Writes go through one writer thread per process that commits concurrent
-  requests together (group_commit.py); writer threads of several processes
-  take turns through a lock file (``<db>.writer-lock``); reads use per-thread
-  connections (WAL snapshots).
+Concurrency model, the same on both engines:
+- Writes go through one writer thread per process that commits concurrent
+  requests together, each in its own savepoint (group_commit.py). Writers of
+  several processes take turns, one batch at a time: SQLite through a lock file
+  (``<db>.writer-lock``) and ``BEGIN IMMEDIATE`` (the database write lock taken up
+  front); PostgreSQL through a transaction-level advisory lock. Two copies of one
+  request are thus serialised on the idempotency check.
+- SQLite: WAL mode with ``synchronous=FULL`` so a commit is durable; reads use
+  per-thread connections (WAL snapshots).
 - PostgreSQL: READ COMMITTED plus ``SELECT ... FOR UPDATE`` on the accounts a
-  settlement touches, always in ``account_id`` order (no deadlock between two
-  tills), and a transaction-scoped advisory lock on the msgid so two copies of
-  one request serialise on the idempotency check.
+  settlement touches, in ``account_id`` order: a row lock against any writer that
+  does not go through the writer lock.
 Balances also carry ``CHECK (balance >= 0)``: the last line of defence.
 """
 
@@ -28,13 +28,24 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pos_plugin.ledger.own.sandbox.group_commit import GroupCommitter
 from pos_plugin.world import World
 
 Row = tuple[Any, ...]
 T = TypeVar("T")
+
+# PostgreSQL keeps up to 64 subtransactions (savepoints that wrote) of a transaction
+# in shared memory; past that, every other session's snapshot looks them up on disk.
+PG_MAX_BATCH = 64
+_PG_WRITER_LOCK = "SELECT pg_advisory_xact_lock(hashtext('pos-plugin sandbox ledger writer'))"
+
+
+class Account(NamedTuple):
+    balance: int
+    owner: str  # a person's psn_no, or the pharmacy code of a receivable
+    kind: str  # 'personal' or 'receivable'
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -135,23 +146,39 @@ class Tx:
         else:
             self._conn.executemany(sql, rows)
 
-    def lock_accounts(self, account_ids: Sequence[str]) -> dict[str, int]:
-        """Balances of these accounts, row-locked in a fixed order on PostgreSQL."""
+    def lock_accounts(self, account_ids: Sequence[str]) -> dict[str, Account]:
+        """These accounts (those that exist), row-locked in a fixed order on PostgreSQL."""
         ids = sorted(set(account_ids))
         if not ids:
             return {}
         if self.pg:
             rows = self.all(
-                "SELECT account_id, balance FROM accounts WHERE account_id = ANY(?) "
-                "ORDER BY account_id FOR UPDATE",
+                "SELECT account_id, balance, owner, kind FROM accounts "
+                "WHERE account_id = ANY(?) ORDER BY account_id FOR UPDATE",
                 ids,
             )
         else:
             marks = ",".join("?" * len(ids))
             rows = self.all(
-                f"SELECT account_id, balance FROM accounts WHERE account_id IN ({marks})", *ids
+                "SELECT account_id, balance, owner, kind FROM accounts "
+                f"WHERE account_id IN ({marks})",
+                *ids,
             )
-        return {r[0]: int(r[1]) for r in rows}
+        return {r[0]: Account(int(r[1]), str(r[2]), str(r[3])) for r in rows}
+
+    def post(self, postings: Sequence[tuple[str, str, int]]) -> None:
+        """Record ``(entry_id, account_id, amount)`` postings and move each account's
+        balance by its amount: two statements for all of them, whatever their number."""
+        if not postings:
+            return
+        rows = ",".join(["(?, ?, ?)"] * len(postings))
+        values = [v for posting in postings for v in posting]
+        self.run(
+            "UPDATE accounts SET balance = balance + v.column3 "
+            f"FROM (VALUES {rows}) AS v WHERE accounts.account_id = v.column2",
+            *values,
+        )
+        self.run(f"INSERT INTO postings (entry_id, account_id, amount) VALUES {rows}", *values)
 
     @property
     def for_update(self) -> str:
@@ -183,6 +210,7 @@ class Store:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA cache_size=-65536")
         return conn
 
     def _conn(self) -> Any:
@@ -207,7 +235,8 @@ class Store:
 
     @contextmanager
     def write(self, lock_key: str | None = None) -> Iterator[Tx]:
-        """A write transaction; commits on normal exit, rolls back on any exception."""
+        """A write transaction outside the writer thread (seeding a new database);
+        commits on normal exit, rolls back on any exception."""
         conn = self._conn()
         conn.execute("BEGIN" if self.pg else "BEGIN IMMEDIATE")
         tx = Tx(conn, self.pg)
@@ -220,38 +249,28 @@ class Store:
             raise
         conn.execute("COMMIT")
 
-    def transact(self, fn: Callable[[Tx], T], lock_key: str | None = None) -> T:
-        """Run ``fn(tx)`` in a write transaction and return its result once committed.
-
-        SQLite: through the group committer (one writer thread, batched fsyncs).
-        PostgreSQL: on this thread's connection; PostgreSQL does its own group
-        commit and row locks let tills on different accounts run in parallel.
-        """
-        if self.pg:
-            with self.write(lock_key) as tx:
-                return fn(tx)
+    def transact(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn(tx)`` in the writer's next batch; its result once committed."""
         return self._group().submit(fn)
 
-    async def transact_async(self, fn: Callable[[Tx], T], lock_key: str | None = None) -> T:
-        """``transact`` for a handler on the event loop: awaits instead of blocking it.
-
-        SQLite: the writer thread wakes the loop when the batch is durable (no
-        thread-pool hop). PostgreSQL: the blocking ``transact`` runs in the
-        thread pool, as each thread holds its own connection.
-        """
-        if self.pg:
-            from starlette.concurrency import run_in_threadpool
-
-            return await run_in_threadpool(self.transact, fn, lock_key)
+    async def transact_async(self, fn: Callable[[Tx], T]) -> T:
+        """``transact`` for a handler on the event loop: awaits instead of blocking it
+        (the writer thread wakes the loop when the batch is durable; no thread-pool hop)."""
         return await self._group().submit_async(fn)
 
     def _group(self) -> GroupCommitter:
         if self._writer is None:
             with self._guard:
                 if self._writer is None:
-                    lock = None if self.url == ":memory:" else self.url + ".writer-lock"
-                    self._writer = GroupCommitter(self._connect, lambda c: Tx(c, False), lock)
+                    self._writer = self._new_writer()
         return self._writer
+
+    def _new_writer(self) -> GroupCommitter:
+        if self.pg:
+            return GroupCommitter(self._connect, lambda c: Tx(c, True),
+                                  begin=("BEGIN", _PG_WRITER_LOCK), max_batch=PG_MAX_BATCH)
+        lock = None if self.url == ":memory:" else self.url + ".writer-lock"
+        return GroupCommitter(self._connect, lambda c: Tx(c, False), lock)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
