@@ -18,9 +18,10 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -346,10 +347,23 @@ def create_app(
             504: sale_answer("device_timeout: no card, voucher or PIN in time"),
         },
     )
-    def create_sale(req: SaleRequest, _: str = pos) -> JSONResponse:
-        """Run a sale; a repeated ``sale_ref`` answers the journaled answer, status and all."""
+    def create_sale(req: SaleRequest, _: str = pos) -> Response:
+        """Run a sale; a repeated ``sale_ref`` answers the journaled answer, status and all.
+
+        The pad shows the outcome once this answer is sent (``answer_sent``, a
+        background task of the response), never before."""
+
+        async def answered() -> None:
+            service.answer_sent(req.sale_ref)
+
+        def reply(result: SaleResult, http_status: int) -> Response:
+            return Response(
+                result.model_dump_json(), http_status, media_type="application/json",
+                background=BackgroundTask(answered),
+            )  # fmt: skip
+
         try:
-            http_status, result = service.sell(req)
+            http_status, result = service.sell(req, answer_first=True)
         except SaleRefReused:
             raise ApiError(
                 409,
@@ -363,9 +377,9 @@ def create_app(
                 body = SaleResult(
                     sale_ref=req.sale_ref, status=status, code=e.code, message=e.message
                 )
-                return JSONResponse(body.model_dump(mode="json"), status_code=e.http_status)
+                return reply(body, e.http_status)
             http_status, result = service.answer(row)
-        return JSONResponse(result.model_dump(mode="json"), status_code=http_status)
+        return reply(result, http_status)
 
     @app.get(
         "/v1/sales/{sale_ref}",

@@ -23,7 +23,9 @@ reports ages, docs/serial-protocol.md 6.4), and the credential must be the one
 the POS asked for. Once a card was read, the pad asks the customer to take it
 and the agent watches the slot for ``card_removal_timeout`` in the background
 (the POS has its answer already); a card still in after that is reported in
-``/v1/health`` and refused by the next sale until it is inserted again.
+``/v1/health`` and refused by the next sale until it is inserted again. Through
+the API, nothing cosmetic goes to the pad before the POS has its answer: the
+outcome frame waits for ``answer_sent``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pos_plugin.journal import journal as J
@@ -98,6 +100,9 @@ from pos_plugin.sale.receipts import (
 log = logging.getLogger("pos_plugin.sale.service")
 
 MAX_REPLANS = 3
+ANSWER_FIRST_WAIT = 2.0
+"""Seconds a sale's outcome frame waits for ``answer_sent`` (the POS has its answer);
+past that it is shown anyway, e.g. for a POS that dropped the connection."""
 PIN_ATTEMPTS_PER_SALE = 2  # never lets one sale use up the chip's 3 tries
 REVERSAL_ESCALATE_AFTER = 5
 
@@ -150,6 +155,19 @@ class _CardSession:
     card_in: bool = False  # a card went in for it (read, or refused): it must come out
     pad_says_take: bool = False  # the pad's last display already asks for that
     done_lines: tuple[str, str] | None = None  # the outcome, shown once the POS has it
+    # Set once the POS has the answer (at once unless the caller sends it: answer_sent).
+    answered: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class _Tail:
+    """What follows a sale or inquiry on the pad, in the background: the outcome frame
+    once the POS has its answer, then the watch for the card to be taken."""
+
+    of: str  # the sale_ref (or "a balance inquiry")
+    thread: threading.Thread
+    stop: threading.Event  # the next sale needs the reader
+    answered: threading.Event
 
 
 def request_hash(req: SaleRequest) -> str:
@@ -199,17 +217,20 @@ class SaleService:
         self._changed = threading.Condition()
         self.ledger_round_trips = 0  # for the benchmark: lookups + settlement requests
         self._session: _CardSession | None = None
-        self._removal: tuple[threading.Thread, threading.Event] | None = None
+        self._tail: _Tail | None = None
         # True once a card was not taken within card_removal_timeout (shown in /v1/health);
         # False again when it is removed or a newly inserted card is read.
         self.card_left_in_reader = False
 
     # ------------------------------------------------------------------ sale
 
-    def sell(self, req: SaleRequest) -> tuple[int, SaleResult]:
+    def sell(self, req: SaleRequest, *, answer_first: bool = False) -> tuple[int, SaleResult]:
         """Run one sale to (HTTP status, result); raises SaleError for a refusal or a failure.
 
-        A repeated ``sale_ref`` answers what ``answer`` says of its journaled row."""
+        A repeated ``sale_ref`` answers what ``answer`` says of its journaled row.
+        ``answer_first``: the caller sends the POS the answer, then calls ``answer_sent``;
+        the pad shows the outcome only then (the API: the cashier is never kept waiting
+        by a display frame on the serial line)."""
         if (
             is_day_closed(self.journal, self.settings.today())
             and self.journal.get(req.sale_ref) is None
@@ -243,7 +264,7 @@ class SaleService:
             raise busy
         cancel = self._cancels.setdefault(req.sale_ref, threading.Event())
         try:
-            with self._card_session(req.sale_ref):
+            with self._card_session(req.sale_ref, answer_first=answer_first):
                 result = self._sell(req, cancel)
             log.info("sale %s: %s, msgid %s", req.sale_ref, result.status, result.msgid)
             return 200, result
@@ -1016,31 +1037,40 @@ class SaleService:
             session.done_lines = ("交易成功", f"Paid. Cash {cash}")
 
     @contextmanager
-    def _card_session(self, what: str) -> Iterator[_CardSession]:
+    def _card_session(self, what: str, *, answer_first: bool = False) -> Iterator[_CardSession]:
         """Around one sale or inquiry: afterwards, a card that went in must come out.
 
         Success or failure, once a card was in the slot the pad asks for it
         (unless its last display already does) and a background watch waits for
         the removal, bounded; the next sale or inquiry ends that watch first.
-        A sale's outcome frame is sent by that background step too: the POS gets its
-        answer without waiting for a cosmetic frame on the serial line.
+        The outcome frame (or "take your card") is sent by that background step too,
+        once the POS has its answer (``answer_first``: when ``answer_sent`` says so):
+        the POS never waits for a cosmetic frame on the serial line.
         """
         session = _CardSession()
+        if not answer_first:
+            session.answered.set()
         self._session = session
         try:
             yield session
         finally:
             self._session = None
+            show = session.done_lines
             if session.card_in and not session.pad_says_take:
-                try:
-                    self.devices.show(*TAKE_CARD_AFTER_FAILURE)
-                except Exception:  # the outcome stands; the watch below still runs
-                    log.warning("could not ask for the card back on the PIN pad after %s", what)
-            if session.card_in or session.done_lines:
-                self._after_answer(what, session.done_lines, watch=session.card_in)
+                show = TAKE_CARD_AFTER_FAILURE
+            if session.card_in or show:
+                self._after_answer(what, show, watch=session.card_in, answered=session.answered)
 
-    def _after_answer(self, what: str, show: tuple[str, str] | None, *, watch: bool) -> None:
-        """In the background (the POS has its answer): show the outcome, then wait,
+    def answer_sent(self, sale_ref: str) -> None:
+        """The POS has this sale's answer: the pad may show the outcome now (see ``sell``)."""
+        tail = self._tail
+        if tail is not None and tail.of == sale_ref:
+            tail.answered.set()
+
+    def _after_answer(
+        self, what: str, show: tuple[str, str] | None, *, watch: bool, answered: threading.Event
+    ) -> None:
+        """In the background, once the POS has its answer: show the outcome, then wait,
         bounded, for the card to be taken."""
         from drivers import DeviceError
 
@@ -1048,6 +1078,9 @@ class SaleService:
         timeout = self.settings.card_removal_timeout
 
         def after() -> None:
+            answered.wait(ANSWER_FIRST_WAIT)
+            if stop.is_set():  # the next sale has the pad already
+                return
             if show is not None:
                 try:
                     self.devices.show(*show)
@@ -1072,16 +1105,16 @@ class SaleService:
             self.card_left_in_reader = False
 
         thread = threading.Thread(target=after, name="card-removal", daemon=True)
-        self._removal = (thread, stop)
+        self._tail = _Tail(what, thread, stop, answered)
         thread.start()
 
     def _stop_removal_watch(self) -> None:
         """End the previous watch (within one device hold) so this sale can use the reader."""
-        watch, self._removal = self._removal, None
-        if watch is not None:
-            thread, stop = watch
-            stop.set()
-            thread.join(timeout=5)
+        tail, self._tail = self._tail, None
+        if tail is not None:
+            tail.stop.set()
+            tail.answered.set()  # it waits for nothing any more
+            tail.thread.join(timeout=5)
 
     # ------------------------------------------------------------------ balance
 

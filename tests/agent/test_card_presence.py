@@ -149,6 +149,38 @@ def test_pad_asks_to_take_the_card_and_the_wait_for_removal_is_bounded(
     assert wait_until(lambda: health(agent)["card_left_in_reader"] is False, 5)
 
 
+def test_the_outcome_frame_follows_the_pos_answer(
+    pos: Pos, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cashier gets the answer before any cosmetic frame goes to the pad (issue 17):
+    the API says when the answer is sent, and only then is "paid, take your card" shown;
+    a caller that never says so has the frame held back, then shown anyway."""
+    from pos_plugin.sale.models import SaleRequest
+    from pos_plugin.sale.service import ANSWER_FIRST_WAIT
+
+    sim, svc = agent.simulator, agent.service
+    assert sim is not None
+    order: list[str] = []
+    answer_sent, show = svc.answer_sent, svc.devices.show
+    monkeypatch.setattr(svc, "answer_sent", lambda ref: (order.append("answered"), answer_sent(ref)))
+    monkeypatch.setattr(
+        svc.devices, "show", lambda *lines: (order.append("show " + lines[0]), show(*lines))
+    )
+    status, body = pos.sale("O1", "B11000006", LI_NA, COLD)
+    assert (status, body["status"]) == (200, "settled"), body
+    assert wait_until(lambda: "show 交易成功 请取卡" in order, 5), order
+    assert order == ["answered", "show 交易成功 请取卡"]
+
+    order.clear()
+    sim.present_card("B11000006", "correct")
+    req = SaleRequest.model_validate(sale_body(pos, "O2", LI_NA))
+    assert svc.sell(req, answer_first=True)[1].status == "settled"
+    time.sleep(ANSWER_FIRST_WAIT / 4)
+    assert order == []  # held back: nobody said the POS has it
+    assert wait_until(lambda: order == ["show 交易成功 请取卡"], ANSWER_FIRST_WAIT + 5), order
+    sim.remove_card()
+
+
 def test_pad_asks_to_take_the_card_after_a_failed_sale_too(pos: Pos, agent: Agent) -> None:
     sim = agent.simulator
     assert sim is not None
@@ -156,7 +188,9 @@ def test_pad_asks_to_take_the_card_after_a_failed_sale_too(pos: Pos, agent: Agen
     removal_waits = sim.event_count("wait_removed")
     status, body = pos.call("POST", "/v1/sales", sale_body(pos, "F1", "11000000000000000002"))
     assert (status, body["code"]) == (422, "pin_wrong"), body
-    assert sim.display == ("交易未完成 请取卡", "Please take your card")
+    # Like the outcome of a settled sale, the frame follows the POS's answer.
+    take = ("交易未完成 请取卡", "Please take your card")
+    assert wait_until(lambda: sim.display == take, 5), sim.display
     assert sim.wait_for("wait_removed", 5, after=removal_waits)
     pos.remove()
 
