@@ -200,6 +200,14 @@ class HttpLedgerClient:
             if proxy
             else urllib3.PoolManager(maxsize=4, **tls)
         )
+        # Requests go to the ledger host's own pool: the PoolManager would parse the URL
+        # and look that pool up on every request (0.07 ms of CPU per round trip). Not
+        # through a forwarding proxy (plain http), which needs the manager's absolute URLs.
+        where = urlsplit(self.base_url)
+        self._host: urllib3.HTTPConnectionPool | None = (
+            None if proxy and where.scheme == "http" else self.pool.connection_from_url(self.base_url)
+        )
+        self._prefix = where.path  # a ledger API below a path: https://host/ledger
         self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
                         "User-Agent": "pos-plugin-ledger-client/1"}  # fmt: skip
         # Called with every answer (tests and benchmarks watch the traffic here).
@@ -231,10 +239,16 @@ class HttpLedgerClient:
             body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
             head["Content-Type"] = "application/json"
         try:
-            raw = self.pool.request(
-                method, self.base_url + path_url, body=body, headers=head, timeout=self.timeout,
-                retries=_NO_RETRIES, redirect=False,
-            )  # fmt: skip
+            if self._host is not None:
+                raw = self._host.urlopen(
+                    method, self._prefix + path_url, body=body, headers=head,
+                    timeout=self.timeout, retries=_NO_RETRIES, redirect=False,
+                )  # fmt: skip
+            else:
+                raw = self.pool.request(
+                    method, self.base_url + path_url, body=body, headers=head,
+                    timeout=self.timeout, retries=_NO_RETRIES, redirect=False,
+                )  # fmt: skip
         except HTTPError as exc:
             if _nothing_sent(exc):
                 raise _NotSent(str(exc)) from exc
