@@ -212,7 +212,7 @@ def main(sales: int = 10, runs: int = 5) -> int:
                         sim.remove_card()
                         tail = svc._tail  # type: ignore[attr-defined]
                         if tail is not None:  # the outcome frame and the removal watch
-                            tail.thread.join(10)
+                            tail.done.wait(10)
                         ledger_ms = bare.round_trips_ms()
                         needed = marks["serial_done"] - bytes_in - 1  # not the last ACK
                         after = [t for t in frames_in if t > card_in + 0.001]

@@ -254,7 +254,7 @@ def main(n: int = 40, runs: int = 5) -> None:
                         # while it still runs: let it end before the next sale starts.
                         tail = svc._tail  # type: ignore[attr-defined]
                         if tail is not None:
-                            tail.thread.join(5)
+                            tail.done.wait(5)
                         assert r.status == 200, text
                         trips.append(server[1])
                         leg_counts.append(len(json.loads(text)["family"]))
