@@ -52,6 +52,7 @@ from sandbox_proc import sandbox_process
 from pos_plugin.journal.journal import SHANGHAI, Journal
 from pos_plugin.ledger.own.client import HttpLedgerClient
 from pos_plugin.ledger.own.sandbox.store import Store
+from pos_plugin.reconcile import msgid_order
 from pos_plugin.reconcile.day import reconcile_day
 from pos_plugin.world import World, WorldPharmacy, load_world
 
@@ -198,6 +199,19 @@ def timed(f: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t, got
 
 
+SPILLS = [0]  # sorted runs written to disk (MsgidOrder._spill), counted by the bench
+
+
+def _count_spills() -> None:
+    spill = msgid_order.MsgidOrder._spill
+
+    def counted(self: msgid_order.MsgidOrder) -> None:
+        SPILLS[0] += 1
+        spill(self)
+
+    msgid_order.MsgidOrder._spill = counted  # type: ignore[method-assign]
+
+
 def speed(rounds: int, n: int = 100_000, tills: int = 10) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-reconcile-") as tmp, ExitStack() as stack:
         work = Path(tmp)
@@ -226,6 +240,9 @@ def speed(rounds: int, n: int = 100_000, tills: int = 10) -> None:
         client = HttpLedgerClient(url, ph.api_token)
         stack.callback(client.close)
         raw_both, raw_seq, raw_stmt, raw_jour, full, lean = [], [], [], [], [], []
+        cpu_full: list[float] = []
+        cpu_lean: list[float] = []
+        _count_spills()
         reconcile_day(DAY, paths, client, ph.code)  # warm: imports, the sandbox's caches
         before = load()
         pool = ThreadPoolExecutor(1)
@@ -242,10 +259,14 @@ def speed(rounds: int, n: int = 100_000, tills: int = 10) -> None:
                 pending.result()
 
             raw_both.append(timed(both)[0])
+            c = time.process_time()
             t, rec = timed(lambda: reconcile_day(DAY, paths, client, ph.code))
+            cpu_full.append(time.process_time() - c)
             assert rec.balanced, rec.counts
             full.append(t)
+            c = time.process_time()
             t, rec = timed(lambda: reconcile_day(DAY, paths, client, ph.code, keep_balanced=False))
+            cpu_lean.append(time.process_time() - c)
             assert rec.balanced, rec.counts
             lean.append(t)
         pool.shutdown()
@@ -259,7 +280,10 @@ def speed(rounds: int, n: int = 100_000, tills: int = 10) -> None:
         print(f"    of which the statement's pages:          {spread(raw_stmt)}")
         print(f"    of which the journals' rows:             {spread(raw_jour)}")
         print(f"  reconcile_day (pairs kept, as the CLI):    {spread(full)}")
-        print(f"  reconcile_day (keep_balanced=False):       {spread(lean)}")
+        print(f"  reconcile_day (keep_balanced=False):       {spread(lean)}; sorted runs "
+              f"spilled to disk in all rounds: {SPILLS[0]}")  # fmt: skip
+        print(f"  CPU of this process per reconcile_day:     pairs kept {spread(cpu_full)}, "
+              f"lean {spread(cpu_lean)}")  # fmt: skip
         floor = statistics.median(raw_both)
         med = statistics.median(full)
         print(f"  ratio reconcile / raw read (medians):      {med / floor:.2f}x "
@@ -304,6 +328,7 @@ def peak_rss_mb(field: str = "VmHWM") -> float:
 def child(ledger_url: str, journal_url: str, stores: list[tuple[str, str]]) -> None:
     """In a fresh process: reconcile each store, print JSON (time, peak RSS, rows)."""
     base = peak_rss_mb("VmRSS")
+    _count_spills()
     t = time.perf_counter()
     rows = 0
     for code, token in stores:
@@ -315,7 +340,7 @@ def child(ledger_url: str, journal_url: str, stores: list[tuple[str, str]]) -> N
         assert rec.balanced, (code, rec.counts)
         rows += rec.journal.sales_count
     print(json.dumps({"seconds": time.perf_counter() - t, "base_mb": base,
-                      "peak_mb": peak_rss_mb(), "rows": rows}))  # fmt: skip
+                      "peak_mb": peak_rss_mb(), "rows": rows, "spills": SPILLS[0]}))  # fmt: skip
 
 
 @contextmanager
@@ -381,7 +406,8 @@ def memory(sizes: list[int], chain: int) -> None:
                 got = json.loads(out.stdout.strip().splitlines()[-1])
                 peaks.append(got["peak_mb"])
                 print(f"  {label:<45} peak RSS {got['peak_mb']:6.0f} MB (after imports "
-                      f"{got['base_mb']:.0f} MB), {got['seconds']:.1f} s; load {before}")  # fmt: skip
+                      f"{got['base_mb']:.0f} MB), {got['seconds']:.1f} s, {got['spills']} sorted "
+                      f"runs spilled; load {before}")  # fmt: skip
         ok = max(peaks) < 300
         print(f"  target (peak < 300 MB whatever the day's size): {'met' if ok else 'NOT met'}")
 

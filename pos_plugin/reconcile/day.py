@@ -58,7 +58,7 @@ from pos_plugin.reconcile.matching import (
     norm_legs,
     walk,
 )
-from pos_plugin.reconcile.msgid_order import MEMORY_ROWS, MsgidOrder
+from pos_plugin.reconcile.msgid_order import MEMORY_BYTES, MsgidOrder
 from pos_plugin.sale.service import SaleService, SaleSettings
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -640,21 +640,20 @@ def reconcile_day(
     ``get_reversal``). ``statement`` may be given to reconcile against one already read.
     ``resolve=False`` leaves ``settling`` rows as they are (nothing written).
 
-    Both sides are put in msgid order (``MsgidOrder``: up to ``memory_rows`` entries a
-    side in memory, sorted runs on disk past that) and walked side by side once.
-    ``keep_balanced=False`` drops each balanced pair once counted
-    (``Reconciliation.balanced_pairs`` is then empty; totals, breaks and digest are the
-    same), and the memory needed does not grow with the day (``memory_rows`` defaults to
-    ``MEMORY_ROWS``). With the pairs kept (the default: the per-msgid details of the CSV
-    and ``as_dict(details=True)``) the day is held anyway, so by default nothing is
+    Both sides are put in msgid order (``MsgidOrder``: up to ``MEMORY_BYTES`` of
+    entries a side in memory, sorted runs on disk past that; ``memory_rows`` entries
+    instead, for tests) and walked side by side once. ``keep_balanced=False`` drops
+    each balanced pair once counted (``Reconciliation.balanced_pairs`` is then empty;
+    totals, breaks and digest are the same), and the memory needed does not grow with
+    the day. With the pairs kept (the default: the per-msgid details of the CSV and
+    ``as_dict(details=True)``) the day is held anyway, so by default nothing is
     spilled.
     """
-    if memory_rows is None:
-        memory_rows = sys.maxsize if keep_balanced else MEMORY_ROWS
+    limit_bytes = sys.maxsize if keep_balanced and memory_rows is None else MEMORY_BYTES
     with gc_paused():
         return _reconcile_day(
             day, journal_paths, ledger, pharmacy_code, resolve, statement, keep_balanced,
-            memory_rows,
+            memory_rows or sys.maxsize, limit_bytes,
         )  # fmt: skip
 
 
@@ -708,6 +707,7 @@ def _reconcile_day(
     statement: Statement | CompactStatement | None,
     keep_balanced: bool,
     memory_rows: int,
+    limit_bytes: int,
 ) -> Reconciliation:
     if not journal_paths:
         raise ReconcileError("give at least one journal file")
@@ -730,7 +730,10 @@ def _reconcile_day(
         resolved += resolve_settling(journal_paths, ledger, code)
     iso = day.isoformat()
     j_tally, l_tally = Tally(iso), Tally(iso)
-    with MsgidOrder(memory_rows) as j_side, MsgidOrder(memory_rows) as l_side:
+    with (
+        MsgidOrder(memory_rows, limit_bytes=limit_bytes) as j_side,
+        MsgidOrder(memory_rows, limit_bytes=limit_bytes) as l_side,
+    ):
         j_into, l_into = _counted_into(j_side, j_tally), _counted_into(l_side, l_tally)
         # The statement is read while the journals are: the ledger builds its pages (and
         # the network carries them) while this thread reads the journals.

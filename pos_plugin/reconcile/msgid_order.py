@@ -3,11 +3,15 @@
 Why: matching walks both sides in msgid order, side by side (``matching.walk``, a
 merge), so a day of any size is matched without an index of all of it. The
 journals give their rows in their own order and the statement in commit order, so
-each side is gathered here first. Up to ``limit`` entries are kept in memory and
-sorted there (a store's ordinary day). Past that, each full batch is sorted and
-written to a temporary file (a *run*), and the runs are read back merged
-(``heapq.merge``), one block of each at a time: the memory held is ``limit``
-entries plus one block per run, whatever the day's size.
+each side is gathered here first. Entries are kept in memory up to a size in bytes
+(``MEMORY_BYTES``: a store's ordinary day, 100,000 settlements, fits) and sorted
+there. Past that, each full batch is sorted and written to a temporary file (a
+*run*), and the runs are read back merged (``heapq.merge``), one block of each at a
+time: the memory held is one batch plus one block per run, whatever the day's size.
+
+The limit is in bytes, not entries, because what an entry holds varies (a family
+sale has a leg per payer; a journal row carries the patient's masked ID): the size
+of each chunk handed over is estimated from a few of its entries (``entries_bytes``).
 
 Runs are length-prefixed ``marshal`` blocks of plain tuples: the fastest round trip the standard
 library has for tuples of str/int/None, and the files live only as long as this
@@ -18,37 +22,66 @@ from __future__ import annotations
 
 import heapq
 import marshal
+import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from operator import itemgetter
 from typing import IO
 
 from pos_plugin.reconcile.matching import Entry
 
-MEMORY_ROWS = 64_000  # entries one side keeps in memory before it spills a sorted run (~60 MB)
+# What one side keeps in memory before it spills a sorted run: ~115,000 entries of an
+# ordinary day (~760 bytes each). Both sides at the limit, a 1,000,000-row day peaks
+# below 300 MB (docs/reconciliation.md, *Benchmark*).
+MEMORY_BYTES = 88_000_000
 _BLOCK = 512  # entries per marshal block: what a run holds in memory while merged
+_SAMPLE = 8  # entries of a chunk whose size is measured
 _MSGID = itemgetter(0)
+
+
+def entries_bytes(entries: Sequence[Entry]) -> int:
+    """About how much memory ``entries`` hold: the objects of a few of them, evenly
+    spaced, each object counted once (a value they share, such as ``"sale"``, is not
+    theirs), scaled to the whole chunk."""
+    if not entries:
+        return 0
+    sample = entries[:: max(1, len(entries) // _SAMPLE)]
+    seen: set[int] = set()
+    size = 0
+    todo: list[object] = list(sample)
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        size += sys.getsizeof(obj)
+        if isinstance(obj, tuple):  # an entry, its legs, a leg
+            todo.extend(obj)
+    return size * len(entries) // len(sample)
 
 
 class MsgidOrder:
     """Collects entries in any order (``extend``); gives them back once, in msgid order.
 
-    Entries with the same msgid come back in the order they were added (both sorts
-    and ``heapq.merge`` are stable), so a duplicate stays a duplicate.
+    Spills past ``limit_bytes`` (estimated, ``entries_bytes``) or ``limit`` entries
+    (tests use a handful, to spill small days). Entries with the same msgid come back
+    in the order they were added (both sorts and ``heapq.merge`` are stable), so a
+    duplicate stays a duplicate.
     """
 
-    def __init__(self, limit: int = MEMORY_ROWS) -> None:
+    def __init__(self, limit: int = sys.maxsize, *, limit_bytes: int = MEMORY_BYTES) -> None:
         self.limit = max(1, limit)
+        self.limit_bytes = limit_bytes
         self._batch: list[Entry] = []
+        self._bytes = 0
         self._runs: list[IO[bytes]] = []
         self.count = 0
 
-    def extend(self, entries: Iterable[Entry]) -> None:
-        batch = self._batch
-        before = len(batch)
-        batch.extend(entries)
-        self.count += len(batch) - before
-        if len(batch) >= self.limit:
+    def extend(self, entries: Sequence[Entry]) -> None:
+        self._batch.extend(entries)
+        self.count += len(entries)
+        self._bytes += entries_bytes(entries)
+        if len(self._batch) >= self.limit or self._bytes >= self.limit_bytes:
             self._spill()
 
     @property
@@ -67,6 +100,7 @@ class MsgidOrder:
         f.seek(0)
         self._runs.append(f)
         self._batch = []
+        self._bytes = 0
 
     def __iter__(self) -> Iterator[Entry]:
         self._batch.sort(key=_MSGID)
