@@ -12,13 +12,15 @@ Run: ``.venv/bin/python bench/bench_reconcile.py`` (all of it, a few minutes), o
    day as stored, ``SELECT *`` with no parsing; the two at once, as reconciliation
    reads them, and one after the other), then ``reconcile_day`` as the CLI runs it
    (balanced pairs kept for the details) and with ``keep_balanced=False``. Printed:
-   median and min-max over the rounds, the load average before and after. Target:
+   median and min-max over the rounds, the load average before and after, the
+   process's CPU time per reconcile and the sorted runs spilled to disk. Target:
    reconcile < 2 s median and <= 1.5x the raw read (both at once) of the same run.
 2. **Memory**: the shared PostgreSQL journal (a fresh database, seeded with COPY,
    dropped after): a single store's day of 100,000 / 300,000 / 1,000,000 rows over
    10 tills, and a chain day of 1,000,000 rows (100 stores x 10 tills, reconciled
    store by store), each reconciled in a fresh process with ``keep_balanced=False``;
-   printed: the process's peak RSS, its RSS after imports (the floor), the time.
+   printed: the process's peak RSS, its RSS after imports (the floor), the time, the
+   sorted runs spilled (``--sizes``, ``--chain N`` choose the days; ``--chain 0`` none).
    Target: peak < 300 MB whatever the day's size.
 
 Rows are written directly in their real shapes (the sandbox's ``entries``, the tills'
