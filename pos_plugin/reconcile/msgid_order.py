@@ -30,9 +30,10 @@ from typing import IO
 
 from pos_plugin.reconcile.matching import Entry
 
-# What one side keeps in memory before it spills a sorted run: ~115,000 entries of an
-# ordinary day (~760 bytes each). Both sides at the limit, a 1,000,000-row day peaks
-# below 300 MB (docs/reconciliation.md, *Benchmark*).
+# What one side keeps in memory before it spills a sorted run: ~110,000 entries of the
+# benchmark's day (~790 bytes each, as estimated), so a 100,000-row day stays whole;
+# both sides at the limit, a 1,000,000-row day peaks at 265 MB (docs/reconciliation.md,
+# *Benchmark*).
 MEMORY_BYTES = 88_000_000
 _BLOCK = 512  # entries per marshal block: what a run holds in memory while merged
 _SAMPLE = 8  # entries of a chunk whose size is measured
