@@ -44,6 +44,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
+from pos_plugin.ledger.own.sandbox.group_commit import WriterUnavailable
 from pos_plugin.ledger.own.sandbox.service import Ledger, Rejection
 from pos_plugin.ledger.own.schemas import (
     ErrorBody,
@@ -171,6 +172,13 @@ def create_app(ledger: Ledger) -> FastAPI:
     @app.exception_handler(_Invalid)
     async def _invalid_fast(_: Request, exc: _Invalid) -> Response:
         return _invalid_body(exc.loc, exc.msg)
+
+    @app.exception_handler(WriterUnavailable)
+    async def _writer_unavailable(_: Request, exc: WriterUnavailable) -> Response:
+        # The database connection broke mid-batch: the outcome is unknown, as after a
+        # timeout. 503 tells the till to resolve by msgid and retry (docs/ledger-api.md).
+        return JSONResponse({"code": "ledger_unavailable", "message": str(exc)},
+                            status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:

@@ -6,15 +6,26 @@ settlement alone caps the ledger at the disk's fsync rate divided by the pages
 each settlement dirties, and on PostgreSQL every settlement also paid a thread
 hop and a round trip for its own BEGIN and COMMIT. Instead, requests that arrive
 while a commit is in flight queue up, and the writer runs the whole queue in ONE
-transaction, each job inside its own SAVEPOINT:
-- a job that is rejected (409/403/422) or fails rolls back to its savepoint only,
-  so a rejection still writes nothing and never binds its idempotency key;
+transaction:
+- the fast pass runs the jobs one after another with no savepoint: a job checks
+  everything that can refuse it (idempotency, credential, bindings, balances under
+  row lock) before its first write, so a refusal (409/403/422) leaves nothing to
+  undo and never binds its idempotency key. On PostgreSQL the pass runs in
+  psycopg's pipeline mode: writes are sent without waiting for their answers, and
+  travel with the next job's reads (one round trip per settlement, not ten);
+- if a job fails after it wrote, or a statement fails in the database (an error
+  the checks did not foresee: a CHECK, a lost race with another writer), the
+  whole transaction is rolled back and the batch is run again, the careful pass,
+  each job inside its own SAVEPOINT: that job alone rolls back and gets its error;
 - every job's answer is released only after the COMMIT returned, so no till
   hears "settled" for something that is not durable;
 - if the COMMIT fails, every job of the batch gets the error (and nothing of
-  them is on disk); the client then resolves by msgid, as after any failure.
-Atomicity of a settlement is unchanged: its legs are in one savepoint of one
-transaction. Batching adds no waiting: a lone request is committed at once.
+  them is on disk); the client then resolves by msgid, as after any failure. A
+  connection that broke is reported as ``WriterUnavailable`` (the HTTP layer's 503
+  ``ledger_unavailable``) and the writer connects anew for the next batch.
+Atomicity of a settlement is unchanged: its legs are in one transaction, and a
+job's writes are either all committed or all rolled back with it. Batching adds
+no waiting: a lone request is committed at once.
 
 Two ways to wait for a job: ``submit`` blocks the calling thread (tests, the
 CLI), ``submit_async`` returns to the event loop and is woken by the writer with
@@ -52,6 +63,11 @@ T = TypeVar("T")
 MAX_BATCH = 256
 
 
+class WriterUnavailable(Exception):
+    """The writer's database connection broke during a batch: the batch's outcome is
+    unknown to its callers (the writer reconnects for the next batch)."""
+
+
 class _Job(Generic[T]):
     __slots__ = ("done", "error", "fn", "future", "loop", "result")
 
@@ -87,6 +103,12 @@ class GroupCommitter:
     ``begin``: the statements that open a batch's transaction (SQLite ``BEGIN
     IMMEDIATE``; PostgreSQL ``BEGIN`` and the writers' advisory lock).
     ``max_batch``: jobs per transaction at most.
+    ``pipeline``: a context in which the connection sends statements without waiting
+    for each answer (psycopg's pipeline mode); a read waits, a write does not.
+    ``is_broken``: whether the connection is lost (then the writer opens a new one).
+
+    A job's ``tx`` must carry a ``dirty`` flag that its statements set when they
+    write or fail: that is how the fast pass knows a refusal left nothing to undo.
     """
 
     def __init__(
@@ -97,12 +119,20 @@ class GroupCommitter:
         *,
         begin: tuple[str, ...] = ("BEGIN IMMEDIATE",),
         max_batch: int = MAX_BATCH,
+        pipeline: Callable[[Any], contextlib.AbstractContextManager[Any]] = (
+            lambda _conn: contextlib.nullcontext()
+        ),
+        is_broken: Callable[[Any], bool] = lambda _conn: False,
     ) -> None:
         self._connect = connect
         self._make_tx = make_tx
         self._lock_path = lock_path
         self._begin = begin
         self._max_batch = max_batch
+        self._pipeline = pipeline
+        self._is_broken = is_broken
+        self._conn: Any = None
+        self._tx: Any = None
         self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
@@ -129,8 +159,6 @@ class GroupCommitter:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        conn = self._connect()
-        tx = self._make_tx(conn)
         lock_file: IO[bytes] | None = open(self._lock_path, "a+b") if self._lock_path else None  # noqa: SIM115
         try:
             while True:
@@ -149,18 +177,20 @@ class GroupCommitter:
                         break
                     batch.append(job)
                 if lock_file is None:
-                    self._commit(conn, tx, batch)
+                    self._commit(batch)
                 else:
                     portalocker.lock(lock_file, portalocker.LOCK_EX)  # sleeps without the GIL
                     try:
-                        self._commit(conn, tx, batch)
+                        self._commit(batch)
                     finally:
                         portalocker.unlock(lock_file)
                 self._release(batch)
                 if stop:
                     return
         finally:
-            conn.close()
+            if self._conn is not None:
+                with contextlib.suppress(Exception):  # closing at shutdown: nothing else to do
+                    self._conn.close()
             if lock_file is not None:
                 lock_file.close()
 
@@ -177,23 +207,87 @@ class GroupCommitter:
             with contextlib.suppress(RuntimeError):  # loop closed at shutdown: nobody waits
                 loop.call_soon_threadsafe(_settle_futures, jobs)
 
-    def _commit(self, conn: Any, tx: Any, batch: list[_Job[Any]]) -> None:
+    def _connection(self) -> tuple[Any, Any]:
+        """The writer's connection, opened anew if there is none or it broke."""
+        if self._conn is not None and self._is_broken(self._conn):
+            with contextlib.suppress(Exception):  # already gone: nothing to close
+                self._conn.close()
+            self._conn = None
+        if self._conn is None:
+            self._conn = self._connect()
+            self._tx = self._make_tx(self._conn)
+        return self._conn, self._tx
+
+    def _commit(self, batch: list[_Job[Any]]) -> None:
+        """The batch in one transaction: first without savepoints (the fast pass); if a
+        job failed after it wrote, or in the database, the batch is rolled back and run
+        again with each job in its own savepoint, so that job alone fails."""
         try:
+            conn, tx = self._connection()
+        except Exception as exc:  # the database is down: nothing of the batch was sent
+            self._fail(batch, exc, broken=True)
+            return
+        with contextlib.suppress(Exception):  # a failure here: the careful pass reports it
+            if self._fast_pass(conn, tx, batch):
+                return
+        with contextlib.suppress(Exception):  # nothing to roll back, or the link is gone
+            conn.execute("ROLLBACK")
+        if self._is_broken(conn):
+            self._fail(batch, ConnectionError("the connection broke"), broken=True)
+            return
+        for job in batch:
+            job.result, job.error = None, None
+        try:
+            self._careful_pass(conn, tx, batch)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+            self._fail(batch, exc, broken=self._is_broken(conn))
+
+    def _fast_pass(self, conn: Any, tx: Any, batch: list[_Job[Any]]) -> bool:
+        """The batch with no savepoint, statements sent without waiting where the engine
+        can (``pipeline``): a job refused before its first write leaves nothing to undo.
+        False (nothing committed) as soon as a job fails after writing or in the database."""
+        with self._pipeline(conn):
             for sql in self._begin:
                 conn.execute(sql)
             for job in batch:
-                conn.execute("SAVEPOINT job")
+                tx.dirty = False
                 try:
                     job.result = job.fn(tx)
-                except BaseException as exc:  # a rejection: undo this job only
-                    job.error = exc
-                    conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            with contextlib.suppress(Exception):  # nothing to roll back, or the link is gone
-                conn.execute("ROLLBACK")
-            for job in batch:
-                if job.error is None:
-                    job.error = exc
-                    job.result = None
+                except BaseException as exc:
+                    if tx.dirty:
+                        return False
+                    job.error = exc  # a refusal before any write: nothing to undo
+            commit = conn.execute("COMMIT")
+        # PostgreSQL answers COMMIT of a failed transaction with ROLLBACK, not an error.
+        return getattr(commit, "statusmessage", "COMMIT") == "COMMIT"
+
+    def _careful_pass(self, conn: Any, tx: Any, batch: list[_Job[Any]]) -> None:
+        """The batch with each job in its own savepoint: a failing job is undone alone."""
+        for sql in self._begin:
+            conn.execute(sql)
+        for job in batch:
+            conn.execute("SAVEPOINT job")
+            try:
+                job.result = job.fn(tx)
+            except BaseException as exc:  # a rejection or a failure: undo this job only
+                job.error = exc
+                conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+        conn.execute("COMMIT")
+
+    @staticmethod
+    def _fail(batch: list[_Job[Any]], exc: BaseException, *, broken: bool) -> None:
+        """Every job of a batch that did not commit gets the error; a broken connection
+        is said as such (``WriterUnavailable``: retry, resolving by msgid)."""
+        error: BaseException = exc
+        if broken:
+            error = WriterUnavailable(
+                "the ledger lost its database connection; nothing of this request is known "
+                "to be committed: resolve it by msgid, then retry"
+            )
+            error.__cause__ = exc
+        for job in batch:
+            if job.error is None:  # a refusal stands: it wrote nothing
+                job.error, job.result = error, None

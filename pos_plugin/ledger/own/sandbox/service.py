@@ -105,18 +105,18 @@ class Ledger:
     # ------------------------------------------------------------------ lookup
     def _resolve(self, tx: Tx, cred: Credential) -> tuple[str, str, str | None]:
         """(psn_no, card_status, card_expiry) of a credential, or 404."""
+        sql, params = _credential_query(cred)
+        return self._credential(cred, tx.one(sql, *params))
+
+    def _credential(self, cred: Credential, row: Row | None) -> tuple[str, str, str | None]:
+        """``_resolve`` on the row ``_credential_query`` read."""
         if cred.kind == "card":
-            row = tx.one(
-                "SELECT psn_no, card_sn, status, expiry_date FROM cards WHERE card_no = ?",
-                cred.card_no,
-            )
             if row is None or row[1] != cred.card_sn:
                 raise Rejection(404, "credential_not_found", "no card with this number and serial")
             status = str(row[2])
             if status == "active" and dt.date.fromisoformat(row[3]) < self._today():
                 status = "expired"
             return str(row[0]), status, str(row[3])
-        row = tx.one("SELECT psn_no FROM vouchers WHERE token = ?", cred.token)
         if row is None:
             raise Rejection(404, "credential_not_found", "no electronic voucher with this token")
         return str(row[0]), "active", None
@@ -175,7 +175,12 @@ class Ledger:
     # ------------------------------------------------------------------ idempotency
     @staticmethod
     def _replay(tx: Tx, msgid: str, digest: str) -> tuple[int, str] | None:
-        row = tx.one("SELECT request_hash, status, response FROM idempotency WHERE msgid = ?", msgid)
+        return Ledger._replay_of(msgid, digest, tx.one(_IDEMPOTENCY_READ, msgid))
+
+    @staticmethod
+    def _replay_of(msgid: str, digest: str, row: Row | None) -> tuple[int, str] | None:
+        """The stored answer for a replay, a refusal for a voided or reused msgid, or
+        None for a new msgid (``row``: the msgid's idempotency row, if any)."""
         if row is None:
             return None
         if row[0] == VOID_DIGEST:
@@ -212,11 +217,23 @@ class Ledger:
         self, tx: Tx, pharmacy: str, req: SettlementRequest, digest: str
     ) -> tuple[int, str]:
         """Checks, then the writes: the postings (which move the balances), the entry and
-        the idempotency row. Every refusal is raised before the first write."""
-        replay = self._replay(tx, req.msgid, digest)
+        the idempotency row. Every refusal is raised before the first write, so the
+        writer needs no savepoint for it (group_commit.py).
+
+        The checks' reads go out together (one round trip in the writer's pipeline on
+        PostgreSQL), the accounts row-locked; the checks then run in the contract's
+        order (docs/ledger-api.md, POST /v1/settlements)."""
+        rcv = receivable_id(pharmacy)
+        idem, cred, locked, bindings = tx.each(
+            (_IDEMPOTENCY_READ, (req.msgid,)),
+            _credential_query(req.credential),
+            tx.accounts_query([leg.account_id for leg in req.legs] + [rcv]),
+            _bindings_query(req),
+        )
+        replay = self._replay_of(req.msgid, digest, idem[0] if idem else None)
         if replay is not None:
             return replay
-        psn_no, card_status, expiry = self._resolve(tx, req.credential)
+        psn_no, card_status, expiry = self._credential(req.credential, cred[0] if cred else None)
         if psn_no != req.patient_psn_no:
             raise Rejection(
                 403, "credential_not_patients_own",
@@ -225,9 +242,8 @@ class Ledger:
         if card_status != "active":
             code = "card_lost" if card_status == "lost" else "card_expired"
             raise Rejection(403, code, f"the card is {card_status} and may not pay")
-        rcv = receivable_id(pharmacy)
-        accounts = tx.lock_accounts([leg.account_id for leg in req.legs] + [rcv])
-        self._check_legs(tx, req, accounts)
+        accounts = Tx.accounts(locked)
+        self._check_legs(req, accounts, bindings)
         balances = {acct: a.balance for acct, a in accounts.items()}
         short = [
             {"account_id": leg.account_id, "requested": leg.amount,
@@ -275,8 +291,11 @@ class Ledger:
         )
         return 201, text
 
-    def _check_legs(self, tx: Tx, req: SettlementRequest, accounts: dict[str, Account]) -> None:
-        """Every leg draws on an account that may pay for this patient (else 403)."""
+    def _check_legs(
+        self, req: SettlementRequest, accounts: dict[str, Account], bindings: list[Row]
+    ) -> None:
+        """Every leg draws on an account that may pay for this patient (else 403);
+        ``bindings``: what ``_bindings_query`` read."""
         mutual = [leg for leg in req.legs if leg.kind is LegKind.MUTUAL_AID]
         own = [leg for leg in req.legs if leg.kind is LegKind.PERSONAL_ACCOUNT]
         if own:
@@ -291,20 +310,7 @@ class Ledger:
                 )
         if not mutual:
             return
-        ids = [leg.binding_id for leg in mutual]
-        marks = ",".join("?" * len(ids))
-        found = {
-            r[0]: r
-            for r in tx.all(
-                "SELECT b.binding_id, b.payer, b.patient, b.relation, b.status, p.insurance_type, "
-                "p.insured_region, a.account_id, t.insurance_type, t.insurance_status, "
-                "t.insured_region FROM bindings b JOIN persons p ON p.psn_no = b.payer "
-                "JOIN persons t ON t.psn_no = b.patient LEFT JOIN accounts a "
-                "ON a.owner = b.payer AND a.kind = 'personal' "
-                f"WHERE b.binding_id IN ({marks})",
-                *ids,
-            )
-        }
+        found = {r[0]: r for r in bindings}
         for i, leg in enumerate(req.legs):
             if leg.kind is not LegKind.MUTUAL_AID:
                 continue
@@ -608,6 +614,35 @@ _ROW_ARRAY_PG = (
     "g->>'kind', g->>'account_id', (g->>'amount')::bigint)) "
     "FROM json_array_elements(e.legs::json) g), '[]'::json))::text"
 )
+
+
+_IDEMPOTENCY_READ = "SELECT request_hash, status, response FROM idempotency WHERE msgid = ?"
+
+
+def _credential_query(cred: Credential) -> tuple[str, tuple[Any, ...]]:
+    """The read ``Ledger._credential`` checks: the card's row, or the voucher's."""
+    if cred.kind == "card":
+        return ("SELECT psn_no, card_sn, status, expiry_date FROM cards WHERE card_no = ?",
+                (cred.card_no,))
+    return "SELECT psn_no FROM vouchers WHERE token = ?", (cred.token,)
+
+
+def _bindings_query(req: SettlementRequest) -> tuple[str, list[Any]] | None:
+    """The bindings the mutual-aid legs name, with what the binding rule needs of payer
+    and patient (``Ledger._check_legs``); None without a mutual-aid leg."""
+    ids = [leg.binding_id for leg in req.legs if leg.kind is LegKind.MUTUAL_AID]
+    if not ids:
+        return None
+    marks = ",".join("?" * len(ids))
+    return (
+        "SELECT b.binding_id, b.payer, b.patient, b.relation, b.status, p.insurance_type, "
+        "p.insured_region, a.account_id, t.insurance_type, t.insurance_status, "
+        "t.insured_region FROM bindings b JOIN persons p ON p.psn_no = b.payer "
+        "JOIN persons t ON t.psn_no = b.patient LEFT JOIN accounts a "
+        "ON a.owner = b.payer AND a.kind = 'personal' "
+        f"WHERE b.binding_id IN ({marks})",
+        ids,
+    )
 
 
 def _check_key(pharmacy: str, key: str, msgid: str) -> None:

@@ -118,53 +118,82 @@ def is_postgres(url: str) -> bool:
 
 
 class Tx:
-    """A thin cursor wrapper that speaks ``?`` placeholders on both engines."""
+    """A thin cursor wrapper that speaks ``?`` placeholders on both engines.
+
+    ``dirty`` is set by every write and by any statement that fails: the group
+    commit's fast pass (group_commit.py) reads it to know whether a refused job left
+    anything to undo. ``run`` and ``many`` do not wait for their answer in the
+    writer's pipeline on PostgreSQL, so they return nothing.
+    """
 
     def __init__(self, conn: Any, pg: bool) -> None:
         self._conn = conn
         self.pg = pg
+        self.dirty = False
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.pg else sql
 
-    def one(self, sql: str, *params: Any) -> Row | None:
-        row: Row | None = self._conn.execute(self._sql(sql), params).fetchone()
-        return row
+    def _execute(self, sql: str, params: Sequence[Any]) -> Any:
+        try:
+            return self._conn.execute(self._sql(sql), params)
+        except BaseException:
+            self.dirty = True
+            raise
 
-    def all(self, sql: str, *params: Any) -> list[Row]:
-        rows: list[Row] = self._conn.execute(self._sql(sql), params).fetchall()
+    def _fetch(self, cursor: Any) -> list[Row]:
+        try:
+            rows: list[Row] = cursor.fetchall()
+        except BaseException:
+            self.dirty = True  # in a pipeline, an earlier statement's error shows here
+            raise
         return rows
 
-    def run(self, sql: str, *params: Any) -> int:
-        count: int = self._conn.execute(self._sql(sql), params).rowcount
-        return count
+    def one(self, sql: str, *params: Any) -> Row | None:
+        rows = self._fetch(self._execute(sql, params))
+        return rows[0] if rows else None
+
+    def all(self, sql: str, *params: Any) -> list[Row]:
+        return self._fetch(self._execute(sql, params))
+
+    def each(self, *queries: tuple[str, Sequence[Any]] | None) -> list[list[Row]]:
+        """Several reads that do not depend on each other, sent together (in the writer's
+        pipeline on PostgreSQL: one round trip); a ``None`` query reads nothing."""
+        cursors = [None if q is None else self._execute(*q) for q in queries]
+        return [[] if c is None else self._fetch(c) for c in cursors]
+
+    def run(self, sql: str, *params: Any) -> None:
+        self.dirty = True
+        self._execute(sql, params)
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.dirty = True
         if self.pg:
             with self._conn.cursor() as cur:
                 cur.executemany(self._sql(sql), rows)
         else:
             self._conn.executemany(sql, rows)
 
-    def lock_accounts(self, account_ids: Sequence[str]) -> dict[str, Account]:
-        """These accounts (those that exist), row-locked in a fixed order on PostgreSQL."""
+    def accounts_query(self, account_ids: Sequence[str]) -> tuple[str, Sequence[Any]] | None:
+        """The read of ``lock_accounts`` as a query for ``each``."""
         ids = sorted(set(account_ids))
         if not ids:
-            return {}
+            return None
         if self.pg:
-            rows = self.all(
-                "SELECT account_id, balance, owner, kind FROM accounts "
-                "WHERE account_id = ANY(?) ORDER BY account_id FOR UPDATE",
-                ids,
-            )
-        else:
-            marks = ",".join("?" * len(ids))
-            rows = self.all(
-                "SELECT account_id, balance, owner, kind FROM accounts "
-                f"WHERE account_id IN ({marks})",
-                *ids,
-            )
+            return ("SELECT account_id, balance, owner, kind FROM accounts "
+                    "WHERE account_id = ANY(?) ORDER BY account_id FOR UPDATE", (ids,))
+        marks = ",".join("?" * len(ids))
+        return ("SELECT account_id, balance, owner, kind FROM accounts "
+                f"WHERE account_id IN ({marks})", ids)
+
+    @staticmethod
+    def accounts(rows: list[Row]) -> dict[str, Account]:
         return {r[0]: Account(int(r[1]), str(r[2]), str(r[3])) for r in rows}
+
+    def lock_accounts(self, account_ids: Sequence[str]) -> dict[str, Account]:
+        """These accounts (those that exist), row-locked in a fixed order on PostgreSQL."""
+        (rows,) = self.each(self.accounts_query(account_ids))
+        return self.accounts(rows)
 
     def post(self, postings: Sequence[tuple[str, str, int]]) -> None:
         """Record ``(entry_id, account_id, amount)`` postings and move each account's
@@ -268,7 +297,9 @@ class Store:
     def _new_writer(self) -> GroupCommitter:
         if self.pg:
             return GroupCommitter(self._connect, lambda c: Tx(c, True),
-                                  begin=("BEGIN", _PG_WRITER_LOCK), max_batch=PG_MAX_BATCH)
+                                  begin=("BEGIN", _PG_WRITER_LOCK), max_batch=PG_MAX_BATCH,
+                                  pipeline=lambda c: c.pipeline(),
+                                  is_broken=lambda c: bool(c.broken or c.closed))
         lock = None if self.url == ":memory:" else self.url + ".writer-lock"
         return GroupCommitter(self._connect, lambda c: Tx(c, False), lock)
 
