@@ -1,13 +1,13 @@
 """Storage for the sandbox ledger: SQLite (default) or PostgreSQL, plain SQL, no ORM.
 
-Why no ORM: the hot path is ten short statements in one transaction, and
-both engines cache prepared statements for us (``sqlite3``'s statement cache,
-psycopg's automatic server-side prepare). One connection per thread keeps the
-path lock-free in Python.
+Why no ORM: the hot path is eight short statements in one transaction (four
+reads sent together, four writes), and both engines cache prepared statements for
+us (``sqlite3``'s statement cache, psycopg's automatic server-side prepare). One
+connection per thread keeps the path lock-free in Python.
 
 Concurrency model, the same on both engines:
 - Writes go through one writer thread per process that commits concurrent
-  requests together, each in its own savepoint (group_commit.py). Writers of
+  requests together in one transaction (group_commit.py). Writers of
   several processes take turns, one batch at a time: SQLite through a lock file
   (``<db>.writer-lock``) and ``BEGIN IMMEDIATE`` (the database write lock taken up
   front); PostgreSQL through a transaction-level advisory lock. Two copies of one
