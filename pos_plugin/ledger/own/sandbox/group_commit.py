@@ -109,6 +109,8 @@ class GroupCommitter:
 
     A job's ``tx`` must carry a ``dirty`` flag that its statements set when they
     write or fail: that is how the fast pass knows a refusal left nothing to undo.
+    A job may run twice (the careful pass runs the batch again after a rollback), so
+    it must act only through ``tx``.
     """
 
     def __init__(
