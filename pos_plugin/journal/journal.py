@@ -154,6 +154,27 @@ _SALE_COLUMNS = [
 ]
 
 
+# The sales columns that hold an integer (money in fen, the proxy flag); the rest hold text.
+_INTEGER_COLUMNS = frozenset(
+    {"proxy", "total", "account_payable", "personal_account", "mutual_aid", "cash"}
+)
+
+
+def _stored(column: str, value: Any) -> Any:
+    """A sales column's value as the table keeps it and a read returns it: JSON text for
+    a dict or a list, 1/0 for a bool. The journal digests the row it keeps in memory
+    (``Journal._apply``), so a value the table would store as something else (a
+    number in a text column, a float) is refused rather than digested wrongly."""
+    if isinstance(value, dict | list):
+        return _canonical(value)
+    if isinstance(value, bool):
+        return int(value)
+    kind = int if column in _INTEGER_COLUMNS else str
+    if value is not None and not isinstance(value, kind):
+        raise ValueError(f"journal column {column} takes {kind.__name__}, not {value!r}")
+    return value
+
+
 class SaleRefReused(Exception):
     """The POS sent an existing sale_ref with a different body."""
 
@@ -232,6 +253,7 @@ class _Db(Protocol):
     """What the journal needs of a connection: sqlite3's, or PgDb (same ``?`` SQL)."""
 
     def execute(self, sql: str, parameters: Any = ..., /) -> _Cursor: ...
+    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
     def close(self) -> None: ...
 
 
@@ -239,8 +261,21 @@ def now_shanghai() -> dt.datetime:
     return dt.datetime.now(SHANGHAI)
 
 
+# The one JSON form the hash chain and the row digests are computed over. One encoder
+# for every call: ``json.dumps`` with options builds a new one each time.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
+)
+
+
 def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return _CANONICAL.encode(obj)
+
+
+def _canonical_of(members: dict[str, str]) -> str:
+    """``_canonical`` of an object whose members are given as their canonical text: the
+    same text, without encoding a member (a plan, an evidence) again."""
+    return "{" + ",".join(f"{_canonical(k)}:{members[k]}" for k in sorted(members)) + "}"
 
 
 def _sha(text: str) -> str:
@@ -311,6 +346,7 @@ class Journal:
             self._where = " WHERE pharmacy_code = ? AND terminal_id = ?"
             self._till = (pharmacy_code, terminal_id)
             self._keys_pharmacy = pharmacy_code
+            self._columns = self._sales_columns()
             return
         self._shared = None
         self._keys_pharmacy = ""  # one till's file (person_keys.py)
@@ -334,6 +370,12 @@ class Journal:
             db.close()
             raise
         self._db = db
+        self._columns = self._sales_columns()
+
+    def _sales_columns(self) -> tuple[str, ...]:
+        """The sales table's columns, in order: a new row is digested as they hold it."""
+        cur: Any = self._db.execute("SELECT * FROM sales LIMIT 0")
+        return tuple(d[0] for d in cur.description)
 
     @property
     def is_shared(self) -> bool:
@@ -581,26 +623,31 @@ class Journal:
         # Not fsynced on its own: a received sale lost in a power cut has charged
         # nothing, and the POS's retry with the same ref simply starts it again.
         with self._tx(durable=False) as db:
-            existing = db.execute(
-                "SELECT * FROM sales WHERE sale_ref = ?" + self._and, (sale_ref, *self._till)
-            ).fetchone()
-            if existing is not None:
-                if existing["request_hash"] != request_hash:
-                    raise SaleRefReused(sale_ref)
-                return self._decode(existing)
             stamp = now.isoformat()
-            row: dict[str, Any] = {
+            given: dict[str, Any] = {
                 "sale_ref": sale_ref, "request_hash": request_hash, "state": RECEIVED,
                 "business_date": now.date().isoformat(), "created_at": stamp,
                 "updated_at": stamp, "terminal_id": self.terminal_id,
             }  # fmt: skip
             if self._pg is not None:  # one table for every pharmacy's tills
-                row["pharmacy_code"] = self.pharmacy_code
-            db.execute(
-                f"INSERT INTO sales({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                tuple(row.values()),
-            )
-            self._append_event(db, sale_ref, RECEIVED, {}, stamp, self._chain_head(db))
+                given["pharmacy_code"] = self.pharmacy_code
+            inserted = db.execute(
+                f"INSERT INTO sales({', '.join(given)}) VALUES ({', '.join('?' * len(given))})"
+                " ON CONFLICT DO NOTHING",
+                tuple(given.values()),
+            ).rowcount
+            if not inserted:  # a repeated ref
+                existing = db.execute(
+                    "SELECT * FROM sales WHERE sale_ref = ?" + self._and, (sale_ref, *self._till)
+                ).fetchone()
+                if existing["request_hash"] != request_hash:
+                    raise SaleRefReused(sale_ref)
+                return self._decode(existing)
+            # the row as the table now holds it: every other column NULL, proxy 0
+            row = dict.fromkeys(self._columns) | {"proxy": 0} | given
+            event = self._event(sale_ref, RECEIVED, "{}", stamp, self._chain_head(db),
+                                _sha(_canonical(row)))  # fmt: skip
+            self._insert_events(db, [event])
         return None
 
     def update(
@@ -627,33 +674,51 @@ class Journal:
     def _apply(
         self, db: _Db, sale_ref: str, steps: Sequence[tuple[str, dict[str, Any]]]
     ) -> SaleRow:
-        """The steps of ``update`` inside an open transaction; returns the row after them."""
+        """The steps of ``update`` inside an open transaction; returns the row after them.
+
+        Each step is an event carrying the digest of the row as that step left it. The
+        row is read once and the steps applied to it here; the table then takes them
+        in one UPDATE, and the events in one statement. What is written is what a
+        statement per step wrote: the same row, events and chain."""
+        assert steps, "update() with no step"
         for _, cols in steps:
             unknown = set(cols) - set(_SALE_COLUMNS)
             if unknown:
                 raise ValueError(f"unknown journal columns: {sorted(unknown)}")
+        found = db.execute(
+            "SELECT * FROM sales WHERE sale_ref = ?" + self._and, (sale_ref, *self._till)
+        ).fetchone()
+        if found is None:
+            raise KeyError(sale_ref)
+        row = dict(found)
         stamp = now_shanghai().isoformat()
         head = self._chain_head(db)
-        row = None
+        changed: dict[str, Any] = {}
+        events = []
         for step_state, cols in steps:
-            values = {
-                k: _canonical(v) if isinstance(v, dict | list) else v for k, v in cols.items()
-            }
+            values = {k: _stored(k, v) for k, v in cols.items()}
             values["state"] = step_state
             values["updated_at"] = stamp
-            assignments = ", ".join(f"{k} = ?" for k in values)
-            cur = db.execute(
-                f"UPDATE sales SET {assignments} WHERE sale_ref = ?" + self._and,
-                (*values.values(), sale_ref, *self._till),
-            )
-            if cur.rowcount != 1:
-                raise KeyError(sale_ref)
-            detail = {k: v for k, v in cols.items() if k != "result"}
-            head, row = self._append_event(db, sale_ref, step_state, detail, stamp, head)
-        assert row is not None, "update() with no step"
+            row.update(values)
+            changed.update(values)
+            # the event's detail is the step's columns but the result (the answer the POS
+            # got is in the row, digested); a plan or an evidence is encoded once
+            detail = _canonical_of({
+                k: values[k] if isinstance(v, dict | list) else _canonical(v)
+                for k, v in cols.items() if k != "result"
+            })  # fmt: skip
+            events.append(self._event(sale_ref, step_state, detail, stamp, head,
+                                      _sha(_canonical(row))))  # fmt: skip
+            head = events[-1][-1]
+        assignments = ", ".join(f"{k} = ?" for k in changed)
+        db.execute(
+            f"UPDATE sales SET {assignments} WHERE sale_ref = ?" + self._and,
+            (*changed.values(), sale_ref, *self._till),
+        )
+        self._insert_events(db, events)
         if any(person_keys.SOURCE_COLUMNS.intersection(cols) for _, cols in steps):
             # derived from the row just written, in its transaction (person_keys.py)
-            person_keys.add(db, dict(row), self._keys_pharmacy)
+            person_keys.add(db, row, self._keys_pharmacy)
         return self._decode(row)
 
     def get(self, sale_ref: str) -> SaleRow | None:
@@ -930,40 +995,33 @@ class Journal:
         ).fetchone()
         return str(last["hash"]) if last else GENESIS
 
-    def _append_event(
-        self, db: _Db, sale_ref: str, state: str, detail: dict[str, Any], at: str, prev: str
-    ) -> tuple[str, Any]:
-        """Chain an event to ``prev``, the chain's head in this transaction; returns the
-        new head and the sale's row as the event digested it."""
-        row = db.execute(
-            "SELECT * FROM sales WHERE sale_ref = ?" + self._and, (sale_ref, *self._till)
-        ).fetchone()
-        return self._chain(db, sale_ref, state, detail, at, prev, _sha(_canonical(dict(row)))), row
+    @staticmethod
+    def _event(
+        sale_ref: str, state: str, detail: str, at: str, prev: str, digest: str
+    ) -> tuple[str, str, str, str, str, str, str]:
+        """An event's columns, chained to ``prev``, carrying ``digest`` (of the row it
+        records) and ``detail`` (canonical JSON); its hash, the chain's new head, last.
+        The hash covers ``prev`` and the canonical JSON of sale_ref, at, state, detail
+        and digest (``verify`` computes it again from the stored columns)."""
+        body = _canonical_of({"sale_ref": _canonical(sale_ref), "at": _canonical(at),
+                              "state": _canonical(state), "detail": detail,
+                              "row": _canonical(digest)})  # fmt: skip
+        return (sale_ref, at, state, detail, digest, prev, _sha(prev + body))
 
-    def _chain(
-        self, db: _Db, sale_ref: str, state: str, detail: dict[str, Any], at: str, prev: str,
-        digest: str,
-    ) -> str:  # fmt: skip
-        """Insert the event chained to ``prev`` carrying ``digest`` (of the row it records);
-        returns the chain's new head."""
-        body = _canonical(
-            {"sale_ref": sale_ref, "at": at, "state": state, "detail": detail, "row": digest}
-        )
-        head = _sha(prev + body)
-        values = (sale_ref, at, state, _canonical(detail), digest, prev, head)
+    def _insert_events(self, db: _Db, events: Sequence[tuple[str, ...]]) -> None:
+        """Insert events made by ``_event``, in chain order."""
         if self._pg is not None:
-            db.execute(
+            db.executemany(
                 "INSERT INTO events(sale_ref, at, state, detail, row_digest, prev_hash, hash, "
                 "pharmacy_code, terminal_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*values, *self._till),
+                [(*e, *self._till) for e in events],
             )
         else:
-            db.execute(
+            db.executemany(
                 "INSERT INTO events(sale_ref, at, state, detail, row_digest, prev_hash, hash) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                values,
+                events,
             )
-        return head
 
     # ------------------------------------------------------------------ business days
 
@@ -1001,8 +1059,9 @@ class Journal:
                 ).fetchone()
             )
             event = {"action": action, "by": by, "reason": reason, "seq": row["seq"]}
-            self._chain(db, f"day:{business_date}", f"day_{action}", event, at,
-                        self._chain_head(db), _sha(_canonical(row)))  # fmt: skip
+            self._insert_events(db, [self._event(
+                f"day:{business_date}", f"day_{action}", _canonical(event), at,
+                self._chain_head(db), _sha(_canonical(row)))])  # fmt: skip
         return row
 
     # ------------------------------------------------------------------ manager reversals

@@ -153,11 +153,12 @@ def add(db: Any, row: Mapping[str, Any], pharmacy_code: str) -> None:
     family payer planned and then dropped by a re-plan was still asked to pay, in the
     hash chain's events). ``journal verify`` holds the table to exactly that."""
     till = (pharmacy_code, row["terminal_id"], row["sale_ref"])
-    for person, role in sorted(keys_of(row)):
-        db.execute(
+    keys = [(person, *till, role) for person, role in sorted(keys_of(row))]
+    if keys:
+        db.executemany(
             "INSERT INTO person_keys (person, pharmacy_code, terminal_id, sale_ref, role) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (person, *till, role),
+            keys,
         )
 
 

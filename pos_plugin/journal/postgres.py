@@ -161,6 +161,10 @@ class PgDb:
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> Any:
         return self.conn.execute(sql.replace("?", "%s"), params or None)
 
+    def executemany(self, sql: str, params_seq: Sequence[Sequence[Any]], /) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(sql.replace("?", "%s"), params_seq)
+
     def scalar(self, sql: str, params: Sequence[Any] = (), /) -> Any:
         """The first column of the first row (None without a row), whatever the row factory."""
         from psycopg.rows import tuple_row

@@ -154,7 +154,8 @@ def test_only_the_received_step_skips_its_fsync(tmp_path: Path) -> None:
             seen.append(original("PRAGMA synchronous").fetchone()[0])
         return original(sql, *args)
 
-    j._db = type("Spy", (), {"execute": staticmethod(spy)})()  # type: ignore[assignment]
+    spied = {"execute": staticmethod(spy), "executemany": staticmethod(j._db.executemany)}
+    j._db = type("Spy", (), spied)()  # type: ignore[assignment]
     j.begin_sale("R1", "h")
     j.update("R1", SETTLING, msgid="M")
     j.update("R1", SETTLED)
