@@ -73,14 +73,11 @@ def is_day_closed(
     if isinstance(journal, Journal):
         # On the journal's own connection: a sale asks this every time, and opening a
         # connection cost more than the indexed read. It sees a close committed by any
-        # process, so nothing is cached.
-        if not journal.is_shared:
-            try:
-                return bool(journal.query(CLOSED_SQLITE, (day,)))
-            except sqlite3.OperationalError:  # no day was ever closed: no table yet
-                return False
-        if not journal.query(HAS_CLOSED_DAYS_PG):
+        # process, so only the table's existence is kept (Journal.has_table).
+        if not journal.has_table("closed_days"):  # no day was ever closed
             return False
+        if not journal.is_shared:
+            return bool(journal.query(CLOSED_SQLITE, (day,)))
         return bool(journal.query(CLOSED_PG, (journal.pharmacy_code, day)))
     shared = shared_of(journal)
     if shared is not None:

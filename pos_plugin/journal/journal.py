@@ -31,7 +31,8 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -181,7 +182,8 @@ class SaleRefReused(Exception):
 
 @dataclass(frozen=True)
 class SaleRow:
-    """One sale as journaled. JSON columns are decoded."""
+    """One sale as journaled. The JSON columns (``evidence``, ``plan``, ``result``) are
+    decoded when first read: the steps of a sale write them and never read them back."""
 
     sale_ref: str
     request_hash: str
@@ -196,17 +198,33 @@ class SaleRow:
     patient_id_masked: str | None
     patient_id_hmac: str | None
     proxy: bool
-    evidence: dict[str, Any] | None
+    evidence_json: str | None = field(repr=False)
     total: int | None
     account_payable: int | None
     personal_account: int | None
     mutual_aid: int | None
     cash: int | None
-    plan: dict[str, Any] | None
-    result: dict[str, Any] | None
+    plan_json: str | None = field(repr=False)
+    result_json: str | None = field(repr=False)
     refusal_code: str | None
     reversal_msgid: str | None
     reversal_id: str | None
+
+    @cached_property
+    def evidence(self) -> dict[str, Any] | None:
+        return _decoded(self.evidence_json)
+
+    @cached_property
+    def plan(self) -> dict[str, Any] | None:
+        return _decoded(self.plan_json)
+
+    @cached_property
+    def result(self) -> dict[str, Any] | None:
+        return _decoded(self.result_json)
+
+
+def _decoded(text: str | None) -> dict[str, Any] | None:
+    return None if text is None else json.loads(text)
 
 
 @dataclass(frozen=True)
@@ -314,6 +332,7 @@ class Journal:
         self.terminal_id = terminal_id
         self._key = hmac_key
         self._lock = threading.RLock()
+        self._tables_seen: set[str] = set()
         self._db: _Db
         self._pg: PgDb | None = None
         # SQL narrowing a statement to this till's rows: empty on SQLite (one file
@@ -548,6 +567,15 @@ class Journal:
                 roles.insert(0, "holder")
             found.append(PersonRecord(row, tuple(roles), raw.get("pharmacy_code", "") if self._pg else ""))
         return found
+
+    def has_table(self, name: str) -> bool:
+        """Whether the journal has table ``name`` (``closed_days`` appears with the first
+        close of a day). A table is never dropped from a journal (schema.py), so once
+        seen it is not asked again: a check made before every sale costs a read only
+        while the table is missing."""
+        if name not in self._tables_seen and self._has_table(name):
+            self._tables_seen.add(name)
+        return name in self._tables_seen
 
     def _has_table(self, name: str) -> bool:
         if self._pg is not None:
@@ -1173,8 +1201,7 @@ class Journal:
         d = dict(row)
         d.pop("pharmacy_code", None)  # a shared journal's column; the till knows its pharmacy
         for k in ("evidence", "plan", "result"):
-            if d[k] is not None:
-                d[k] = json.loads(d[k])
+            d[f"{k}_json"] = d.pop(k)
         d["proxy"] = bool(d["proxy"])
         return SaleRow(**d)
 
