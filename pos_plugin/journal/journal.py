@@ -24,6 +24,7 @@ clear. No PIN ever reaches this module.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -155,6 +156,7 @@ _SALE_COLUMNS = [
 ]
 
 
+_COLUMN_NAMES = frozenset(_SALE_COLUMNS)
 # The sales columns that hold an integer (money in fen, the proxy flag); the rest hold text.
 _INTEGER_COLUMNS = frozenset(
     {"proxy", "total", "account_payable", "personal_account", "mutual_aid", "cash"}
@@ -293,7 +295,13 @@ def _canonical(obj: Any) -> str:
 def _canonical_of(members: dict[str, str]) -> str:
     """``_canonical`` of an object whose members are given as their canonical text: the
     same text, without encoding a member (a plan, an evidence) again."""
-    return "{" + ",".join(f"{_canonical(k)}:{members[k]}" for k in sorted(members)) + "}"
+    return "{" + ",".join(f"{_key(k)}:{members[k]}" for k in sorted(members)) + "}"
+
+
+@functools.cache
+def _key(name: str) -> str:
+    """A member name (a column, an event field) as canonical JSON: the few there are."""
+    return _canonical(name)
 
 
 def _sha(text: str) -> str:
@@ -710,7 +718,7 @@ class Journal:
         statement per step wrote: the same row, events and chain."""
         assert steps, "update() with no step"
         for _, cols in steps:
-            unknown = set(cols) - set(_SALE_COLUMNS)
+            unknown = cols.keys() - _COLUMN_NAMES
             if unknown:
                 raise ValueError(f"unknown journal columns: {sorted(unknown)}")
         found = db.execute(
