@@ -129,6 +129,14 @@ class DevicePort(Protocol):
     ) -> Any: ...
     def verify_pin(self, timeout: float, cancel: threading.Event | None = None) -> Any: ...
     def wait_card_removed(self, timeout: float, cancel: threading.Event | None = None) -> None: ...
+    def scan_trace_code(  # one pack's 追溯码 (sale.trace_scan); a device without a
+        self,  # scanner raises ScanUnsupported
+        prompt: Any,
+        timeout: float,
+        cancel: threading.Event | None = None,
+        *,
+        presented_after: float | None = None,
+    ) -> str: ...
     def cancel(self) -> None: ...
 
 
@@ -383,7 +391,7 @@ class SaleService:
         self._stop_removal_watch()  # the reader is this sale's now
         self._set_stage(req.sale_ref, "scanning_trace_codes")
         return trace_scan.scan_trace_codes(
-            req, self.devices, pattern=self.settings.trace_code_pattern,  # type: ignore[arg-type]
+            req, self.devices, pattern=self.settings.trace_code_pattern,
             timeout=self.settings.card_timeout, cancel=cancel, check=self._check_trace_codes,
         )  # fmt: skip
 
