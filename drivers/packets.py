@@ -288,7 +288,7 @@ class Pending(Packet):
 @packet(0x90, "CARD_INSERTED")
 @dataclass(frozen=True)
 class CardInserted(Packet):
-    """A card is in the reader; ``age_ms``: how long ago it was inserted (rounded up)."""
+    """A card is in the reader; ``age_ms``: how long ago it was inserted (truncated, 6.4)."""
 
     atr: Annotated[bytes, BYTES8] = b""
     age_ms: Annotated[int, U32] = 0
@@ -297,7 +297,7 @@ class CardInserted(Packet):
 @packet(0x91, "VOUCHER")
 @dataclass(frozen=True)
 class Voucher(Packet):
-    """A scanned code; ``age_ms``: how long ago it was scanned (rounded up)."""
+    """A scanned code; ``age_ms``: how long ago it was scanned (truncated, 6.4)."""
 
     token: Annotated[str, UTF8_16] = ""
     age_ms: Annotated[int, U32] = 0

@@ -79,3 +79,46 @@ def test_doc_scan_trace_example_is_what_the_terminal_sends() -> None:
     assert isinstance(frame, Frame)
     answer = pk.decode(frame.ptype, frame.payload)
     assert isinstance(answer, pk.TraceCode) and answer.code == b"80100000000000000001"
+
+
+# The packet tables of section 6: "| 0x01 | HELLO | version u8 (=2) | INFO |" and
+# "| 0x81 | INFO | version u8, model ascii8, ... |". Each row's fields are the packet's.
+KIND_NAMES = {"u8": pk.U8, "u16": pk.U16, "u32": pk.U32, "bytes8": pk.BYTES8,
+              "bytes16": pk.BYTES16, "text8": pk.TEXT8, "ascii8": pk.ASCII8,
+              "utf8_16": pk.UTF8_16}  # fmt: skip
+TABLE_ROW = re.compile(r"^\| 0x([0-9A-F]{2}) \| (\w+) \| ([^|]*) \|", re.M)
+
+
+def _section(title: str) -> str:
+    start = TEXT.index(title)
+    return TEXT[start : TEXT.index("\n### ", start + 1)]
+
+
+def _documented_fields(cell: str) -> list[tuple[str, str, str | None]]:
+    """(name, kind, "(=N)" value or None) of each field a payload cell lists."""
+    if cell.strip() == "—":
+        return []
+    out = []
+    for part in re.sub(r"\([^=)][^)]*\)", "", cell).split(","):
+        m = re.fullmatch(r"\s*(.*?)\s+(\w+)\s*(?:\(=(\d+)\))?\s*", part)
+        assert m, f"cannot read the field {part!r} in {cell!r}"
+        out.append((m.group(1), m.group(2), m.group(3)))
+    return out
+
+
+@pytest.mark.parametrize("section", ["### 6.1 Requests", "### 6.2 Responses"])
+def test_packet_tables_list_what_the_code_sends(section: str) -> None:
+    """Every row of 6.1/6.2: the TYPE and name of a packet, its fields in order with
+    their wire kinds, and a pinned value ``(=N)`` where the code sends one."""
+    rows = TABLE_ROW.findall(_section(section))
+    requests = section.startswith("### 6.1")
+    assert {int(t, 16) for t, _, _ in rows} == {t for t in pk.REGISTRY if (t < 0x80) == requests}
+    for ptype, name, cell in rows:
+        cls = pk.REGISTRY[int(ptype, 16)]
+        assert name == cls.NAME
+        layout = pk._layout(cls)
+        documented = _documented_fields(cell)
+        assert [KIND_NAMES[kind] for _, kind, _ in documented] == [k for _, k in layout], name
+        for (_, _, value), (field_name, _) in zip(documented, layout, strict=True):
+            if value is not None:
+                assert int(value) == getattr(cls(), field_name), f"{name}.{field_name}"
