@@ -22,6 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from pos_plugin.api import create_app
+from pos_plugin.catalogues import shared_catalogue
 from pos_plugin.config import Config, get_secret, journal_password, secret_store
 from pos_plugin.journal.journal import Journal
 from pos_plugin.ledger.backend import LedgerClient
@@ -387,16 +388,6 @@ def _catalogue_for(journal: Journal, ledger: Any, *, download: bool = False) -> 
         except Exception as e:  # the sale still works: the platform checks at 2102
             log.warning("the national catalogue could not be downloaded: %s", e)
     return store
-
-
-def shared_catalogue(source: Any, pharmacy_code: str, *, query: Any = None) -> Any:
-    """The national catalogue of ``pharmacy_code`` in the shared journal ``source`` (a
-    ``SharedJournal``): its connections and DDL lock are the journal's."""
-    from pos_plugin.journal.postgres import PgDb, ensure_schema
-    from pos_plugin.ledger.nhsa.catalogue import SharedCatalogue
-
-    return SharedCatalogue(lambda: PgDb(source, dict_rows=False), pharmacy_code,
-                           label=source.label, ensure_schema=ensure_schema, query=query)  # fmt: skip
 
 
 def _ledger_for(cfg: Config, journal: Journal, ledger_secrets: dict[str, str]) -> Any:

@@ -71,7 +71,7 @@ def _store(args: argparse.Namespace, cfg: Any) -> Any:
         raise ConfigError("give --journal FILE|URL, --catalogue FILE or --config config.toml")
     if not journal.startswith(("postgresql://", "postgres://")):
         return cat.Catalogue(cat.path_beside(journal))
-    from pos_plugin.agent import shared_catalogue
+    from pos_plugin.catalogues import shared_catalogue
     from pos_plugin.journal.postgres import SharedJournal
     from pos_plugin.world import load_world
 

@@ -198,3 +198,13 @@ def test_each_package_says_what_lives_there() -> None:
         if p.parent.name != "data" and ast.get_docstring(ast.parse(p.read_text("utf-8"))) is None
     ]
     assert bare == []
+
+
+def test_the_catalogue_command_does_not_start_the_agent_module() -> None:
+    """``pos-plugin catalogue`` builds the shared catalogue from ``pos_plugin.catalogues``
+    (where both the journal and the ledger may be named), not from ``agent``: a manager's
+    command loads no web server, sale service or reconciliation to read a table."""
+    name = "pos_plugin.catalogue_cli"
+    targets = {t for t, _ in imports_of(modules()[name], name)}
+    assert not _under("pos_plugin.agent", frozenset(targets)), sorted(targets)
+    assert "pos_plugin.catalogues" in targets
