@@ -25,6 +25,14 @@ its last digit lost; the pack stays on the shelf), "repeat" (the pack scanned la
 scanned again), "cancel" (Cancel on the pad), "none" (nothing is scanned: the host's
 wait runs out; it stays at the head of the script). A product with no pack left is
 "none". A code in the scanner's queue (``scan(..., at_once=True)``) is answered first.
+
+A pack scanned off the shelf waits on the counter with its basket until the sale's fate
+is on the pad, as a real cashier sees it (a simulator-only rule: a device keeps no shelf,
+and the protocol needs nothing for it). The pad saying ``PUT_BACK`` (the agent's display
+after a sale it refused or cancelled once packs were scanned for it) sends the basket's
+packs back onto the shelf, in their order, before the next scan: the next sale scans them
+again. Otherwise a basket left with the customer: once its amount was shown
+(SHOW_AMOUNT), the next basket's first pack, or the next amount, closes it as sold.
 """
 
 from __future__ import annotations
@@ -41,6 +49,9 @@ from drivers.simulator.chip import ChipMute, SimChip
 PinScript = str  # "correct" | "wrong" | "blocked" | "none" | "cancel"
 PIN_SCRIPTS = ("correct", "wrong", "blocked", "none", "cancel")
 TRACE_SCRIPTS = ("pack", "garbled", "repeat", "cancel", "none")
+PUT_BACK = "放回药品"
+"""What the pad shows when a sale whose packs were scanned did not go through
+(``pos_plugin.sale.service.NOT_SOLD_AFTER_SCAN``): the cashier puts them back."""
 
 
 def age_ms(since: float) -> int:
@@ -82,6 +93,11 @@ class Firmware:
         self.shelf: dict[str, deque[str]] = {}  # product -> its packs' 追溯码, next first
         self.trace_script: list[str] = []  # what the cashier does at the next scans
         self.last_trace: str | None = None  # the pack scanned last (for "repeat")
+        # The packs of the basket being sold, (product, code) in scan order; ``paying``
+        # once its amount was shown; the packs of a refused basket, back before the next scan.
+        self.counter: list[tuple[str, str]] = []
+        self.paying = False
+        self.putting_back: list[tuple[str, str]] = []
 
     # ------------------------------------------------------------ control side
 
@@ -164,9 +180,17 @@ class Firmware:
                 return pk.Ok()
             case pk.Display(line1=l1, line2=l2):
                 self.display = (l1, l2)
+                if PUT_BACK in l1:
+                    with self.cond:
+                        self.putting_back += self.counter
+                        self.counter, self.paying = [], False
                 return pk.Ok()
             case pk.ShowAmount(amount_fen=amount, label=label):
                 self.amount = (amount, label)
+                with self.cond:
+                    if self.paying:  # a second amount: the basket before it was sold
+                        self.counter = []
+                    self.paying = True
                 return pk.Ok()
             case pk.WaitCredential():
                 return self._wait_credential(req)
@@ -220,6 +244,7 @@ class Firmware:
         note = req.note or "请扫追溯码"
         self.display = (req.name, f"{note} {req.pack}/{req.packs}")
         with self.cond:
+            self._put_back()
             self.cond.wait_for(
                 lambda: bool(self.vouchers) or self._cashier_acts(req.product) or not self.online,
                 req.hold_ms / 1000,
@@ -251,7 +276,16 @@ class Firmware:
             code = self.shelf[product][0][:-1]  # the pack stays: the cashier scans it again
         else:
             code = self.last_trace = self.shelf[product].popleft()
+            if self.paying:  # the first pack of a new basket: the last one was sold
+                self.counter, self.paying = [], False
+            self.counter.append((product, code))
         return pk.TraceCode(code=code.encode("ascii"), age_ms=0)
+
+    def _put_back(self) -> None:
+        """The packs of a refused basket back on their shelves, each in its old place."""
+        for product, code in reversed(self.putting_back):
+            self.shelf.setdefault(product, deque()).appendleft(code)
+        self.putting_back = []
 
     def _read_card(self) -> pk.Packet:
         """SELECT the SSC application, then SELECT + READ BINARY EF05 and EF06."""

@@ -222,7 +222,9 @@ class Simulator:
         self.firmware.script_scans(steps)
 
     def packs_left(self, product: str) -> list[str]:
-        """The 追溯码 still on the shelf for ``product`` (for tests)."""
+        """The 追溯码 on the shelf for ``product`` (for tests): not those on the counter
+        for the basket being sold, nor those of a refused sale until the next scan puts
+        them back (``firmware`` module doc)."""
         return list(self.firmware.shelf.get(product, ()))
 
     def inject(self, fault: str, count: int = 1) -> None:

@@ -161,6 +161,11 @@ class SaleSettings:
 
 
 TAKE_CARD_AFTER_FAILURE = ("交易未完成 请取卡", "Please take your card")
+# A sale refused or cancelled once its packs' 追溯码 were scanned on the pad: the pad
+# would still ask for a pack; it says the packs go back instead (and the device
+# simulator's cashier does so: drivers.simulator.firmware.PUT_BACK).
+NOT_SOLD_AFTER_SCAN = ("交易未完成 请放回药品", "Not paid: put the packs back")
+TAKE_CARD_NOT_SOLD = ("交易未完成 请取卡 放回药品", "Take your card, put the packs back")
 
 
 @dataclass
@@ -170,6 +175,8 @@ class _CardSession:
     card_in: bool = False  # a card went in for it (read, or refused): it must come out
     pad_says_take: bool = False  # the pad's last display already asks for that
     done_lines: tuple[str, str] | None = None  # the outcome, shown once the POS has it
+    scanned: bool = False  # packs were scanned on the pad for it (sale.trace_scan)
+    refused: bool = False  # it ended in a SaleError: nothing was charged
     # Set once the POS has the answer (at once unless the caller sends it: answer_sent).
     answered: threading.Event = field(default_factory=threading.Event)
 
@@ -389,6 +396,8 @@ class SaleService:
     def _scan_trace_codes(self, req: SaleRequest, cancel: threading.Event) -> SaleRequest:
         """The codes of the ``scan_trace`` lines, scanned on the counter device (trace_scan)."""
         self._stop_removal_watch()  # the reader is this sale's now
+        if self._session is not None:  # a refusal from here on puts the packs back
+            self._session.scanned = True
         self._set_stage(req.sale_ref, "scanning_trace_codes")
         return trace_scan.scan_trace_codes(
             req, self.devices, pattern=self.settings.trace_code_pattern,
@@ -1060,6 +1069,7 @@ class SaleService:
         Success or failure, once a card was in the slot the pad asks for it
         (unless its last display already does) and a background watch waits for
         the removal, bounded; the next sale or inquiry ends that watch first.
+        A refusal once packs were scanned says they go back (``NOT_SOLD_AFTER_SCAN``).
         The outcome frame (or "take your card") is sent by that background step too,
         once the POS has its answer (``answer_first``: when ``answer_sent`` says so):
         the POS never waits for a cosmetic frame on the serial line.
@@ -1070,11 +1080,17 @@ class SaleService:
         self._session = session
         try:
             yield session
+        except SaleError as e:  # a reader that cannot scan asked for no pack: none go back
+            session.refused = e.code != "trace_scan_unsupported"
+            raise
         finally:
             self._session = None
             show = session.done_lines
+            put_back = session.scanned and session.refused
             if session.card_in and not session.pad_says_take:
-                show = TAKE_CARD_AFTER_FAILURE
+                show = TAKE_CARD_NOT_SOLD if put_back else TAKE_CARD_AFTER_FAILURE
+            elif put_back:
+                show = NOT_SOLD_AFTER_SCAN
             if session.card_in or show:
                 self._after_answer(what, show, watch=session.card_in, answered=session.answered)
 

@@ -211,3 +211,44 @@ def test_a_sale_the_rules_refuse_scans_nothing(pos: Pos, agent: Agent) -> None:
                                                   "patient": doc})  # fmt: skip
     assert (status, body["code"]) == (422, "invalid_id_number"), body
     assert agent.simulator.event_count("scan_trace") == 0
+
+
+def _until(pred: Any, timeout: float = 5) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@socket_only
+@pytest.mark.parametrize("refusal", ["cancel on the pad", "someone else's card"])
+def test_the_packs_of_a_refused_sale_are_sold_by_the_next(
+    pos: Pos, agent: Agent, sent: list[dict[str, Any]], refusal: str
+) -> None:
+    """A sale refused once its packs were scanned, at the scan or after the card: the pad
+    says the packs go back, the cashier puts them back, and the next sale scans and sells
+    the same packs (the shelf does not run dry)."""
+    from pos_plugin.sale.service import NOT_SOLD_AFTER_SCAN, TAKE_CARD_NOT_SOLD
+
+    sim = agent.simulator
+    amox = sim.packs_left(AMOX)
+    if refusal == "cancel on the pad":
+        sim.script_scans(["pack", "cancel"])
+        status, body = pos.sale("SCAN-11", None, ZHANG_WEI, ONE_LINE)
+        assert (status, body["code"]) == (409, "cancelled"), body
+        said = NOT_SOLD_AFTER_SCAN
+    else:
+        status, body = pos.sale("SCAN-11", "B11000002", ZHANG_WEI, ONE_LINE)
+        assert (status, body["code"]) == (422, "card_not_patients_own"), body
+        said = TAKE_CARD_NOT_SOLD
+    assert _until(lambda: sim.display == said), sim.display
+    assert agent.service.journal.trace_codes_sold(amox) == set()
+    status, body = pos.sale("SCAN-12", "B11000001", ZHANG_WEI, ONE_LINE)
+    assert status == 200 and body["status"] == "settled", body
+    assert _2102_codes(sent) == [amox[:2]]
+    assert sim.packs_left(AMOX) == amox[2:]
+    assert agent.service.journal.trace_codes_sold(amox) == set(amox[:2])

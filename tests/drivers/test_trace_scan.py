@@ -135,3 +135,30 @@ def test_the_control_channel_scripts_the_scans(sim: Any, terminal: Terminal) -> 
         terminal.scan_trace_code(_prompt(), timeout=2)
     with pytest.raises(ValueError):
         dispatch(sim, {"verb": "script_scans", "script": "sideways"})
+
+
+def test_the_packs_of_a_refused_sale_go_back_on_the_shelf(sim: Any, terminal: Terminal) -> None:
+    """The agent's last display of a sale it refused after scanning says the packs go back
+    (with or without a card to take): the next basket scans them again, in their order. A
+    basket that was paid (its amount shown, then the next basket began) stays sold."""
+    from pos_plugin.sale.service import NOT_SOLD_AFTER_SCAN, TAKE_CARD_NOT_SOLD
+
+    shelf = sim.packs_left(PRODUCT)
+    a = [
+        terminal.scan_trace_code(_prompt(1), timeout=2),
+        terminal.scan_trace_code(_prompt(2), timeout=2),
+    ]
+    assert a == shelf[:2]
+    terminal.show_amount(3700, "应付 Total")  # sale A reached the card, then was refused
+    terminal.show(*TAKE_CARD_NOT_SOLD)
+    assert sim.packs_left(PRODUCT) == shelf[2:]  # on the counter until the next scan
+    b = terminal.scan_trace_code(_prompt(1, packs=1), timeout=2)
+    assert b == shelf[0] and sim.packs_left(PRODUCT) == [shelf[1], *shelf[2:]]
+    terminal.show_amount(1850, "应付 Total")  # sale B is paid
+    terminal.show("交易成功", "Paid. Cash 0.00")
+    c = terminal.scan_trace_code(_prompt(1, packs=1), timeout=2)
+    assert c == shelf[1]
+    terminal.show(*NOT_SOLD_AFTER_SCAN)  # sale C refused at its scan: only its pack comes back
+    assert terminal.scan_trace_code(_prompt(1, packs=1), timeout=2) == shelf[1]
+    assert sim.packs_left(PRODUCT) == shelf[2:]
+    assert shelf[0] not in sim.packs_left(PRODUCT)  # B's pack left with the customer
