@@ -8,7 +8,11 @@ Offered (``Match.action = "reverse_msgid"``) on a break of the day for:
   it ``settled``. The customer got nothing or paid another way, so the settlement is
   reversed at the ledger (``POST /v1/settlements/{id}/reversals``) under a new msgid
   of that till, and the till's row becomes ``reversed`` with the ledger's amounts:
-  the day then balances.
+  the day then balances. The accounts credited back get the reversal receipt a till's
+  reversal prints (冲正/退款, ``sale.service.with_reversal_receipt``), built from the
+  ledger's split and what the till journaled with the intent (the lines, the masked
+  card and patient), with who reversed it; it is journaled in the row's answer and
+  returned (a second call returns it again, to reprint).
 - **an owed reversal that escalated** (status mismatch, the till ``unknown``): the
   reversal the agent kept retrying is sent now, as the agent sends it
   (``sale.service.send_owed_reversal``: lookup, void, reversal under the journaled
@@ -36,13 +40,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from pos_plugin.journal import journal as J
-from pos_plugin.journal.journal import Journal
+from pos_plugin.journal.journal import Journal, now_shanghai
 from pos_plugin.journal.sources import JournalSource, of_pharmacy, open_source, shared_of
 from pos_plugin.ledger.errors import LedgerError
 from pos_plugin.reconcile.errors import ReconcileError
 from pos_plugin.reconcile.matching import BreakKind, Explanation, Match, Reconciliation
 from pos_plugin.sale.models import SaleResult
-from pos_plugin.sale.service import record_owed_reversal, send_owed_reversal, stored
+from pos_plugin.sale.receipts import ReceiptReversal
+from pos_plugin.sale.service import (
+    SaleSettings,
+    record_owed_reversal,
+    send_owed_reversal,
+    settled_result,
+    stored,
+    with_reversal_receipt,
+)
 
 REVERSE_MSGID = "reverse_msgid"
 LEDGER_ONLY, OWED, RESEND, RECORD = (
@@ -73,6 +85,19 @@ class Reversed:
     already: bool  # it had been done before: nothing was sent this time
     outcome: str  # reversed / not_charged / already_reversed
     reversal_msgid: str
+    receipt: list[str] | None = None  # the reversal's receipt lines, where one was printed
+    receipt_detail: dict[str, Any] | None = None  # its facts (sale.receipts.Receipt)
+
+
+@dataclasses.dataclass(frozen=True)
+class Paper:
+    """The till's receipt printer, for a receipt the manager's action prints."""
+
+    store_name: str = ""  # [receipt] store_name; the pharmacy code where empty
+    width: int = 80  # [receipt] width, 58 or 80 mm
+
+
+DEFAULT_PAPER = Paper()
 
 
 def _rows(paths: Sequence[JournalSource], msgids: Sequence[str]) -> dict[str, Found]:
@@ -245,7 +270,7 @@ def _journal_of(row: Found, pharmacy_code: str, msgid: str) -> Journal:
 
 def reverse_by_msgid(
     rec: Reconciliation, paths: Sequence[JournalSource], ledger: Any, msgid: str, *,
-    by: str = "manager", reason: str = "",
+    by: str = "manager", reason: str = "", paper: Paper = DEFAULT_PAPER,
 ) -> Reversed:  # fmt: skip
     """Take the action on ``msgid`` (module docstring); ``rec`` was reconciled just now.
 
@@ -258,7 +283,8 @@ def reverse_by_msgid(
     try:
         before = j.ledger_reversal(msgid)
         if before is not None and before["done_at"]:
-            return Reversed(msgid, True, True, str(before["outcome"]), before["reversal_msgid"])
+            return Reversed(msgid, True, True, str(before["outcome"]), before["reversal_msgid"],
+                            *_receipt_of(j, found.sale_ref))  # fmt: skip
         b = next((b for b in rec.breaks if b.msgid == msgid), None)
         case = _case(b, found) if b is not None else None
         if before is None and (b is None or b.action != REVERSE_MSGID or case is None):
@@ -275,18 +301,32 @@ def reverse_by_msgid(
         )  # fmt: skip
         row = j.ledger_reversal_begin(msgid, sale_ref=found.sale_ref, reversal_msgid=rmsgid,
                                       business_date=rec.date, by=by, reason=reason)  # fmt: skip
+        settings = SaleSettings(pharmacy_code=rec.pharmacy_code, terminal_id=found.terminal_id,
+                                store_name=paper.store_name, receipt_width=paper.width)  # fmt: skip
         try:
-            outcome = _send(j, ledger, found, case, row)
+            outcome = _send(j, ledger, found, case, row, settings)
         except LedgerError as e:
             j.ledger_reversal_ended(msgid, error=e.message)
             raise
         j.ledger_reversal_ended(msgid, outcome=outcome)
-        return Reversed(msgid, True, False, outcome, row["reversal_msgid"])
+        return Reversed(msgid, True, False, outcome, row["reversal_msgid"],
+                        *_receipt_of(j, found.sale_ref))  # fmt: skip
     finally:
         j.close()
 
 
-def _send(j: Journal, ledger: Any, found: Found, case: str, row: dict[str, Any]) -> str:
+def _receipt_of(j: Journal, sale_ref: str) -> tuple[list[str] | None, dict[str, Any] | None]:
+    """The reversal receipt journaled in the till's row for ``sale_ref``, if it has one."""
+    sale = j.get(sale_ref)
+    doc = (sale.result or {}) if sale is not None else {}
+    detail = doc.get("receipt_detail")
+    if doc.get("status") != "reversed" or not detail or detail.get("kind") != "reversal":
+        return None, None
+    return list(doc.get("receipt") or ()), dict(detail)
+
+
+def _send(j: Journal, ledger: Any, found: Found, case: str, row: dict[str, Any],
+          settings: SaleSettings) -> str:  # fmt: skip
     """The requests of one case and the till's row journaled after them; the outcome."""
     msgid, rmsgid = row["msgid"], row["reversal_msgid"]
     if case == OWED:
@@ -325,8 +365,12 @@ def _send(j: Journal, ledger: Any, found: Found, case: str, row: dict[str, Any])
         return "recorded"
     # ledger only: the till's failed row becomes the reversed sale the ledger holds
     taken = settlement.reversal.msgid if rev is None and settlement.reversal else rmsgid
-    result = SaleResult(sale_ref=found.sale_ref, status="reversed", msgid=msgid,
-                        message=MANAGER_REVERSED)  # fmt: skip
+    reversal = ReceiptReversal(msgid=taken, reason=reason,
+                               by=row.get("requested_by") or "manager",
+                               at=now_shanghai().strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
+    plan, masked = (sale.plan, sale.patient_id_masked) if sale is not None else (None, None)
+    result = manager_reversed(settings, found.sale_ref, msgid, settlement, plan, masked,
+                              reversal)  # fmt: skip
     j.update(
         found.sale_ref, J.REVERSED, settlement_id=settlement.settlement_id,
         total=settlement.total, personal_account=settlement.personal_account,
@@ -337,3 +381,22 @@ def _send(j: Journal, ledger: Any, found: Found, case: str, row: dict[str, Any])
     )  # fmt: skip
     return "reversed" if rev is not None else "already_reversed"
 
+
+def manager_reversed(
+    settings: SaleSettings, sale_ref: str, msgid: str, settlement: Any,
+    plan: dict[str, Any] | None, patient_id_masked: str | None, reversal: ReceiptReversal,
+) -> SaleResult:  # fmt: skip
+    """The till's answer for a settlement it had concluded failed, now reversed by the
+    manager: the sale as the ledger committed it (``settlement``'s split; the ``plan``
+    journaled with the intent names the lines, the masked card and patient, the family
+    payers), with the reversal receipt a till's reversal prints. Only masked personal
+    data: the plan's receipt facts are masked when journaled, and so is the row's
+    ``patient_id_masked``, which stands in where an older plan kept no receipt facts."""
+    plan = dict(plan or {})
+    facts = dict(plan.get("receipt") or {})
+    if patient_id_masked:
+        facts.setdefault("patient_id_masked", patient_id_masked)
+    plan["receipt"] = facts
+    answer = settled_result(settings, sale_ref, msgid, settlement, plan)
+    answer.message = MANAGER_REVERSED
+    return with_reversal_receipt(settings, answer, reversal)

@@ -251,7 +251,7 @@ def _run(
                             every_msgid=every)  # fmt: skip
         wanted = getattr(args, "reverse_msgid", None)
         if wanted:
-            _reverse_one(rec, journals, ledger, wanted, args.by, args.reason or "")
+            _reverse_one(rec, journals, ledger, wanted, args.by, args.reason or "", _paper(args))
             rec = reconcile_for(day, journals, ledger, pharmacy, resolve=not args.no_resolve,
                                 every_msgid=every)  # fmt: skip
         national = is_national(ledger)
@@ -260,14 +260,26 @@ def _run(
     return rec, journals, closed_state(journals, rec), national
 
 
+def _paper(args: argparse.Namespace) -> Any:
+    """The till's receipt printer from ``--config`` ([receipt]), else 80 mm."""
+    from pos_plugin.config import load_config
+    from pos_plugin.reconcile.actions import Paper
+
+    if not args.config:
+        return Paper()
+    receipt = load_config(args.config).receipt
+    return Paper(receipt.store_name, receipt.width)
+
+
 def _reverse_one(rec: Reconciliation, journals: list[JournalSource], ledger: Any, msgid: str,
-                 by: str, reason: str) -> None:  # fmt: skip
-    """The break's reversal by msgid (``tools.take_reverse``), or say why not."""
+                 by: str, reason: str, paper: Any) -> None:  # fmt: skip
+    """The break's reversal by msgid (``tools.take_reverse``), or say why not; the
+    reversal's receipt after it, where it credited accounts back (to print and hand over)."""
     from pos_plugin.reconcile.errors import ReconcileError
     from pos_plugin.reconcile.tools import take_reverse
 
     try:
-        done = take_reverse(rec, journals, ledger, msgid, by=by, reason=reason)
+        done = take_reverse(rec, journals, ledger, msgid, by=by, reason=reason, paper=paper)
     except LookupError as e:
         raise ReconcileError(
             f"{e}: only a break offering \"reverse by msgid\" (可操作 action) can be "
@@ -280,6 +292,9 @@ def _reverse_one(rec: Reconciliation, journals: list[JournalSource], ledger: Any
         + ("之前已完成，本次未发送任何请求 already done before: nothing was sent" if done["already"]
            else said.get(done["outcome"], "已完成 done"))
     )  # fmt: skip
+    if done.get("receipt"):
+        print("冲正小票 reversal receipt:")
+        print("\n".join(done["receipt"]))
 
 
 def _history_lines(history: list[dict[str, Any]]) -> list[str]:

@@ -38,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pos_plugin.journal.sources import JournalSource
 from pos_plugin.ledger.errors import LedgerError
-from pos_plugin.reconcile.actions import sale_refs
+from pos_plugin.reconcile.actions import Paper, sale_refs
 from pos_plugin.reconcile.close import (
     CloseRefused,
     close_day,
@@ -71,6 +71,7 @@ class ReconcileSource:
     ledger: Any
     pharmacy_code: str
     resolve: bool = True
+    paper: Paper = field(default_factory=Paper)  # the till's printer, for a reversal's receipt
     today: Callable[[], dt.date] = field(default=lambda: dt.datetime.now(SHANGHAI).date())
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(SHANGHAI))
 
@@ -100,7 +101,8 @@ class ReconcileSource:
         again first, so the action is taken on what the ledger says now, never on a stale
         page; raises ``LookupError`` when the day offers none."""
         rec, _closed = self.run(day)
-        return take_reverse(rec, self.journal_paths, self.ledger, msgid, by=by, reason=reason)
+        return take_reverse(rec, self.journal_paths, self.ledger, msgid, by=by, reason=reason,
+                            paper=self.paper)  # fmt: skip
 
     def close(self, day: dt.date, reason: str | None, force: bool, by: str = "manager"
               ) -> dict[str, Any]:  # fmt: skip
@@ -127,6 +129,7 @@ def source_for_service(
         journal_paths=list(journal_paths or [service.journal.source]),
         ledger=service.ledger,
         pharmacy_code=service.settings.pharmacy_code,
+        paper=Paper(service.settings.store_name, service.settings.receipt_width),
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pos_plugin.journal.sources import JournalSource, open_source
-from pos_plugin.reconcile.actions import REVERSE_MSGID, reverse_by_msgid
+from pos_plugin.reconcile.actions import DEFAULT_PAPER, REVERSE_MSGID, Paper, reverse_by_msgid
 from pos_plugin.reconcile.matching import Reconciliation
 from pos_plugin.reconcile.national import REVERSE_ACTION, is_national, reverse_centre_only
 
@@ -21,11 +21,14 @@ ACTIONS = (REVERSE_ACTION, REVERSE_MSGID)
 
 def take_reverse(
     rec: Reconciliation, paths: Sequence[JournalSource], ledger: Any, msgid: str, *,
-    by: str = "manager", reason: str = "",
+    by: str = "manager", reason: str = "", paper: Paper = DEFAULT_PAPER,
 ) -> dict[str, Any]:  # fmt: skip
     """The break's reversal by msgid on whichever backend ``ledger`` is: 2601 of a
     centre-only settlement on the national platform, else ``reverse_by_msgid``.
-    ``rec``: the day reconciled just now. Raises ``LookupError`` when none is offered."""
+    ``rec``: the day reconciled just now. Raises ``LookupError`` when none is offered.
+    Where the reversal credits the accounts back of a sale the till had concluded failed,
+    the answer carries its reversal receipt (``receipt``: lines for ``paper``;
+    ``receipt_detail``: the facts), as a till's reversal answers."""
     if is_national(ledger):
         b = next((b for b in rec.breaks if b.msgid == msgid), None)
         if _centre_reversed(paths, msgid):  # done before: say so, send nothing
@@ -37,9 +40,12 @@ def take_reverse(
         c = reverse_centre_only(paths, ledger, msgid, psn_no, rec.date, by=by)
         return {"msgid": msgid, "done": c.done, "already": c.already,
                 "outcome": "reversed", "action": REVERSE_ACTION}  # fmt: skip
-    r = reverse_by_msgid(rec, paths, ledger, msgid, by=by, reason=reason)
-    return {"msgid": msgid, "done": r.done, "already": r.already, "outcome": r.outcome,
-            "reversal_msgid": r.reversal_msgid, "action": REVERSE_MSGID}  # fmt: skip
+    r = reverse_by_msgid(rec, paths, ledger, msgid, by=by, reason=reason, paper=paper)
+    out = {"msgid": msgid, "done": r.done, "already": r.already, "outcome": r.outcome,
+           "reversal_msgid": r.reversal_msgid, "action": REVERSE_MSGID}  # fmt: skip
+    if r.receipt is not None:
+        out |= {"receipt": r.receipt, "receipt_detail": r.receipt_detail}
+    return out
 
 
 def _centre_reversed(paths: Sequence[JournalSource], msgid: str) -> bool:

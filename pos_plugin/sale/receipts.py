@@ -107,6 +107,7 @@ class ReceiptReversal(_M):
     msgid: str
     at: str  # "YYYY-MM-DD HH:MM:SS", China time
     reason: str = ""
+    by: str | None = None  # who reversed it, where not the till (the manager, by msgid)
 
 
 class Receipt(_M):
@@ -280,6 +281,8 @@ def render(receipt: Receipt, width: int = 80) -> list[str]:
         out += row("原单号", r.sale_ref, cols)
         out += row("原流水", r.msgid, cols)
         out += row("冲正流水", r.reversal.msgid, cols)
+        if r.reversal.by:
+            out += row("冲正人", r.reversal.by, cols)
         if r.reversal.reason:
             out += wrap(f"原因 {r.reversal.reason}", cols)
     else:

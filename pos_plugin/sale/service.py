@@ -813,43 +813,7 @@ class SaleService:
     def _settled_result(
         self, sale_ref: str, msgid: str, settlement: Settlement, plan: dict[str, Any]
     ) -> SaleResult:
-        """The POS answer from what the ledger committed (its split is the truth; the plan
-        only names the family payers, where the ledger committed the planned legs)."""
-        by_account = {leg["account_id"]: leg for leg in plan.get("legs", ())}
-        family = [
-            PayerLine(
-                name=by_account[leg.account_id]["name"],
-                relation=Relation(by_account[leg.account_id]["relation"]),
-                relation_zh=RELATION_ZH[Relation(by_account[leg.account_id]["relation"])],
-                amount=leg.amount,
-            )
-            for leg in settlement.legs
-            if leg.kind is LegKind.MUTUAL_AID and "name" in by_account.get(leg.account_id, {})
-        ]
-        result = SaleResult(
-            sale_ref=sale_ref,
-            status="settled",
-            msgid=msgid,
-            settlement_id=settlement.settlement_id,
-            total=plan.get("total", settlement.total),
-            account_payable=plan.get("account_payable"),
-            personal_account=settlement.personal_account,
-            mutual_aid=settlement.mutual_aid,
-            family=family,
-            cash=settlement.cash,
-            skipped=[SkippedLine(**sk) for sk in plan.get("skipped", ())],
-            notices=[NoticeLine(**n) for n in plan.get("notices", ())],
-        )
-        facts = dict(plan.get("receipt") or {})
-        # each line's 追溯码 as sent, and the national platform's class where it gave one
-        facts["items"] = receipt_items(facts.get("items") or (), plan.get("lines") or (),
-                                       (settlement.detail or {}).get("chrgitm_lv") or ())
-        account_id = facts.pop("patient_account_id", None)
-        balance_after = settlement.balances_after.get(account_id) if account_id else None
-        receipt = self._receipt(result, facts, balance_after)
-        result.receipt_detail = receipt
-        result.receipt = render(receipt, self.settings.receipt_width)
-        return result
+        return settled_result(self.settings, sale_ref, msgid, settlement, plan)
 
     def _receipt_facts(
         self,
@@ -892,41 +856,7 @@ class SaleService:
     def _receipt(
         self, result: SaleResult, facts: dict[str, Any], balance_after: int | None
     ) -> Receipt:
-        """A settled sale's receipt from its answer (the ledger's split) and the plan's facts.
-
-        Skipped payers are printed only when one was needed (part of what the accounts
-        may pay went to cash), each as a plain sentence naming the relation."""
-        personal = result.personal_account or 0
-        mutual = result.mutual_aid or 0
-        needed = payer_was_needed(result.account_payable, personal, mutual)
-        s = self.settings
-        return Receipt(
-            store_name=s.store_name or s.pharmacy_code,
-            pharmacy_code=s.pharmacy_code,
-            terminal_id=s.terminal_id,
-            at=msgid_time(result.msgid).strftime("%Y-%m-%d %H:%M:%S") if result.msgid else "",
-            sale_ref=result.sale_ref,
-            msgid=result.msgid or "",
-            settlement_id=result.settlement_id,
-            total=result.total or 0,
-            account_payable=result.account_payable,
-            personal_account=personal,
-            mutual_aid=mutual,
-            family=[
-                ReceiptPayer(relation_zh=p.relation_zh, name=p.name, amount=p.amount)
-                for p in result.family
-            ],
-            cash=result.cash or 0,
-            balance_after=balance_after,
-            not_used=[
-                not_used_sentence(RELATION_ZH[sk.relation], sk.name, sk.reason_code)
-                for sk in result.skipped
-            ]
-            if needed
-            else [],
-            **{k: v for k, v in facts.items() if k != "items"},
-            items=[ReceiptItem(**i) for i in facts.get("items", ())],
-        )
+        return receipt_of(self.settings, result, facts, balance_after)
 
     def _record_settled(
         self, sale_ref: str, msgid: str, settlement: Settlement, plan: dict[str, Any]
@@ -1249,16 +1179,12 @@ class SaleService:
                 raise SaleError(e.code, "冲正被拒绝", e.message, http_status=409) from None
             rev = None
         status, answer = loaded(row.result or {})
-        answer.status = "reversed"
         reversal = ReceiptReversal(
             msgid=reversal_msgid,
             at=now_shanghai().strftime("%Y-%m-%d %H:%M:%S"),
             reason=reason,
         )
-        sale_receipt = answer.receipt_detail or self._receipt(answer, {}, None)
-        answer.reversal = reversal
-        answer.receipt_detail = reversed_receipt(sale_receipt, reversal)
-        answer.receipt = render(answer.receipt_detail, self.settings.receipt_width)
+        answer = with_reversal_receipt(self.settings, answer, reversal)
         doc = stored(answer, status)
         # The backend's record of the sale stays with it: the national day end writes the
         # forward line of a reversed sale from it (3202), beside the reverse line.
@@ -1501,6 +1427,109 @@ def _plan_trace_codes(plan: dict[str, Any]) -> list[str]:
 def msgid_time(msgid: str) -> dt.datetime:
     """When a msgid was allocated: its yyyyMMddHHmmss (China time) after the pharmacy code."""
     return msgid_stamp(msgid[12:26]).replace(tzinfo=J.SHANGHAI)
+
+
+def settled_result(
+    settings: SaleSettings,
+    sale_ref: str,
+    msgid: str,
+    settlement: Settlement,
+    plan: dict[str, Any],
+) -> SaleResult:
+    """The POS answer from what the ledger committed (its split is the truth; the plan
+    only names the family payers, where the ledger committed the planned legs)."""
+    by_account = {leg["account_id"]: leg for leg in plan.get("legs", ())}
+    family = [
+        PayerLine(
+            name=by_account[leg.account_id]["name"],
+            relation=Relation(by_account[leg.account_id]["relation"]),
+            relation_zh=RELATION_ZH[Relation(by_account[leg.account_id]["relation"])],
+            amount=leg.amount,
+        )
+        for leg in settlement.legs
+        if leg.kind is LegKind.MUTUAL_AID and "name" in by_account.get(leg.account_id, {})
+    ]
+    result = SaleResult(
+        sale_ref=sale_ref,
+        status="settled",
+        msgid=msgid,
+        settlement_id=settlement.settlement_id,
+        total=plan.get("total", settlement.total),
+        account_payable=plan.get("account_payable"),
+        personal_account=settlement.personal_account,
+        mutual_aid=settlement.mutual_aid,
+        family=family,
+        cash=settlement.cash,
+        skipped=[SkippedLine(**sk) for sk in plan.get("skipped", ())],
+        notices=[NoticeLine(**n) for n in plan.get("notices", ())],
+    )
+    facts = dict(plan.get("receipt") or {})
+    # each line's 追溯码 as sent, and the national platform's class where it gave one
+    facts["items"] = receipt_items(
+        facts.get("items") or (),
+        plan.get("lines") or (),
+        (settlement.detail or {}).get("chrgitm_lv") or (),
+    )
+    account_id = facts.pop("patient_account_id", None)
+    balance_after = settlement.balances_after.get(account_id) if account_id else None
+    receipt = receipt_of(settings, result, facts, balance_after)
+    result.receipt_detail = receipt
+    result.receipt = render(receipt, settings.receipt_width)
+    return result
+
+
+def receipt_of(
+    settings: SaleSettings, result: SaleResult, facts: dict[str, Any], balance_after: int | None
+) -> Receipt:
+    """A settled sale's receipt from its answer (the ledger's split) and the plan's facts.
+
+    Skipped payers are printed only when one was needed (part of what the accounts
+    may pay went to cash), each as a plain sentence naming the relation."""
+    personal = result.personal_account or 0
+    mutual = result.mutual_aid or 0
+    needed = payer_was_needed(result.account_payable, personal, mutual)
+    s = settings
+    return Receipt(
+        store_name=s.store_name or s.pharmacy_code,
+        pharmacy_code=s.pharmacy_code,
+        terminal_id=s.terminal_id,
+        at=msgid_time(result.msgid).strftime("%Y-%m-%d %H:%M:%S") if result.msgid else "",
+        sale_ref=result.sale_ref,
+        msgid=result.msgid or "",
+        settlement_id=result.settlement_id,
+        total=result.total or 0,
+        account_payable=result.account_payable,
+        personal_account=personal,
+        mutual_aid=mutual,
+        family=[
+            ReceiptPayer(relation_zh=p.relation_zh, name=p.name, amount=p.amount)
+            for p in result.family
+        ],
+        cash=result.cash or 0,
+        balance_after=balance_after,
+        not_used=[
+            not_used_sentence(RELATION_ZH[sk.relation], sk.name, sk.reason_code)
+            for sk in result.skipped
+        ]
+        if needed
+        else [],
+        **{k: v for k, v in facts.items() if k != "items"},
+        items=[ReceiptItem(**i) for i in facts.get("items", ())],
+    )
+
+
+def with_reversal_receipt(
+    settings: SaleSettings, answer: SaleResult, reversal: ReceiptReversal
+) -> SaleResult:
+    """A settled sale's ``answer`` as reversed, with the reversal's own receipt (冲正/退款:
+    the sale's receipt, every amount negated) for the till's paper. The till's reversal
+    and the manager's by msgid (``reconcile.actions``) print the same receipt."""
+    sale_receipt = answer.receipt_detail or receipt_of(settings, answer, {}, None)
+    answer.status = "reversed"
+    answer.reversal = reversal
+    answer.receipt_detail = reversed_receipt(sale_receipt, reversal)
+    answer.receipt = render(answer.receipt_detail, settings.receipt_width)
+    return answer
 
 
 def stored(result: SaleResult, http_status: int) -> dict[str, Any]:

@@ -173,8 +173,13 @@ class Store:
         ledger_at: dt.datetime | None = None,
         send: bool = True,
         record_outcome: bool = True,
+        receipt: dict[str, Any] | None = None,
+        lines: list[dict[str, Any]] | None = None,
     ) -> Sold:
-        """journal received -> validated -> settling (intent) -> ledger -> settled (outcome)."""
+        """journal received -> validated -> settling (intent) -> ledger -> settled (outcome).
+
+        ``receipt`` / ``lines``: the receipt facts and basket lines the agent journals
+        with the intent (``SaleService._receipt_facts``, ``plan["lines"]``)."""
         j = self.journals[till]
         person = self.world.person(patient)
         card = person.cards[0]
@@ -200,6 +205,10 @@ class Store:
             "skipped": [],
             "notices": [],
         }
+        if receipt is not None:
+            plan["receipt"] = receipt
+        if lines is not None:
+            plan["lines"] = lines
         j.update(ref, J.SETTLING, msgid=msgid, plan=plan)
         sid = None
         if send:

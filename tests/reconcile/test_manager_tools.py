@@ -295,3 +295,87 @@ def test_a_reversal_cut_off_after_it_left_is_finished_once(seeded: Seeded) -> No
     rec, _closed = source.run(DAY)
     assert msgid not in {b.msgid for b in rec.breaks}
     _verified(s)
+
+
+def test_the_managers_reversal_prints_the_reversal_receipt(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sale the till concluded failed while the ledger had committed it, all of it from
+    张小明's parent's account by family mutual aid (he has no personal account): the
+    manager's reversal by msgid credits it back and prints the reversal receipt a till's reversal prints (冲正/退款, each amount
+    negative as the ledger credited it, the ID number masked), journaled in the till's
+    row; a second call prints the same receipt again and sends nothing."""
+    from pos_plugin.rules.identity import mask_card_no, mask_id_number, mask_name
+    from pos_plugin.sale.receipts import Receipt, render
+
+    from .seed import XIAOMING
+
+    s = store
+    person = s.world.person(XIAOMING)
+    facts = {"operator": "cashier", "credential": "card", "proxy": None,
+             "card_no_masked": mask_card_no(person.cards[0].card_no),
+             "patient_name": mask_name(person.name),
+             "patient_id_masked": mask_id_number(person.id_number), "patient_account_id": None,
+             "items": [{"name": "小儿感冒颗粒", "quantity": 3, "amount": 4500,
+                        "insurance_class": "A"}]}  # fmt: skip
+    lines = [{"sku": "6901", "name": "小儿感冒颗粒", "trace_codes": ["81234567890123456703"]}]
+    sold = s.sale("T01", "X1", XIAOMING, 4500, 4500, at(10, 15), record_outcome=False,
+                  receipt=facts, lines=lines)  # fmt: skip
+    s.journals["T01"].update("X1", J.FAILED, refusal_code="ledger_unavailable")
+    s.clock.now = dt.datetime.now(SHANGHAI)
+    settled = s.client.get_settlement(sold.msgid)
+    assert settled is not None and (settled.mutual_aid, settled.personal_account) == (4500, 0)
+    (payer,) = {leg.payer_psn_no for leg in settled.legs}
+    before = _balance(s, payer)
+
+    args = _args(s, "--reverse-msgid", sold.msgid, "--reason", "顾客未取药", "--by", "店长王")
+    reconcile_main(args)
+    out = capsys.readouterr().out
+    assert _balance(s, payer) == before + 4500
+    row = s.journals["T01"].get("X1")
+    assert row is not None and row.state == J.REVERSED and row.result is not None
+    detail = Receipt.model_validate(row.result["receipt_detail"])
+    assert detail.kind == "reversal" and detail.reversal is not None
+    assert (detail.total, detail.personal_account, detail.mutual_aid, detail.cash) == (
+        -4500, 0, -4500, 0)
+    assert (detail.reversal.msgid, detail.reversal.reason, detail.reversal.by) == (
+        row.reversal_msgid, "顾客未取药", "店长王")
+    assert [i.trace_codes for i in detail.items] == [["81234567890123456703"]]
+    printed = row.result["receipt"]
+    assert printed == render(detail, 80)
+    assert "冲正小票 reversal receipt:\n" + "\n".join(printed) in out
+    assert "医保冲正/退款单" in out
+    assert any(x.startswith("原流水") and x.endswith(sold.msgid) for x in printed)
+    assert mask_id_number(person.id_number) in out and person.id_number not in out
+    assert any(x.startswith("家庭共济 ") and x.endswith("-¥45.00") for x in printed)
+
+    reconcile_main(args)  # again: nothing sent, the same receipt to reprint
+    again = capsys.readouterr().out
+    assert "already done before: nothing was sent" in again
+    assert "\n".join(printed) in again
+    assert _balance(s, payer) == before + 4500
+
+
+def test_the_api_answers_the_managers_reversal_with_its_receipt(
+    served: Served, seeded: Seeded
+) -> None:
+    """B4 through ``POST /v1/reconciliation/reverse``: the answer carries the reversal
+    receipt (lines and facts) for 王建国's 23.00, the ID number masked."""
+    s = seeded.store
+    msgid = _msgid(seeded, "ledger_only", "T02", "B4")
+    s.clock.now = dt.datetime.now(SHANGHAI)
+    mgr = {"Authorization": f"Bearer {served.tokens['manager']}"}
+    got = requests.post(f"{served.url}/v1/reconciliation/reverse", headers=mgr, timeout=30,
+                        json={"date": DAY.isoformat(), "msgid": msgid, "by": "店长王"})  # fmt: skip
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert (body["outcome"], body["already"]) == ("reversed", False)
+    detail, lines = body["receipt_detail"], body["receipt"]
+    assert (detail["kind"], detail["total"], detail["personal_account"]) == ("reversal", -2300, -2300)
+    assert detail["msgid"] == msgid and detail["reversal"]["by"] == "店长王"
+    person = s.world.person(WANG_JIANGUO)
+    assert any(person.id_number[:6] + "********" in x for x in lines)
+    assert not any(person.id_number in x for x in lines)
+    assert any(x.startswith("退款合计") and x.endswith("-¥23.00") for x in lines)
+    row = s.journals["T02"].get("B4")
+    assert row is not None and row.result is not None and row.result["receipt"] == lines

@@ -100,12 +100,64 @@ NATIONAL_TRACE = NATIONAL.model_copy(  # one trace code a pack, 20 digits, and a
                     trace_codes=["(01)06901234567892(17)281231(10)LOT2026A(21)SN0000123"]),
     ])
 )
+
+
+def _manager_reversal() -> Receipt:
+    """A settlement the till concluded failed (the ledger had committed it: the patient's
+    account and a parent's by family mutual aid), reversed by the manager by msgid: the
+    receipt comes from what was journaled with the intent and the ledger's split
+    (``reconcile.actions.manager_reversed``), as the manager's tool builds it."""
+    import datetime as dt
+
+    from pos_plugin.ledger.own.schemas import Settlement
+    from pos_plugin.models import Leg, LegKind
+    from pos_plugin.reconcile.actions import manager_reversed
+    from pos_plugin.sale.service import SaleSettings
+
+    msgid = "H11010500001202611231230001005"
+    settings = SaleSettings(pharmacy_code=HEAD["pharmacy_code"], terminal_id="T02",
+                            store_name=HEAD["store_name"], receipt_width=58)  # fmt: skip
+    settlement = Settlement(
+        settlement_id="S000007", msgid=msgid, pharmacy_code=HEAD["pharmacy_code"],
+        terminal_id="T02", operator="cashier", patient_psn_no="P3", status="settled",
+        legs=(Leg(kind=LegKind.PERSONAL_ACCOUNT, account_id="A-P3", payer_psn_no="P3",
+                  amount=2500),
+              Leg(kind=LegKind.MUTUAL_AID, account_id="A-P1", payer_psn_no="P1", amount=2000,
+                  binding_id="BIND1")),
+        personal_account=2500, mutual_aid=2000, cash=990, total=5490, proxy=False,
+        created_at=dt.datetime(2026, 11, 23, 4, 30, 1, tzinfo=dt.UTC),
+        business_date=dt.date(2026, 11, 23),
+    )  # fmt: skip
+    plan = {
+        "total": 5490, "account_payable": 4500,
+        "legs": [{"kind": "personal_account", "account_id": "A-P3", "amount": 2500},
+                 {"kind": "mutual_aid", "account_id": "A-P1", "amount": 2000,
+                  "name": "张*", "relation": "parent"}],
+        "receipt": {"operator": "cashier", "credential": "card", "card_no_masked": "B******03",
+                    "patient_name": "张**", "patient_id_masked": "110105********0134",
+                    "proxy": None, "patient_account_id": "A-P3",
+                    "items": [{"name": "小儿感冒颗粒", "quantity": 3, "amount": 4500,
+                               "insurance_class": "A"},
+                              {"name": "面巾纸", "quantity": 1, "amount": 990,
+                               "insurance_class": "none"}]},
+        "lines": [{"sku": "6901", "trace_codes": ["81234567890123456703"]}, {"sku": "6909"}],
+    }  # fmt: skip
+    reversal = ReceiptReversal(msgid="H11010500001202611261605001010", at="2026-11-26 16:05:00",
+                               reason="顾客未取药", by="店长王")  # fmt: skip
+    answer = manager_reversed(settings, "R20261123-0007", msgid, settlement, plan,
+                              "110105********0134", reversal)  # fmt: skip
+    assert answer.receipt_detail is not None
+    return answer.receipt_detail
+
+
+MANAGER_REVERSAL = _manager_reversal()
 SCENARIOS = {
     "self": SELF,
     "proxy": PROXY,
     "cascade": CASCADE,
     "evoucher": EVOUCHER,
     "reversal": REVERSAL,
+    "manager_reversal": MANAGER_REVERSAL,
     "national": NATIONAL,
     "national_trace": NATIONAL_TRACE,
 }
