@@ -399,4 +399,6 @@ def manager_reversed(
     plan["receipt"] = facts
     answer = settled_result(settings, sale_ref, msgid, settlement, plan)
     answer.message = MANAGER_REVERSED
-    return with_reversal_receipt(settings, answer, reversal)
+    # the till took no cash for a sale it concluded failed: none is handed back
+    no_cash = reversal.model_copy(update={"cash_returned": False})
+    return with_reversal_receipt(settings, answer, no_cash)

@@ -108,6 +108,10 @@ class ReceiptReversal(_M):
     at: str  # "YYYY-MM-DD HH:MM:SS", China time
     reason: str = ""
     by: str | None = None  # who reversed it, where not the till (the manager, by msgid)
+    # The till took the sale's cash part and hands it back. Not so when the manager
+    # reverses at the ledger a sale the till concluded failed: no cash was taken for it,
+    # so the receipt says the cash part is not returned (the accounts' parts are).
+    cash_returned: bool = True
 
 
 class Receipt(_M):
@@ -259,6 +263,14 @@ def trace_lines(code: str, cols: int) -> list[str]:
     return [f"{TRACE_LABEL} {parts[0]}"] + [" " * indent + p for p in parts[1:]]
 
 
+def _cash_label(r: Receipt) -> str:
+    if r.kind != "reversal":
+        return "现金支付"
+    if r.reversal is not None and not r.reversal.cash_returned:
+        return "现金部分 未收不退"
+    return "现金退回"
+
+
 def render(receipt: Receipt, width: int = 80) -> list[str]:
     """The receipt as text lines for a ``width`` mm printer (58 or 80): no line is wider
     than its columns, CJK counted double."""
@@ -315,7 +327,7 @@ def render(receipt: Receipt, width: int = 80) -> list[str]:
             out += row(f"家庭共济 {p.relation_zh} {p.name}", yuan(p.amount), cols)
     elif r.mutual_aid:
         out += row("家庭共济", yuan(r.mutual_aid), cols)
-    out += row("现金退回" if rev else "现金支付", yuan(r.cash), cols)
+    out += row(_cash_label(r), yuan(r.cash), cols)
     if r.balance_after is not None:
         out += row("个人账户余额", yuan(r.balance_after), cols)
     if r.not_used:
