@@ -35,7 +35,6 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from itertools import groupby
 from operator import itemgetter
 from typing import Any, Literal, NamedTuple
 
@@ -539,49 +538,64 @@ def walk(
     counted, every other msgid kept in ``Walked.open``. The totals are the tallies the
     caller filled while it read each side (``Tally.add``, a chunk at a time).
 
+    Each side is read one entry ahead: a msgid whose next entry on both sides is a later
+    msgid has one entry a side, and balances if they agree (``MATCHED``), with nothing
+    built but the count; any other msgid gathers its entries (``_run``).
+
     A side out of msgid order is a fault of its reader: ``ValueError``, never a
     silently wrong result.
     """
     walked = Walked(day, journal_tally, ledger_tally)
-    j_runs = _by_msgid(journal, "journal")
-    l_runs = _by_msgid(ledger, "ledger")
     keep = walked.balanced.append if keep_balanced else None
     opened = walked.open
     balanced = 0
-    j = next(j_runs, None)
-    led = next(l_runs, None)
+    js, ls = iter(journal), iter(ledger)
+    j, led = next(js, None), next(ls, None)
     while j is not None and led is not None:
-        if j[0] == led[0]:
-            js, ls = j[1], led[1]
-            if len(js) == 1 and len(ls) == 1 and js[0][MATCHED] == ls[0][MATCHED]:
+        msgid = j[0]
+        if msgid == led[0]:
+            j_next, l_next = next(js, None), next(ls, None)
+            if (
+                (j_next is None or j_next[0] > msgid)
+                and (l_next is None or l_next[0] > msgid)
+                and j[MATCHED] == led[MATCHED]
+            ):
                 balanced += 1
                 if keep is not None:
-                    keep((js[0], ls[0]))
+                    keep((j, led))
             else:
-                opened[j[0]] = (js, ls)
-            j, led = next(j_runs, None), next(l_runs, None)
-        elif j[0] < led[0]:
-            opened[j[0]] = (j[1], [])
-            j = next(j_runs, None)
+                j_run, j_next = _run(j, j_next, js, "journal")
+                l_run, l_next = _run(led, l_next, ls, "ledger")
+                opened[msgid] = (j_run, l_run)
+            j, led = j_next, l_next
+        elif msgid < led[0]:
+            j_run, j = _run(j, next(js, None), js, "journal")
+            opened[msgid] = (j_run, [])
         else:
-            opened[led[0]] = ([], led[1])
-            led = next(l_runs, None)
-    for msgid, js in ([j] if j else []) + list(j_runs):
-        opened[msgid] = (js, [])
-    for msgid, ls in ([led] if led else []) + list(l_runs):
-        opened[msgid] = ([], ls)
+            l_run, led = _run(led, next(ls, None), ls, "ledger")
+            opened[l_run[0][0]] = ([], l_run)
+    while j is not None:
+        j_run, j = _run(j, next(js, None), js, "journal")
+        opened[j_run[0][0]] = (j_run, [])
+    while led is not None:
+        l_run, led = _run(led, next(ls, None), ls, "ledger")
+        opened[l_run[0][0]] = ([], l_run)
     walked.balanced_count = balanced
     return walked
 
 
-def _by_msgid(entries: Iterable[Entry], side: Side) -> Iterator[tuple[str, list[Entry]]]:
-    """(msgid, its entries) for each msgid in turn, checking the order."""
-    last: str | None = None
-    for msgid, group in groupby(entries, _MSGID):
-        if last is not None and msgid <= last:
-            raise ValueError(f"the {side} side is not in msgid order ({last} then {msgid})")
-        last = msgid
-        yield msgid, list(group)
+def _run(
+    first: Entry, after: Entry | None, rest: Iterator[Entry], side: Side
+) -> tuple[list[Entry], Entry | None]:
+    """``first`` and the entries of its msgid that follow it (``after`` is the entry read
+    after ``first``, then ``rest``): those entries, and the next msgid's first entry."""
+    run = [first]
+    while after is not None and after[0] == first[0]:
+        run.append(after)
+        after = next(rest, None)
+    if after is not None and after[0] < first[0]:
+        raise ValueError(f"the {side} side is not in msgid order ({first[0]} then {after[0]})")
+    return run, after
 
 
 def conclude(

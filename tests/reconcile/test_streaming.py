@@ -12,12 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pos_plugin.reconcile.day import reconcile_day
-from pos_plugin.reconcile.matching import Entry, Reconciliation, Tally, reconcile, walk
+from pos_plugin.reconcile.matching import MATCHED, Entry, Reconciliation, Tally, reconcile, walk
 from pos_plugin.reconcile.msgid_order import MsgidOrder
 
 from .conftest import Seeded
 from .seed import DAY
 from .test_shared_journal import Pair, comparable, pair  # noqa: F401  (the fixture)
+
+
+def _msgid(e: Entry) -> str:
+    return e.msgid
 
 
 def _entry(msgid: str, n: int) -> Entry:
@@ -62,6 +66,60 @@ def test_walk_counts_balanced_pairs_without_keeping_them() -> None:
     # the pure entry point (any order) agrees
     rec = reconcile("2024-05-20", reversed(same), same)
     assert rec.balanced and rec.balanced_count == 5 and rec.journal.sales_count == 5
+
+
+def _oracle(journal: list[Entry], ledger: list[Entry]) -> tuple[int, list[Any], dict[str, Any]]:
+    """The walk written plainly: every msgid's entries a side; one a side that agree on
+    ``MATCHED`` balance, every other msgid stays open with its entries."""
+    js: dict[str, list[Entry]] = {}
+    ls: dict[str, list[Entry]] = {}
+    for side, entries in ((js, journal), (ls, ledger)):
+        for e in entries:
+            side.setdefault(e.msgid, []).append(e)
+    pairs, opened = [], {}
+    for m in sorted(js.keys() | ls.keys()):
+        j, led = js.get(m, []), ls.get(m, [])
+        if len(j) == len(led) == 1 and j[0][MATCHED] == led[0][MATCHED]:
+            pairs.append((j[0], led[0]))
+        else:
+            opened[m] = (j, led)
+    return len(pairs), pairs, opened
+
+
+_side = st.lists(st.tuples(st.integers(0, 7), st.integers(1, 2)), max_size=14)
+
+
+@given(_side, _side)
+@settings(max_examples=300, deadline=None)
+def test_walk_agrees_with_a_plain_oracle_on_duplicates_and_one_sided_msgids(
+    j_keys: list[tuple[int, int]], l_keys: list[tuple[int, int]]
+) -> None:
+    journal = sorted((_entry(f"M{k}", n)._replace(source="j") for k, n in j_keys), key=_msgid)
+    ledger = sorted((_entry(f"M{k}", n) for k, n in l_keys), key=_msgid)
+    count, pairs, opened = _oracle(journal, ledger)
+    walked = walk(DAY.isoformat(), journal, ledger, Tally(""), Tally(""))
+    assert (walked.balanced_count, walked.balanced, walked.open) == (count, pairs, opened)
+    lean = walk(DAY.isoformat(), iter(journal), iter(ledger), Tally(""), Tally(""),
+                keep_balanced=False)  # fmt: skip
+    assert (lean.balanced_count, lean.balanced, lean.open) == (count, [], opened)
+
+
+@given(_side, _side, st.booleans(), st.data())
+@settings(max_examples=200, deadline=None)
+def test_walk_refuses_a_side_out_of_order_wherever_the_fault_is(
+    j_keys: list[tuple[int, int]], l_keys: list[tuple[int, int]], on_journal: bool,
+    data: st.DataObject,
+) -> None:  # fmt: skip
+    journal = sorted((_entry(f"M{k}", n) for k, n in j_keys), key=_msgid)
+    ledger = sorted((_entry(f"M{k}", n) for k, n in l_keys), key=_msgid)
+    bad = journal if on_journal else ledger
+    steps = [i for i in range(len(bad) - 1) if bad[i].msgid != bad[i + 1].msgid]
+    if not steps:
+        return
+    i = data.draw(st.sampled_from(steps))
+    bad[i], bad[i + 1] = bad[i + 1], bad[i]  # one msgid before a smaller one
+    with pytest.raises(ValueError, match="not in msgid order"):
+        walk(DAY.isoformat(), journal, ledger, Tally(""), Tally(""), keep_balanced=False)
 
 
 def _without_pairs(rec: Reconciliation) -> dict[str, Any]:
