@@ -25,7 +25,13 @@ import requests
 from pos_plugin.gcpause import gc_paused
 from pos_plugin.ledger.errors import LedgerError
 from pos_plugin.ledger.own.client import Answer, HttpLedgerClient
-from pos_plugin.reconcile.day import JournalSide, read_journal, reconcile_day, statement_entries
+from pos_plugin.reconcile.day import (
+    JournalSide,
+    read_journal,
+    reconcile_day,
+    rows_entries,
+    statement_entries,
+)
 from pos_plugin.reconcile.errors import ReconcileError
 from pos_plugin.reconcile.matching import Entry
 
@@ -229,6 +235,39 @@ def test_a_compact_page_with_other_columns_is_refused_not_misread(
         client.close()
     assert err.value.code == "bad_response"
     assert "columns" in str(err.value)
+
+
+@pytest.mark.parametrize("bad", ["not a time+08:00", "20/05/2024 10:00", ""])
+def test_a_statement_time_that_is_not_a_time_is_refused_with_the_row_named(
+    day: Store, bad: str
+) -> None:
+    """A compact row's ``created_at`` kept as sent when it ends in +08:00 (no parse per
+    row): the page's check of it is what stops a value that is not a time."""
+
+    def spoil(query: Query, body: Any, link: str | None) -> tuple[Any, str | None]:
+        body["rows"][1][6] = bad
+        return body, link
+
+    relay = Relay(day.url, tamper=spoil)
+    client = _client(relay.url, day.pharmacy.api_token)
+    try:
+        with pytest.raises(LedgerError) as err:
+            reconcile_day(DAY, day.paths, client, resolve=False)
+    finally:
+        client.close()
+        relay.close()
+    assert err.value.code == "bad_response"
+    assert "rows.1.6" in str(err.value) and "pattern" in str(err.value)
+
+
+def test_a_statement_time_in_another_offset_is_read_as_shanghai_time() -> None:
+    row = ("M1", "STL1", "T01", "sale", "settled", None, "2024-05-20T02:00:00Z", 100, 100,
+           0, 0, (("personal_account", "PA1", 100),))  # fmt: skip
+    naive = (*row[:6], "2024-05-20T10:00:00", *row[7:])
+    utc, local = rows_entries([row, naive], "2024-05-20")  # type: ignore[list-item]
+    assert utc.created_at == local.created_at == "2024-05-20T10:00:00+08:00"
+    with pytest.raises(ReconcileError, match="time we cannot read: '2024-05-20T99'"):
+        rows_entries([(*row[:6], "2024-05-20T99", *row[7:])], "2024-05-20")  # type: ignore[list-item]
 
 
 def test_a_journal_plan_that_is_not_json_is_named_not_a_traceback(day: Store) -> None:
