@@ -555,7 +555,7 @@ def walk(
         msgid = j[0]
         if msgid == led[0]:
             j_next, l_next = next(js, None), next(ls, None)
-            if (
+            if (  # one entry a side (the next on each is a later msgid), and they agree
                 (j_next is None or j_next[0] > msgid)
                 and (l_next is None or l_next[0] > msgid)
                 and j[MATCHED] == led[MATCHED]
@@ -573,13 +573,13 @@ def walk(
             opened[msgid] = (j_run, [])
         else:
             l_run, led = _run(led, next(ls, None), ls, "ledger")
-            opened[l_run[0][0]] = ([], l_run)
+            opened[l_run[0].msgid] = ([], l_run)
     while j is not None:
         j_run, j = _run(j, next(js, None), js, "journal")
-        opened[j_run[0][0]] = (j_run, [])
+        opened[j_run[0].msgid] = (j_run, [])
     while led is not None:
         l_run, led = _run(led, next(ls, None), ls, "ledger")
-        opened[l_run[0][0]] = ([], l_run)
+        opened[l_run[0].msgid] = ([], l_run)
     walked.balanced_count = balanced
     return walked
 
