@@ -39,6 +39,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from pos_plugin.journal import person_keys
+from pos_plugin.journal.legs import legs_column
 from pos_plugin.journal.postgres import (
     DDL_LOCK,
     PG_SCHEMA,
@@ -157,6 +158,11 @@ _SALE_COLUMNS = [
 
 
 _COLUMN_NAMES = frozenset(_SALE_COLUMNS)
+# The sales columns derived from others (schema version 9: ``legs``, from ``plan``,
+# journal/legs.py). Not written by a caller, and not in a row's digest: the chain
+# covers what they follow from, and ``verify`` derives them again instead.
+_DERIVED_COLUMNS = frozenset({"legs"})
+_UNSET = object()
 # The sales columns that hold an integer (money in fen, the proxy flag); the rest hold text.
 _INTEGER_COLUMNS = frozenset(
     {"proxy", "total", "account_payable", "personal_account", "mutual_aid", "cash"}
@@ -308,6 +314,12 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _row_digest(row: dict[str, Any]) -> str:
+    """The digest of a sales row that an event carries: its columns but the derived ones
+    (``_DERIVED_COLUMNS``), so a row digested before they existed keeps its digest."""
+    return _sha(_canonical({k: v for k, v in row.items() if k not in _DERIVED_COLUMNS}))
+
+
 class Journal:
     """The journal of one till. Thread-safe: one connection behind a lock.
 
@@ -400,9 +412,10 @@ class Journal:
         self._columns = self._sales_columns()
 
     def _sales_columns(self) -> tuple[str, ...]:
-        """The sales table's columns, in order: a new row is digested as they hold it."""
+        """The sales table's columns, in order, but the derived ones: a new row is
+        digested as they hold it."""
         cur: Any = self._db.execute("SELECT * FROM sales LIMIT 0")
-        return tuple(d[0] for d in cur.description)
+        return tuple(d[0] for d in cur.description if d[0] not in _DERIVED_COLUMNS)
 
     @property
     def is_shared(self) -> bool:
@@ -727,11 +740,14 @@ class Journal:
         if found is None:
             raise KeyError(sale_ref)
         row = dict(found)
+        has_legs = row.pop("legs", _UNSET) is not _UNSET  # derived: not digested
         stamp = now_shanghai().isoformat()
         head = self._chain_head(db)
         changed: dict[str, Any] = {}
         events = []
+        plan: Any = _UNSET
         for step_state, cols in steps:
+            plan = cols.get("plan", plan)
             values = {k: _stored(k, v) for k, v in cols.items()}
             values["state"] = step_state
             values["updated_at"] = stamp
@@ -746,6 +762,8 @@ class Journal:
             events.append(self._event(sale_ref, step_state, detail, stamp, head,
                                       _sha(_canonical(row))))  # fmt: skip
             head = events[-1][-1]
+        if has_legs and plan is not _UNSET:
+            changed["legs"] = legs_column(plan)  # in the UPDATE that writes the plan
         assignments = ", ".join(f"{k} = ?" for k in changed)
         db.execute(
             f"UPDATE sales SET {assignments} WHERE sale_ref = ?" + self._and,
@@ -1171,9 +1189,14 @@ class Journal:
                 problems.append(f"event {e['seq']} ({e['sale_ref']}): the hash chain is broken")
             prev = e["hash"]
             last_digest[e["sale_ref"]] = e["row_digest"]
+        # a journal before version 9 (read without upgrading) has no legs column
+        has_legs = bool(sales) and "legs" in sales[0].keys()  # noqa: SIM118 (a Row's `in` is its values)
         for s in sales:
-            if last_digest.get(s["sale_ref"]) != _sha(_canonical(dict(s))):
+            if last_digest.get(s["sale_ref"]) != _row_digest(dict(s)):
                 problems.append(f"sale {s['sale_ref']}: the row was changed outside the journal")
+            if has_legs and s["legs"] != legs_column(s["plan"]):
+                problems.append(f"sale {s['sale_ref']}: its legs column does not match its plan "
+                                "(reconciliation reads the legs from it)")  # fmt: skip
         if self._has_table("person_keys"):  # derived, not chained: derived again here
             keys = self.query(
                 "SELECT * FROM person_keys" + self._where,
@@ -1208,6 +1231,7 @@ class Journal:
     def _decode(row: Any) -> SaleRow:
         d = dict(row)
         d.pop("pharmacy_code", None)  # a shared journal's column; the till knows its pharmacy
+        d.pop("legs", None)  # derived from the plan, for reconciliation (journal/legs.py)
         for k in ("evidence", "plan", "result"):
             d[f"{k}_json"] = d.pop(k)
         d["proxy"] = bool(d["proxy"])

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pos_plugin.journal.legs import legs_column
 from pos_plugin.journal.person_keys import PG_MIGRATION as _PG_PERSON_KEYS
 from pos_plugin.journal.person_keys import SQLITE_MIGRATION as _SQLITE_PERSON_KEYS
 
@@ -129,6 +130,53 @@ _LEDGER_REVERSALS = """
     )
 """
 
+# Version 9 (issue 17): each sale's legs in a narrow column, derived from the plan
+# (journal/legs.py says why and what it holds). SQLite backfills it with that module's
+# own function (``journal_legs``, registered by ``migrate_sqlite``): the SQLite a
+# CPython 3.11 ships cannot order an aggregate's input, so SQL could not sort the legs.
+_SQLITE_LEGS = """
+    ALTER TABLE sales ADD COLUMN legs TEXT;
+    UPDATE sales SET legs = journal_legs(plan) WHERE plan IS NOT NULL
+"""
+# PostgreSQL builds the same text in SQL: a plan whose legs are all objects with a text
+# kind and account_id and an integer amount gets them sorted (code point order, as
+# Python sorts: COLLATE "C"), as canonical compact JSON (to_json escapes a string as
+# Python's json does); any other plan gets ``unreadable``. A plan that is not JSON at
+# all stops the migration, as the person-key backfill's (version 6) already did.
+_PG_LEGS = """
+    ALTER TABLE sales ADD COLUMN IF NOT EXISTS legs TEXT;
+    WITH p AS (
+        SELECT pharmacy_code, terminal_id, sale_ref, pl, json_typeof(pl) = 'object'
+               AND coalesce(json_typeof(pl -> 'legs'), 'null') IN ('array', 'null') AS shaped
+        FROM (SELECT pharmacy_code, terminal_id, sale_ref,
+                     replace(plan, '\\u0000', '\\u0020')::json AS pl
+              FROM sales WHERE plan IS NOT NULL) t
+    ), l AS (
+        SELECT pharmacy_code, terminal_id, sale_ref, leg ->> 'kind' AS kind,
+               leg ->> 'account_id' AS account_id,
+               CASE WHEN json_typeof(leg) = 'object' AND json_typeof(leg -> 'kind') = 'string'
+                    AND json_typeof(leg -> 'account_id') = 'string'
+                    AND json_typeof(leg -> 'amount') = 'number'
+                    AND (leg ->> 'amount') ~ '^-{0,1}[0-9]+$'
+                    THEN (leg ->> 'amount')::bigint END AS amount
+        FROM p, json_array_elements(CASE WHEN p.shaped AND json_typeof(p.pl -> 'legs') = 'array'
+                                         THEN p.pl -> 'legs' ELSE '[]' END) AS e(leg)
+    ), d AS (
+        SELECT pharmacy_code, terminal_id, sale_ref,
+               CASE WHEN NOT p.shaped OR count(l.sale_ref) > count(l.amount) THEN 'unreadable'
+                    ELSE '[' || coalesce(string_agg(
+                        '[' || to_json(l.kind)::text || ',' || to_json(l.account_id)::text
+                        || ',' || l.amount::text || ']', ','
+                        ORDER BY l.kind COLLATE "C", l.account_id COLLATE "C", l.amount), '')
+                    || ']' END AS legs
+        FROM p LEFT JOIN l USING (pharmacy_code, terminal_id, sale_ref)
+        GROUP BY pharmacy_code, terminal_id, sale_ref, p.shaped
+    )
+    UPDATE sales s SET legs = d.legs FROM d
+    WHERE s.pharmacy_code = d.pharmacy_code AND s.terminal_id = d.terminal_id
+      AND s.sale_ref = d.sale_ref
+"""
+
 # Version 2: a history of the migrations applied, so support can see when a till's
 # journal was upgraded and from which version.
 SQLITE_MIGRATIONS: tuple[str, ...] = (
@@ -145,6 +193,7 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     _SQLITE_PERSON_KEYS,
     _DAY_HISTORY_SQLITE,
     _LEDGER_REVERSALS,
+    _SQLITE_LEGS,
 )
 PG_MIGRATIONS: tuple[str, ...] = (
     """
@@ -160,6 +209,7 @@ PG_MIGRATIONS: tuple[str, ...] = (
     _PG_PERSON_KEYS,
     _DAY_HISTORY_PG,
     _LEDGER_REVERSALS,
+    _PG_LEGS,
 )
 BASE_VERSION = 1
 LATEST = BASE_VERSION + len(SQLITE_MIGRATIONS)
@@ -246,6 +296,7 @@ def migrate_sqlite(
             db.backup(dest)
         finally:
             dest.close()
+    db.create_function("journal_legs", 1, legs_column, deterministic=True)  # version 9
     db.execute("BEGIN IMMEDIATE")
     try:
         # Read again under the write lock: another process may have migrated meanwhile.

@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
-from typing_extensions import TypedDict
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from pos_plugin.gcpause import gc_paused
 from pos_plugin.journal.journal import Journal
@@ -64,46 +63,22 @@ from pos_plugin.sale.service import SaleService, SaleSettings
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 RESOLVE_MIN_AGE = 120.0  # s: well past a till's settle (3 attempts x 10 s read timeout + backoff)
 
-# A journal row as reconciliation reads it. The plan's legs are cut out by the database
-# (SQLite's ``json_extract`` runs in C with the GIL released, and the leg arrays are a
-# third of the plan's bytes); the whole plan only where an amount column is empty and
-# the plan must fill it in. A plan that is not JSON (edited by hand?) makes the query
-# fail: ``_LEGS_SLOW`` then passes every plan whole, for Python to name the row.
-# (``json_quote``: json_extract returns a JSON string unquoted, which spliced into the
-# legs document could shift one row's legs onto another.)
-_LEGS_FAST = "json_quote(json_extract(s.plan, '$.legs'))"
-_LEGS_FAST_PG = "(s.plan::json -> 'legs')::text"
-_LEGS_SLOW = "NULL"
+# A journal row as reconciliation reads it. The legs are the ``legs`` column (schema
+# version 9, journal/legs.py: [kind, account_id, amount] triples, sorted, a tenth of the
+# plan's bytes); the whole plan only where an amount column is empty and the plan must
+# fill it in.
 _AMOUNT_MISSING = (
     "s.total IS NULL OR s.personal_account IS NULL OR s.mutual_aid IS NULL OR s.cash IS NULL"
 )
-
-
-def _journal_cols(legs: str = _LEGS_FAST) -> str:
-    plan = "s.plan" if legs == _LEGS_SLOW else f"CASE WHEN {_AMOUNT_MISSING} THEN s.plan END"
-    return (
-        "s.sale_ref, s.state, s.msgid, s.business_date, s.created_at, s.terminal_id, "
-        f"s.total, s.personal_account, s.mutual_aid, s.cash, {plan}, {legs}, "
-        "s.reversal_msgid, p.reversal_msgid, s.patient_id_masked"
-    )
-
-
-_JOURNAL_COLS = _journal_cols()
+_JOURNAL_COLS = (
+    "s.sale_ref, s.state, s.msgid, s.business_date, s.created_at, s.terminal_id, "
+    f"s.total, s.personal_account, s.mutual_aid, s.cash, CASE WHEN {_AMOUNT_MISSING} THEN "
+    "s.plan END, s.legs, s.reversal_msgid, p.reversal_msgid, s.patient_id_masked"
+)
 _FROM = "FROM sales s LEFT JOIN pending_reversals p ON p.msgid = s.msgid"
 _CLAIMS = frozenset({"settled", "reversed", "unknown", "settling"})
 
 # --------------------------------------------------------------------------- journal side
-
-
-def _legs(raw: Any) -> tuple[tuple[str, str, int], ...]:
-    """``norm_legs`` for a plan's legs as decoded JSON (dicts), without its per-leg checks."""
-    try:
-        out = [(str(g["kind"]), str(g["account_id"]), int(g["amount"])) for g in raw]
-    except (TypeError, KeyError, IndexError):  # not plain dicts: the general path
-        return norm_legs(raw)
-    if len(out) > 1:
-        out.sort()
-    return tuple(out)
 
 
 def _stamp(msgid: str) -> tuple[str, str]:
@@ -116,12 +91,8 @@ def _stamp(msgid: str) -> tuple[str, str]:
     return t.date().isoformat(), t.isoformat()
 
 
-def _row_entries(
-    r: sqlite3.Row | tuple[Any, ...], source: str, legs_in: Sequence[Any] | None = None
-) -> list[Entry]:
-    """A journal row's claims: its sale and, once reversed, its reversal.
-
-    ``legs_in``: the row's legs already decoded (``_decode_legs``), else decoded here."""
+def _row_entries(r: sqlite3.Row | tuple[Any, ...], source: str) -> list[Entry]:
+    """A journal row's claims: its sale and, once reversed, its reversal."""
     (
         sale_ref,
         state,
@@ -141,24 +112,22 @@ def _row_entries(
     ) = r
     if msgid is None or state not in _CLAIMS:
         return []
-    try:
-        plan = _loads(plan_text) if plan_text else {}
-        if legs_in is None:
-            legs_in = plan.get("legs") or (_loads(legs_text) if legs_text else ())
-        legs = _legs(legs_in)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise ReconcileError(
-            f"journal {source}: the plan of sale {sale_ref} (msgid {msgid}) cannot be read "
-            f"({exc}); run `pos-plugin journal verify` on that file and call support"
-        ) from None
+    legs = _row_legs(legs_text, sale_ref, msgid, source)
     if pa is None:
         pa = sum(a for k, _, a in legs if k == "personal_account")
     if ma is None:
         ma = sum(a for k, _, a in legs if k == "mutual_aid")
-    if cash is None:
-        cash = int(plan.get("cash", 0))
-    if total is None:
-        total = int(plan.get("total", pa + ma + cash))
+    try:
+        plan = _loads(plan_text) if plan_text else {}
+        if cash is None:
+            cash = int(plan.get("cash", 0))
+        if total is None:
+            total = int(plan.get("total", pa + ma + cash))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ReconcileError(
+            f"journal {source}: the plan of sale {sale_ref} (msgid {msgid}) cannot be read "
+            f"({exc}); run `pos-plugin journal verify` on that file and call support"
+        ) from None
     started = rev_msgid if state == "settled" and rev_msgid else None
     sale = Entry(msgid, "sale", bdate, state, total, pa, ma, cash, legs, terminal, created,
                  None, sale_ref, source, patient, started)  # fmt: skip
@@ -172,50 +141,38 @@ def _row_entries(
 
 _loads = json.loads
 
+# The ``legs`` column's JSON, strictly: text kind and account_id, an integer amount.
+_LEG_TRIPLES = tuple[tuple[str, str, int], ...]
+_STRICT = ConfigDict(strict=True)
+_ROW_LEGS = TypeAdapter(_LEG_TRIPLES | None, config=_STRICT)
+_LEGS_LIST = TypeAdapter(list[_LEG_TRIPLES | None], config=_STRICT)
 
-@with_config(ConfigDict(extra="ignore"))
-class _PlanLeg(TypedDict):
-    kind: str
-    account_id: str
-    amount: int
 
-
-_LEGS_LIST = TypeAdapter(list[list[_PlanLeg] | None])
+def _row_legs(text: str | None, sale_ref: str, msgid: str, source: str) -> Legs:
+    """One row's ``legs`` column as (kind, account_id, amount) tuples; ReconcileError
+    naming the sale when it does not read that way (edited by hand?)."""
+    try:
+        return (_ROW_LEGS.validate_json(text) if text else None) or ()
+    except ValidationError as exc:
+        why = exc.errors(include_url=False)[0]["msg"]
+        raise ReconcileError(
+            f"journal {source}: the legs of sale {sale_ref} (msgid {msgid}) cannot be read "
+            f"({why}); run `pos-plugin journal verify` on that file and call support"
+        ) from None
 
 
 def _decode_legs(rows: Sequence[Sequence[Any]], source: str) -> list[Legs]:
-    """The legs of ``_common_sql`` rows as sorted (kind, account_id, amount) tuples, in one
-    pass of pydantic-core over one document (a third of the time of ``json.loads`` row by
-    row). Legs that do not read that way go row by row, so that the bad row is named."""
+    """The legs of ``_common_sql`` rows, in one pass of pydantic-core over one document of
+    every row's ``legs`` column (stored sorted: nothing to sort). Legs that do not read
+    that way go row by row, so that the bad row is named."""
     doc = "[" + ",".join([r[7] or "null" for r in rows]) + "]"
     try:
         decoded = _LEGS_LIST.validate_json(doc)
     except ValidationError:
         decoded = []
     if len(decoded) != len(rows):  # unreadable, or not one value a row: row by row
-        return [_row_legs(r, source) for r in rows]
-    out: list[Legs] = []
-    add = out.append
-    for raw in decoded:
-        if not raw:
-            add(())
-        elif len(raw) == 1:
-            g = raw[0]
-            add(((g["kind"], g["account_id"], g["amount"]),))
-        else:
-            add(tuple(sorted([(g["kind"], g["account_id"], g["amount"]) for g in raw])))
-    return out
-
-
-def _row_legs(r: Sequence[Any], source: str) -> Legs:
-    try:
-        raw = _loads(r[7]) if r[7] else None
-        return () if raw is None else _legs(raw)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise ReconcileError(
-            f"journal {source}: the plan of sale {r[8]} (msgid {r[0]}) cannot be read "
-            f"({exc}); run `pos-plugin journal verify` on that file and call support"
-        ) from None
+        return [_row_legs(r[7], r[8], r[0], source) for r in rows]
+    return [legs or () for legs in decoded]
 
 
 # The common row: settled on the day, no reversal started, every amount column set.
@@ -234,14 +191,14 @@ def _common(pg: bool) -> str:
 def _common_sql(pg: bool) -> str:
     return (
         "SELECT s.msgid, s.created_at, s.terminal_id, s.total, s.personal_account, "
-        f"s.mutual_aid, s.cash, {_LEGS_FAST_PG if pg else _LEGS_FAST}, s.sale_ref, "
-        f"s.patient_id_masked FROM sales s WHERE {_common(pg)}"
+        f"s.mutual_aid, s.cash, s.legs, s.sale_ref, s.patient_id_masked FROM sales s "
+        f"WHERE {_common(pg)}"
     )
 
 
 def _bad_json(exc: Exception) -> bool:
-    """The database refused a plan that is not JSON (SQLite: 'malformed JSON'; PostgreSQL:
-    'invalid input syntax for type json')."""
+    """The database refused a JSON document that is not JSON (SQLite: 'malformed JSON';
+    PostgreSQL: 'invalid input syntax for type json'): national.py's setlinfo cells."""
     return "json" in str(exc).lower()
 
 
@@ -291,23 +248,13 @@ def _read_journal(
     begin = "BEGIN ISOLATION LEVEL REPEATABLE READ" if pg else "BEGIN"
     try:
         db.execute(begin)
-        try:
-            for chunk in read_chunks(db, _common_sql(pg), (iso_day,), _CHUNK):
-                side.terminals.update({r[2] for r in chunk})
-                into(_common_entries(chunk, iso_day, source))
-            cols = _journal_cols(_LEGS_FAST_PG if pg else _LEGS_FAST)
-            rest_sql = f"SELECT {cols} {_FROM} WHERE {_OF_DAY} AND NOT ({_common(pg)})"
-            for chunk in read_chunks(db, rest_sql, (iso_day, ymd, ymd, iso_day), _CHUNK):
-                side.terminals.update({r[5] for r in chunk})
-                into(_rest_entries(chunk, iso_day, source, side))
-        except Exception as exc:  # sqlite3.OperationalError, psycopg.DataError
-            db.execute("ROLLBACK")
-            if not _bad_json(exc):
-                raise
-            # A plan that is not JSON. Entries of this journal may already have gone to
-            # ``into``: none more are given; the general path is read only to name the row.
-            db.execute(begin)
-            _name_bad_plan(db, iso_day, ymd, source)
+        for chunk in read_chunks(db, _common_sql(pg), (iso_day,), _CHUNK):
+            side.terminals.update({r[2] for r in chunk})
+            into(_common_entries(chunk, iso_day, source))
+        rest_sql = f"SELECT {_JOURNAL_COLS} {_FROM} WHERE {_OF_DAY} AND NOT ({_common(pg)})"
+        for chunk in read_chunks(db, rest_sql, (iso_day, ymd, ymd, iso_day), _CHUNK):
+            side.terminals.update({r[5] for r in chunk})
+            into(_rest_entries(chunk, iso_day, source, side))
         # The tills this journal speaks for: those of the day's rows, and those of the
         # file's latest row (a till with no sale today is still "given") or of every row
         # the shared journal shows this reader.
@@ -321,18 +268,6 @@ def _read_journal(
     finally:
         db.close()
     return side
-
-
-def _name_bad_plan(db: Any, iso_day: str, ymd: str, source: str) -> None:
-    """Raise ``ReconcileError`` naming the sale whose plan the database could not read
-    as JSON (each plan is read whole, by Python, until one fails)."""
-    slow = f"SELECT {_journal_cols(_LEGS_SLOW)} {_FROM} WHERE {_OF_DAY}"
-    for chunk in read_chunks(db, slow, (iso_day, ymd, ymd), _CHUNK):
-        _rest_entries(chunk, iso_day, source, JournalSide())
-    raise ReconcileError(
-        f"journal {source}: a plan of this day cannot be read as JSON by the database; "
-        "run `pos-plugin journal verify` on that file and call support"
-    )
 
 
 def _common_entries(rows: list[Any], iso_day: str, source: str) -> list[Entry]:
@@ -383,7 +318,7 @@ def journal_lookup(
                 chunk = wanted[i : i + 400]
                 marks = ",".join("?" * len(chunk))
                 rows = db.execute(
-                    f"SELECT {_journal_cols(_LEGS_SLOW)} {_FROM} WHERE s.msgid IN ({marks}) "
+                    f"SELECT {_JOURNAL_COLS} {_FROM} WHERE s.msgid IN ({marks}) "
                     f"OR s.reversal_msgid IN ({marks}) OR p.reversal_msgid IN ({marks})",
                     (*chunk, *chunk, *chunk),
                 ).fetchall()

@@ -10,10 +10,12 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pos_plugin.journal.journal import SETTLED, Journal
+from pos_plugin.journal.journal import SETTLED, SETTLING, Journal
+from pos_plugin.journal.legs import UNREADABLE, legs_column
 from pos_plugin.journal.schema import LATEST, JournalTooNew
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,3 +134,148 @@ def test_journal_verify_reads_an_old_journal_without_upgrading_it(tmp_path: Path
     )  # fmt: skip
     assert done.returncode == 0 and "3 sales, 8 events: chain intact" in done.stdout, done.stderr
     assert user_version(path) == 0 and list(tmp_path.glob("*.bak")) == []
+
+
+# --------------------------------------------------------------------------- v9: the legs
+
+# Legs out of order, with names the sort and the JSON must both get right: code point
+# order (upper case and "_" before lower case), a quote, a backslash, a newline, Chinese.
+LEGS = [
+    {"kind": "personal_account", "account_id": "PA-张伟", "amount": 4000, "payer_psn_no": "P1"},
+    {"kind": "mutual_aid", "account_id": "PA-b", "amount": 700, "name": "李*"},
+    {"kind": "mutual_aid", "account_id": "PA-B", "amount": 500},
+    {"kind": "mutual_aid", "account_id": 'PA-"q"\\\n', "amount": 300},
+    {"kind": "mutual_aid", "account_id": "PA-B", "amount": 90},
+]
+SORTED = ('[["mutual_aid","PA-\\"q\\"\\\\\\n",300],["mutual_aid","PA-B",90],'
+          '["mutual_aid","PA-B",500],["mutual_aid","PA-b",700],'
+          '["personal_account","PA-张伟",4000]]')  # fmt: skip
+# Plans a journal edited by hand (or by a faulty release) may hold, as text.
+ODD_PLANS = [
+    '{"legs": [{"kind": "x", "account_id": "y", "amount": 1.5}]}',
+    '{"legs": [{"kind": "x", "account_id": 7, "amount": 1}]}',
+    '{"legs": [{"kind": "x", "amount": 1}]}',
+    '{"legs": [true]}',
+    '{"legs": 5}',
+    '{"legs": {}}',
+    '{"legs": null}',
+    "{}",
+    "[1]",
+    "null",
+    '{"legs": [{"kind": "x", "account_id": "y", "amount": -0}]}',
+]
+
+
+def _sell(j: Journal, ref: str, plan: dict[str, Any] | None) -> None:
+    j.begin_sale(ref, f"h-{ref}")
+    if plan is not None:
+        j.update(ref, SETTLING, new_msgid=True, plan=plan)
+        j.update(ref, SETTLED, total=plan["total"], cash=0)
+
+
+def _sales(j: Journal) -> None:
+    _sell(j, "L1", {"total": 5590, "legs": LEGS, "cash": 0})
+    _sell(j, "L2", {"total": 100, "legs": [], "cash": 100})
+    _sell(j, "L3", {"total": 100, "cash": 100})  # no legs member
+    _sell(j, "L4", None)  # received only: no plan
+
+
+def _legs_of(rows: Any) -> dict[str, str | None]:
+    return dict(tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in rows)
+
+
+def test_the_legs_column_is_written_with_the_plan_sorted_and_verified(tmp_path: Path) -> None:
+    j = open_journal(tmp_path / "j.sqlite3")
+    try:
+        _sales(j)
+        got = _legs_of(j.query("SELECT sale_ref, legs FROM sales ORDER BY sale_ref"))
+        assert got == {"L1": SORTED, "L2": "[]", "L3": "[]", "L4": None}
+        assert legs_column({"legs": LEGS}) == SORTED  # the one function that derives it
+        row = j.get("L1")
+        assert row is not None and row.plan is not None and row.plan["legs"] == LEGS
+        assert j.verify().ok
+        # one leg's amount changed by hand: reconciliation would read it, verify says so
+        j._db.execute("UPDATE sales SET legs = replace(legs, ',700]', ',7000]') "
+                      "WHERE sale_ref = 'L1'")  # fmt: skip
+        report = j.verify()
+        assert not report.ok
+        assert report.problems == (
+            "sale L1: its legs column does not match its plan (reconciliation reads the legs "
+            "from it)",
+        )  # the row's digest does not cover the derived column: only this is reported
+        j._db.execute("UPDATE sales SET legs = NULL WHERE sale_ref = 'L2'")
+        assert len(j.verify().problems) == 2
+    finally:
+        j.close()
+
+
+def _as_version_8(path: Path, plans: list[str]) -> None:
+    """The file as the release before the legs column left it, with ``plans`` added by
+    hand (rows whose digests no longer match: verify reports those, not their legs)."""
+    db = sqlite3.connect(path)
+    db.executescript("ALTER TABLE sales DROP COLUMN legs; DELETE FROM schema_history "
+                     "WHERE version >= 9; PRAGMA user_version = 8;")  # fmt: skip
+    for i, plan in enumerate(plans):
+        db.execute("UPDATE sales SET plan = ? WHERE sale_ref = ?", (plan, f"X{i}"))
+    db.commit()
+    db.close()
+
+
+def test_a_v8_journal_is_upgraded_and_its_legs_backfilled_as_live_writing_does(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.sqlite3"
+    j = open_journal(path)
+    _sales(j)
+    for i in range(len(ODD_PLANS)):
+        _sell(j, f"X{i}", {"total": 1, "legs": [], "cash": 1})
+    live = _legs_of(j.query("SELECT sale_ref, legs FROM sales WHERE sale_ref LIKE 'L%'"))
+    j.close()
+    _as_version_8(path, ODD_PLANS)
+    again = open_journal(path)
+    try:
+        assert again.upgrade_backup is not None and user_version(path) == LATEST == 9
+        rows = again.query("SELECT sale_ref, plan, legs FROM sales")
+        assert _legs_of((r[0], r[2]) for r in rows if r[0].startswith("L")) == live
+        assert all(r[2] == legs_column(r[1]) for r in rows)
+        odd = [r[2] for r in sorted(rows, key=lambda r: int(r[0][1:])) if r[0].startswith("X")]
+        assert odd == [UNREADABLE] * 6 + ["[]", "[]", UNREADABLE, UNREADABLE, '[["x","y",0]]']
+        report = again.verify()
+        assert report.problems == tuple(
+            f"sale X{i}: the row was changed outside the journal" for i in range(len(ODD_PLANS))
+        )  # the hand-edited plans only: every legs column agrees with its plan
+    finally:
+        again.close()
+
+
+@pytest.mark.postgres
+def test_a_v8_shared_journal_is_upgraded_and_its_legs_backfilled_as_python_derives_them() -> None:
+    """PostgreSQL's backfill is SQL (journal/schema.py): it must build, byte for byte, the
+    text ``legs_column`` writes, sorted the way Python sorts, for every plan."""
+    from tests.pgschema import fresh_schema, sql
+
+    with fresh_schema("legs") as url:
+        j = Journal(url, hmac_key=b"k", pharmacy_code="H11010500001", terminal_id="T01")
+        _sales(j)
+        for i in range(len(ODD_PLANS)):
+            _sell(j, f"X{i}", {"total": 1, "legs": [], "cash": 1})
+        live = _legs_of(j.query("SELECT sale_ref, legs FROM sales WHERE sale_ref LIKE 'L%'"))
+        j.close()
+        assert live["L1"] == SORTED
+        sql(url, "ALTER TABLE sales DROP COLUMN legs")
+        sql(url, "DELETE FROM schema_version WHERE version >= 9")
+        sql(url, "DELETE FROM schema_history WHERE version >= 9")
+        for i, plan in enumerate(ODD_PLANS):
+            sql(url, "UPDATE sales SET plan = %s WHERE sale_ref = %s", plan, f"X{i}")
+        again = Journal(url, hmac_key=b"k", pharmacy_code="H11010500001", terminal_id="T01")
+        try:
+            assert sql(url, "SELECT max(version) FROM schema_version") == [(LATEST,)]
+            rows = sql(url, "SELECT sale_ref, plan, legs FROM sales")
+            assert _legs_of((r[0], r[2]) for r in rows if str(r[0]).startswith("L")) == live
+            assert [(r[0], r[2]) for r in rows if r[2] != legs_column(r[1])] == []  # type: ignore[arg-type]
+            report = again.verify()
+            assert sorted(report.problems) == sorted(
+                f"sale X{i}: the row was changed outside the journal" for i in range(len(ODD_PLANS))
+            )
+        finally:
+            again.close()

@@ -145,8 +145,8 @@ def _as_version_5(path: Path) -> None:
     """The file as the release before the person-key table left it."""
     db = sqlite3.connect(path)
     db.executescript(
-        "DROP TABLE person_keys; DELETE FROM schema_history WHERE version >= 6;"
-        "PRAGMA user_version = 5;"
+        "DROP TABLE person_keys; ALTER TABLE sales DROP COLUMN legs;"
+        "DELETE FROM schema_history WHERE version >= 6; PRAGMA user_version = 5;"
     )
     db.close()
 

@@ -21,6 +21,7 @@ import pytest
 from pos_plugin.journal import journal as J
 from pos_plugin.journal.closed_days import is_day_closed
 from pos_plugin.journal.journal import Journal
+from pos_plugin.journal.legs import legs_column
 from pos_plugin.journal.postgres import SharedJournal
 from pos_plugin.reconcile.cli import close_day_main, reconcile_main
 from pos_plugin.reconcile.close import closed_record, closed_state, verify_closed_record
@@ -235,7 +236,8 @@ def test_an_unreachable_shared_journal_is_said_plainly(capsys: pytest.CaptureFix
     assert "s3cret" not in err
 
 
-def test_a_plan_that_is_not_json_in_the_shared_journal_is_named(pair: Pair) -> None:
+@pytest.mark.parametrize("column", ["plan", "legs"])
+def test_a_plan_that_is_not_json_in_the_shared_journal_is_named(pair: Pair, column: str) -> None:
     s = pair.shared
     (ref,) = sql(
         pair.url,
@@ -243,7 +245,11 @@ def test_a_plan_that_is_not_json_in_the_shared_journal_is_named(pair: Pair) -> N
         "ORDER BY sale_ref LIMIT 1",
         s.pharmacy.code,
     )[0]
-    sql(pair.url, "UPDATE sales SET plan = '{\"legs\": [' WHERE sale_ref = %s", ref)
+    if column == "plan":  # with the legs the journal (and an upgrade) derives from it
+        sql(pair.url, "UPDATE sales SET plan = '{\"legs\": [', legs = %s WHERE sale_ref = %s",
+            legs_column('{"legs": ['), ref)  # fmt: skip
+    else:
+        sql(pair.url, "UPDATE sales SET legs = '[[' WHERE sale_ref = %s", ref)
     with pytest.raises(ReconcileError) as err:
         reconcile_day(DAY, [pair.url], s.client, s.pharmacy.code, resolve=False)
     assert f"sale {ref}" in str(err.value) and "journal verify" in str(err.value)

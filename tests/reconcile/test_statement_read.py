@@ -23,6 +23,7 @@ import pytest
 import requests
 
 from pos_plugin.gcpause import gc_paused
+from pos_plugin.journal.legs import UNREADABLE, legs_column
 from pos_plugin.ledger.errors import LedgerError
 from pos_plugin.ledger.own.client import Answer, HttpLedgerClient
 from pos_plugin.reconcile.day import (
@@ -270,11 +271,21 @@ def test_a_statement_time_in_another_offset_is_read_as_shanghai_time() -> None:
         rows_entries([(*row[:6], "2024-05-20T99", *row[7:])], "2024-05-20")  # type: ignore[list-item]
 
 
-def test_a_journal_plan_that_is_not_json_is_named_not_a_traceback(day: Store) -> None:
+@pytest.mark.parametrize("column", ["plan", "legs"])
+def test_a_journal_plan_that_is_not_json_is_named_not_a_traceback(day: Store, column: str) -> None:
+    """Reconciliation reads the legs from the ``legs`` column (journal/legs.py): one that is
+    not JSON, and the one a plan that is not JSON gets (``unreadable``: the function that
+    writes the column, and backfills it on upgrade), name the sale."""
     j = day.journals["T01"]
     ref = "A2"
     with sqlite3.connect(j.path) as db:
-        db.execute("UPDATE sales SET plan = '{\"legs\": [' WHERE sale_ref = ?", (ref,))
+        if column == "plan":
+            db.execute("UPDATE sales SET plan = '{\"legs\": [' WHERE sale_ref = ?", (ref,))
+            db.execute("UPDATE sales SET legs = ? WHERE sale_ref = ?",
+                       (legs_column('{"legs": ['), ref))  # fmt: skip
+            assert legs_column('{"legs": [') == UNREADABLE
+        else:
+            db.execute("UPDATE sales SET legs = '[[' WHERE sale_ref = ?", (ref,))
     with pytest.raises(ReconcileError) as err:
         reconcile_day(DAY, day.paths, day.client, resolve=False)
     assert f"sale {ref}" in str(err.value) and "journal verify" in str(err.value)
@@ -340,17 +351,19 @@ def test_a_statement_that_does_not_move_forward_is_refused(day: Store) -> None:
 @pytest.mark.parametrize(
     "legs",
     [
-        "null,null",  # a string where the legs array should be
-        '[{"kind":"mutual_aid","account_id":"Y","amount":1}',  # half of an array
+        "null,null",  # two values where the legs array should be
+        '[["mutual_aid","Y",1]',  # half of an array
+        '[["mutual_aid","Y","1"]]',  # an amount that is not an integer
     ],
 )
 def test_legs_that_are_a_string_are_named_never_shifted_to_another_sale(
     day: Store, legs: str
 ) -> None:
+    """The legs column is read as one document of every row's legs: a row's column that
+    is not one array of legs must be named, not spliced into its neighbours'."""
     j = day.journals["T02"]
     with sqlite3.connect(j.path) as db:
-        db.execute("UPDATE sales SET plan = json_set(plan, '$.legs', ?) WHERE sale_ref = 'B1'",
-                   (legs,))  # fmt: skip
+        db.execute("UPDATE sales SET legs = ? WHERE sale_ref = 'B1'", (legs,))
     with pytest.raises(ReconcileError) as err:
         read_journal(j.path, DAY, JournalSide())
     assert "sale B1" in str(err.value)
