@@ -24,17 +24,16 @@ Run: ``.venv/bin/python bench/bench_reconcile.py`` (all of it, a few minutes), o
    Target: peak < 300 MB whatever the day's size.
 
 Rows are written directly in their real shapes (the sandbox's ``entries``, the tills'
-``sales``; 100,000 real settlements would take minutes). 1% of the sales are
+``sales`` with the ``legs`` column the journal derives from the plan; 100,000 real
+settlements would take minutes); the day is ``day_sales.py``'s, as bench_nhsa_day's. 1% of the sales are
 reversed on both sides. Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import random
 import re
 import sqlite3
 import statistics
@@ -49,16 +48,17 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
+from day_sales import DAY, day_sales
 from sandbox_proc import sandbox_process
 
-from pos_plugin.journal.journal import SHANGHAI, Journal
+from pos_plugin.journal.journal import Journal
+from pos_plugin.journal.legs import legs_column
 from pos_plugin.ledger.own.client import HttpLedgerClient
 from pos_plugin.ledger.own.sandbox.store import Store
 from pos_plugin.reconcile import msgid_order
 from pos_plugin.reconcile.day import reconcile_day
 from pos_plugin.world import World, WorldPharmacy, load_world
 
-DAY = dt.date(2024, 5, 20)
 PG_ADMIN = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 LEDGER_COLS = (
     "entry_id, msgid, kind, pharmacy_code, terminal_id, operator, patient_psn_no, "
@@ -68,7 +68,7 @@ LEDGER_COLS = (
 SALES_COLS = (
     "sale_ref, request_hash, state, msgid, settlement_id, business_date, created_at, "
     "updated_at, terminal_id, patient_psn_no, total, account_payable, personal_account, "
-    "mutual_aid, cash, plan, reversal_msgid"
+    "mutual_aid, cash, plan, legs, reversal_msgid"
 )
 
 
@@ -78,56 +78,28 @@ SALES_COLS = (
 def day_rows(
     code: str, n: int, tills: int, seed: int = 7
 ) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
-    """A store's day in batches: (ledger entries rows, journal sales rows)."""
-    rnd = random.Random(seed)
-    persons = [f"110000000000{i:08d}" for i in range(1, 2001)]
-    start = dt.datetime(DAY.year, DAY.month, DAY.day, 8, 0, tzinfo=SHANGHAI)
-    span = 14 * 3600
-    per_second: dict[str, int] = {}
+    """A store's day (``day_sales``) in batches: (ledger entries rows, journal sales rows)."""
     ledger: list[tuple[Any, ...]] = []
     journal: list[tuple[Any, ...]] = []
-    for i in range(n):
-        till = f"T{i % tills + 1:02d}"
-        t = start + dt.timedelta(seconds=span * i / n)
-        stamp = t.strftime("%Y%m%d%H%M%S")
-        seq = per_second.get(stamp, 0)
-        per_second[stamp] = seq + 1
-        msgid = f"{code}{stamp}{seq:04d}"
-        total = rnd.randint(100, 50_000)
-        psn = rnd.choice(persons)
-        pa = rnd.randint(0, total)
-        ma = rnd.randint(0, total - pa) if rnd.random() < 0.2 else 0
-        cash = total - pa - ma
-        legs = []
-        if pa:
-            legs.append({"kind": "personal_account", "account_id": f"PA{psn}",
-                         "payer_psn_no": psn, "amount": pa, "binding_id": None})  # fmt: skip
-        if ma:
-            payer = rnd.choice(persons)
-            legs.append({"kind": "mutual_aid", "account_id": f"PA{payer}",
-                         "payer_psn_no": payer, "amount": ma, "binding_id": "BND-0001"})  # fmt: skip
-        reversed_ = rnd.random() < 0.01
+    iso = DAY.isoformat()
+    for d in day_sales(code, n, tills, seed):
+        till, t, total, pa, ma, cash, legs = d.till, d.at, d.total, d.pa, d.ma, d.cash, d.legs
+        rev = d.reversal
         created = t.isoformat(timespec="milliseconds")
-        sid = f"STL{code}{i:09d}"
-        ledger.append((sid, msgid, "sale", code, till, "op", psn, None,
-                       "reversed" if reversed_ else "settled", total, pa, ma, cash, 0,
-                       created, DAY.isoformat(), json.dumps(legs), "{}", "[]", ""))  # fmt: skip
-        rmsgid = None
-        if reversed_:
-            rt = t + dt.timedelta(minutes=5)
-            rstamp = rt.strftime("%Y%m%d%H%M%S")
-            rseq = per_second.get(rstamp, 0) + 5000
-            per_second[rstamp] = per_second.get(rstamp, 0) + 1
-            rmsgid = f"{code}{rstamp}{rseq:04d}"
-            ledger.append((f"REV{code}{i:09d}", rmsgid, "reversal", code, till, "op", psn, sid,
-                           "settled", -total, -pa, -ma, -cash, 0,
-                           rt.isoformat(timespec="milliseconds"), DAY.isoformat(),
+        sid = f"STL{code}{d.i:09d}"
+        ledger.append((sid, d.msgid, "sale", code, till, "op", d.psn, None,
+                       "reversed" if rev else "settled", total, pa, ma, cash, 0,
+                       created, iso, json.dumps(legs), "{}", "[]", ""))  # fmt: skip
+        if rev:
+            ledger.append((f"REV{code}{d.i:09d}", rev.msgid, "reversal", code, till, "op", d.psn,
+                           sid, "settled", -total, -pa, -ma, -cash, 0,
+                           rev.at.isoformat(timespec="milliseconds"), iso,
                            json.dumps(legs), "{}", "[]", "returned"))  # fmt: skip
         plan = {"total": total, "account_payable": pa + ma, "cash": cash, "cash_only": 0,
                 "legs": legs, "skipped": [], "notices": []}  # fmt: skip
-        journal.append((f"S{i}", "h", "reversed" if reversed_ else "settled", msgid, sid,
-                        DAY.isoformat(), t.isoformat(), t.isoformat(), till, psn, total,
-                        pa + ma, pa, ma, cash, json.dumps(plan), rmsgid))  # fmt: skip
+        journal.append((f"S{d.i}", "h", "reversed" if rev else "settled", d.msgid, sid, iso,
+                        t.isoformat(), t.isoformat(), till, d.psn, total, pa + ma, pa, ma, cash,
+                        json.dumps(plan), legs_column(plan), rev.msgid if rev else None))  # fmt: skip
         if len(journal) >= 50_000:
             yield ledger, journal
             ledger, journal = [], []
@@ -233,7 +205,7 @@ def speed(rounds: int, n: int = 100_000, tills: int = 10) -> None:
             path = work / f"journal-{till}.sqlite3"
             Journal(path, hmac_key=b"k", pharmacy_code=ph.code, terminal_id=till).close()
             with sqlite3.connect(path) as jc:
-                jc.executemany(f"INSERT INTO sales ({SALES_COLS}) VALUES ({','.join('?' * 17)})", rows)
+                jc.executemany(f"INSERT INTO sales ({SALES_COLS}) VALUES ({','.join('?' * 18)})", rows)
             paths.append(str(path))
         del per_till
         print(f"speed: {n:,} settlements over {tills} tills generated in "

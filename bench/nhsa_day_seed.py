@@ -2,11 +2,13 @@
 
 For ``bench_nhsa_day.py``: 100,000 real settlements through 1101/2102 would take
 many minutes, so the same sales are written directly, in the shapes the real code
-writes them (taken from a sale made through the real flow):
+writes them (taken from a sale made through the real flow); the sales are
+``day_sales.py``'s, the same day as bench_reconcile.py's:
 
 - each till's journal ``sales`` row as ``SaleService._record_settled`` leaves it on the
-  national backend: amounts, plan, and the ``result`` document with its 2102
-  ``ledger_detail`` (setlinfo in fen, detlcutinfo) and the receipt, about 4 KB a row;
+  national backend: amounts, plan (and the ``legs`` column the journal derives from
+  it), and the ``result`` document with its 2102 ``ledger_detail`` (setlinfo in fen,
+  detlcutinfo) and the receipt, about 4 KB a row;
   a reversed sale carries its 2103's msgid and setl_id;
 - the national sandbox's ``settlements`` (the 2102, and the 2103 of a reversed sale,
   amounts negative), with their setlinfo/detlcutinfo text as the platform keeps it;
@@ -19,20 +21,19 @@ reads them). 1% of the sales are reversed the same day on every side.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import random
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pos_plugin.journal.journal import SHANGHAI, Journal
+from day_sales import DAY, day_sales
+
+from pos_plugin.journal.journal import Journal
+from pos_plugin.journal.legs import legs_column
 from pos_plugin.ledger.nhsa.sandbox.store import Store as NhsaStore
 from pos_plugin.ledger.own.sandbox.store import Store as OwnStore
 from pos_plugin.world import load_world
-
-DAY = dt.date(2024, 5, 20)
 
 
 @dataclass(frozen=True)
@@ -125,61 +126,33 @@ def seed_day(work: Path, n: int, tills: int) -> SeededDay:
     own_db, nhsa_db = str(work / "own-ledger.sqlite3"), str(work / "nhsa.sqlite3")
     OwnStore(own_db).init(world)
     NhsaStore(nhsa_db).init(world)
-    rnd = random.Random(7)
-    persons = [f"110000000000{i:08d}" for i in range(1, 2001)]
     own_rows: list[tuple[Any, ...]] = []
     nhsa_rows: list[tuple[Any, ...]] = []
     journal_rows: dict[str, list[tuple[Any, ...]]] = {f"T{t:02d}": [] for t in range(1, tills + 1)}
-    start = dt.datetime(DAY.year, DAY.month, DAY.day, 8, 0, tzinfo=SHANGHAI)
-    span = 14 * 3600
-    per_second: dict[str, int] = {}
     iso, region, code = DAY.isoformat(), ph.region, ph.code
-    for i in range(n):
-        till = f"T{i % tills + 1:02d}"
-        t = start + dt.timedelta(seconds=span * i / n)
-        stamp = t.strftime("%Y%m%d%H%M%S")
+    for d in day_sales(code, n, tills):
+        i, till, t, stamp, msgid, psn = d.i, d.till, d.at, d.stamp, d.msgid, d.psn
+        total, pa, ma, cash, legs, rev = d.total, d.pa, d.ma, d.cash, d.legs, d.reversal
         when = t.strftime("%Y-%m-%d %H:%M:%S")
-        seq = per_second.get(stamp, 0)
-        per_second[stamp] = seq + 1
-        msgid = f"{code}{stamp}{seq:04d}"
-        total = rnd.randint(100, 50_000)
-        who = rnd.randrange(len(persons))
-        psn = persons[who]
-        insutype = "310" if who % 3 else "390"
-        pa = rnd.randint(0, total)
-        ma = rnd.randint(0, total - pa) if rnd.random() < 0.2 else 0
-        cash = total - pa - ma
-        legs = []
-        if pa:
-            legs.append({"kind": "personal_account", "account_id": f"PA{psn}",
-                         "payer_psn_no": psn, "amount": pa, "binding_id": None})  # fmt: skip
-        if ma:
-            payer = rnd.choice(persons)
-            legs.append({"kind": "mutual_aid", "account_id": f"PA{payer}",
-                         "payer_psn_no": payer, "amount": ma, "binding_id": "BND-0001"})  # fmt: skip
+        insutype = "310" if d.who % 3 else "390"
         mdtrt_id, setl_id = f"{region}{stamp}{3 * i:010d}", f"{region}{stamp}{3 * i + 1:010d}"
         setl = _setlinfo_fen(setl_id, mdtrt_id, psn, insutype, region, msgid, when, total,
                              pa + ma, ma)  # fmt: skip
-        reversed_ = rnd.random() < 0.01
         created = t.isoformat(timespec="milliseconds")
         own_rows.append((setl_id, msgid, "sale", code, till, "op", psn, None,
-                         "reversed" if reversed_ else "settled", total, pa, ma, cash, 0,
+                         "reversed" if rev else "settled", total, pa, ma, cash, 0,
                          created, iso, json.dumps(legs), "{}", "[]", ""))  # fmt: skip
         nhsa_rows.append((setl_id, msgid, "sale", "2102", code, psn, mdtrt_id, None,
-                          "reversed" if reversed_ else "settled", insutype, "41", total, 0,
+                          "reversed" if rev else "settled", insutype, "41", total, 0,
                           pa + ma, ma, cash, 10_000, when, iso, json.dumps(legs),
                           _platform_setlinfo(setl), json.dumps(_cut(total))))  # fmt: skip
         rmsgid = rid = None
-        if reversed_:
-            rt = t + dt.timedelta(minutes=5)
-            rstamp = rt.strftime("%Y%m%d%H%M%S")
-            rseq = per_second.get(rstamp, 0) + 5000
-            per_second[rstamp] = per_second.get(rstamp, 0) + 1
-            rmsgid, rid = f"{code}{rstamp}{rseq:04d}", f"{region}{rstamp}{3 * i + 2:010d}"
-            rwhen = rt.strftime("%Y-%m-%d %H:%M:%S")
+        if rev:
+            rmsgid, rid = rev.msgid, f"{region}{rev.stamp}{3 * i + 2:010d}"
+            rwhen = rev.at.strftime("%Y-%m-%d %H:%M:%S")
             own_rows.append((rid, rmsgid, "reversal", code, till, "op", psn, setl_id,
                              "settled", -total, -pa, -ma, -cash, 0,
-                             rt.isoformat(timespec="milliseconds"), iso, json.dumps(legs),
+                             rev.at.isoformat(timespec="milliseconds"), iso, json.dumps(legs),
                              "{}", "[]", "returned"))  # fmt: skip
             rsetl = {"mdtrt_id": mdtrt_id, "setl_id": rid, "clr_optins": region,
                      "medfee_sumamt": -total, "acct_pay": -(pa + ma), "psn_cash_pay": -cash,
@@ -196,9 +169,9 @@ def seed_day(work: Path, n: int, tills: int) -> SeededDay:
                            "quantity": 1, "unit_price": total, "prescription": False,
                            "trace_codes": [], "split_pack": False}]}  # fmt: skip
         journal_rows[till].append((
-            ref, "h", "reversed" if reversed_ else "settled", msgid, setl_id, iso,
+            ref, "h", "reversed" if rev else "settled", msgid, setl_id, iso,
             t.isoformat(), t.isoformat(), till, psn, "110105********0319", total, pa + ma, pa,
-            ma, cash, json.dumps(plan, ensure_ascii=False),
+            ma, cash, json.dumps(plan, ensure_ascii=False), legs_column(plan),
             _result(ref, msgid, till, code, setl, total, pa, ma, cash, region, when),
             rmsgid, rid,
         ))  # fmt: skip
@@ -232,8 +205,8 @@ def seed_day(work: Path, n: int, tills: int) -> SeededDay:
             "INSERT INTO sales (sale_ref, request_hash, state, msgid, settlement_id, "
             "business_date, created_at, updated_at, terminal_id, patient_psn_no, "
             "patient_id_masked, total, account_payable, personal_account, mutual_aid, cash, "
-            "plan, result, reversal_msgid, reversal_id) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "plan, legs, result, reversal_msgid, reversal_id) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             rows,
         )
         jc.commit()
