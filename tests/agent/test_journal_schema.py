@@ -227,11 +227,11 @@ def test_a_v8_journal_is_upgraded_and_its_legs_backfilled_as_live_writing_does(
     path = tmp_path / "j.sqlite3"
     j = open_journal(path)
     _sales(j)
-    for i in range(len(ODD_PLANS)):
+    for i in range(len(ODD_PLANS) + 1):
         _sell(j, f"X{i}", {"total": 1, "legs": [], "cash": 1})
     live = _legs_of(j.query("SELECT sale_ref, legs FROM sales WHERE sale_ref LIKE 'L%'"))
     j.close()
-    _as_version_8(path, ODD_PLANS)
+    _as_version_8(path, [*ODD_PLANS, '{"legs": ['])  # and a plan that is not JSON at all
     again = open_journal(path)
     try:
         assert again.upgrade_backup is not None and user_version(path) == LATEST == 9
@@ -239,10 +239,11 @@ def test_a_v8_journal_is_upgraded_and_its_legs_backfilled_as_live_writing_does(
         assert _legs_of((r[0], r[2]) for r in rows if r[0].startswith("L")) == live
         assert all(r[2] == legs_column(r[1]) for r in rows)
         odd = [r[2] for r in sorted(rows, key=lambda r: int(r[0][1:])) if r[0].startswith("X")]
-        assert odd == [UNREADABLE] * 6 + ["[]", "[]", UNREADABLE, UNREADABLE, '[["x","y",0]]']
+        assert odd == [UNREADABLE] * 6 + ["[]", "[]", UNREADABLE, UNREADABLE, '[["x","y",0]]',
+                       UNREADABLE]  # fmt: skip
         report = again.verify()
         assert report.problems == tuple(
-            f"sale X{i}: the row was changed outside the journal" for i in range(len(ODD_PLANS))
+            f"sale X{i}: the row was changed outside the journal" for i in range(len(ODD_PLANS) + 1)
         )  # the hand-edited plans only: every legs column agrees with its plan
     finally:
         again.close()
@@ -279,3 +280,25 @@ def test_a_v8_shared_journal_is_upgraded_and_its_legs_backfilled_as_python_deriv
             )
         finally:
             again.close()
+
+
+@pytest.mark.postgres
+def test_a_shared_journal_with_a_plan_that_is_not_json_is_not_upgraded_half() -> None:
+    """PostgreSQL cannot read the legs of a plan that is not JSON without failing the
+    statement (as version 6's backfill): the upgrade stops, and nothing of it stays."""
+    from tests.pgschema import fresh_schema, sql
+
+    with fresh_schema("legs") as url:
+        j = Journal(url, hmac_key=b"k", pharmacy_code="H11010500001", terminal_id="T01")
+        _sales(j)
+        j.close()
+        sql(url, "ALTER TABLE sales DROP COLUMN legs")
+        sql(url, "DELETE FROM schema_version WHERE version >= 9")
+        sql(url, "DELETE FROM schema_history WHERE version >= 9")
+        sql(url, "UPDATE sales SET plan = '{\"legs\": [' WHERE sale_ref = 'L1'")
+        with pytest.raises(Exception, match="json"):
+            Journal(url, hmac_key=b"k", pharmacy_code="H11010500001", terminal_id="T01")
+        assert sql(url, "SELECT max(version) FROM schema_version") == [(8,)]
+        assert sql(url, "SELECT count(*) FROM information_schema.columns WHERE "
+                        "table_name = 'sales' AND column_name = 'legs' "
+                        "AND table_schema = current_schema()") == [(0,)]  # fmt: skip
