@@ -162,7 +162,7 @@ _COLUMN_NAMES = frozenset(_SALE_COLUMNS)
 # journal/legs.py). Not written by a caller, and not in a row's digest: the chain
 # covers what they follow from, and ``verify`` derives them again instead.
 _DERIVED_COLUMNS = frozenset({"legs"})
-_UNSET = object()
+_UNSET = object()  # a column not given (None is a value: NULL)
 # The sales columns that hold an integer (money in fen, the proxy flag); the rest hold text.
 _INTEGER_COLUMNS = frozenset(
     {"proxy", "total", "account_payable", "personal_account", "mutual_aid", "cash"}
@@ -692,7 +692,8 @@ class Journal:
                 if existing["request_hash"] != request_hash:
                     raise SaleRefReused(sale_ref)
                 return self._decode(existing)
-            # the row as the table now holds it: every other column NULL, proxy 0
+            # the row as the table now holds it: every other column NULL, proxy 0 (its
+            # digest: ``self._columns`` leaves out the derived ones, as ``_row_digest``)
             row = dict.fromkeys(self._columns) | {"proxy": 0} | given
             event = self._event(sale_ref, RECEIVED, "{}", stamp, self._chain_head(db),
                                 _sha(_canonical(row)))  # fmt: skip
@@ -740,7 +741,9 @@ class Journal:
         if found is None:
             raise KeyError(sale_ref)
         row = dict(found)
-        has_legs = row.pop("legs", _UNSET) is not _UNSET  # derived: not digested
+        # Each step's event carries the digest of ``row`` (``_sha(_canonical(row))`` below),
+        # which leaves out the derived legs column: a digest means what it did before v9.
+        has_legs = row.pop("legs", _UNSET) is not _UNSET
         stamp = now_shanghai().isoformat()
         head = self._chain_head(db)
         changed: dict[str, Any] = {}

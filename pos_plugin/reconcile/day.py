@@ -64,9 +64,9 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 RESOLVE_MIN_AGE = 120.0  # s: well past a till's settle (3 attempts x 10 s read timeout + backoff)
 
 # A journal row as reconciliation reads it. The legs are the ``legs`` column (schema
-# version 9, journal/legs.py: [kind, account_id, amount] triples, sorted, a tenth of the
-# plan's bytes); the whole plan only where an amount column is empty and the plan must
-# fill it in.
+# version 9, journal/legs.py: [kind, account_id, amount] triples, sorted; a small part
+# of the plan's bytes); the whole plan only where an amount column is empty and the
+# plan must fill it in.
 _AMOUNT_MISSING = (
     "s.total IS NULL OR s.personal_account IS NULL OR s.mutual_aid IS NULL OR s.cash IS NULL"
 )
