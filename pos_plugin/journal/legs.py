@@ -39,8 +39,11 @@ def legs_column(plan: Mapping[str, Any] | str | None) -> str | None:
         legs = [(g["kind"], g["account_id"], g["amount"]) for g in raw or ()]
     except (ValueError, TypeError, KeyError, AttributeError):
         return UNREADABLE
-    if not (raw is None or isinstance(raw, list)) or not all(
-        type(k) is str and type(a) is str and type(n) is int for k, a, n in legs
-    ):
+    # (a decoded plan is read as its JSON text would be: a tuple is an array, a str or
+    # int subclass its value; a bool is not an amount)
+    if not (raw is None or isinstance(raw, list | tuple)) or not all(
+        isinstance(k, str) and isinstance(a, str) and isinstance(n, int)
+        and not isinstance(n, bool) for k, a, n in legs
+    ):  # fmt: skip
         return UNREADABLE
     return _COMPACT.encode(sorted(legs))

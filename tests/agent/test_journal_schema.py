@@ -5,6 +5,7 @@ refused before anything is written."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from pos_plugin.journal.journal import SETTLED, SETTLING, Journal
 from pos_plugin.journal.legs import UNREADABLE, legs_column
 from pos_plugin.journal.schema import LATEST, JournalTooNew
+from pos_plugin.models import LegKind
 
 ROOT = Path(__file__).resolve().parents[2]
 V1 = ROOT / "tests" / "data" / "journal-v1.sqlite3"
@@ -302,3 +304,15 @@ def test_a_shared_journal_with_a_plan_that_is_not_json_is_not_upgraded_half() ->
         assert sql(url, "SELECT count(*) FROM information_schema.columns WHERE "
                         "table_name = 'sales' AND column_name = 'legs' "
                         "AND table_schema = current_schema()") == [(0,)]  # fmt: skip
+
+
+def test_a_decoded_plan_derives_the_legs_its_json_text_does() -> None:
+    """``_apply`` derives the column from the plan as given, ``verify`` from the text the
+    table keeps: the two must agree for whatever a caller passes."""
+    plans: list[Any] = [json.loads(p) for p in ODD_PLANS if p != "null"]
+    plans += [{"legs": LEGS}, {"legs": tuple(LEGS)}, {"legs": [{**LEGS[0], "amount": True}]},
+              {"legs": [{**LEGS[0], "kind": LegKind.PERSONAL_ACCOUNT}]}]  # fmt: skip
+    for plan in plans:
+        assert legs_column(plan) == legs_column(json.dumps(plan, ensure_ascii=False)), plan
+    assert legs_column({"legs": tuple(LEGS)}) == SORTED
+    assert legs_column({"legs": [{**LEGS[0], "amount": True}]}) == UNREADABLE
