@@ -4,7 +4,8 @@ A source is a till's SQLite journal file, or a shared PostgreSQL journal (a
 ``postgresql://`` URL, or a ``SharedJournal`` narrowed to a pharmacy and tills).
 ``open_source`` gives one connection for both whose ``execute`` takes the same
 SQL (``?`` placeholders, ``substr``): on PostgreSQL, temporary views named
-``sales`` and ``pending_reversals`` show only the source's rows.
+``sales`` and ``pending_reversals`` show only the source's rows; a file from before
+schema version 9 shows its ``sales`` with the ``legs`` column derived.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pos_plugin.journal.postgres import PgDb, SharedJournal, is_postgres_url
+from pos_plugin.journal.legs import legs_column
+from pos_plugin.journal.postgres import JournalUnavailable, PgDb, SharedJournal, is_postgres_url
 
 # A till's journal file, or a shared PostgreSQL journal (URL text or SharedJournal).
 JournalSource = str | os.PathLike[str] | SharedJournal
@@ -32,7 +34,23 @@ def connect_file(path: str | os.PathLike[str]) -> sqlite3.Connection:
         raise JournalSourceError(f"journal file {p} not found")
     db = sqlite3.connect(str(p), isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA busy_timeout=5000")
+    _legs_for_older(db)
     return db
+
+
+def _legs_for_older(db: sqlite3.Connection) -> None:
+    """A file from before schema version 9 (its till not yet upgraded; reading never
+    migrates) has no ``legs`` column, which reconciliation reads: this connection then
+    sees ``sales`` through a temporary view of the same name (SQLite searches the temp
+    schema first) that derives it with the journal's own function. Nothing is written
+    to the file."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sales'").fetchone():
+        return  # not a journal: the reader's own query says so
+    if any(c[1] == "legs" for c in db.execute("PRAGMA main.table_info(sales)")):
+        return
+    db.create_function("journal_legs", 1, legs_column, deterministic=True)
+    db.execute("CREATE TEMP VIEW sales AS SELECT rowid AS rowid, *, journal_legs(plan) AS legs "
+               "FROM main.sales")  # fmt: skip
 
 
 def pharmacy_codes(db: Any) -> set[str]:
@@ -66,11 +84,23 @@ def open_source(source: JournalSource) -> tuple[Any, str]:
     connection on which ``sales`` and ``pending_reversals`` show only the
     source's pharmacy and tills (``SharedJournal.open_reader``), labelled by its
     URL without password. The reading SQL is therefore one text for both.
-    Raises ``JournalUnavailable`` when the database cannot be reached.
+    Raises ``JournalUnavailable`` when the database cannot be reached, or holds a
+    journal from before schema version 9 (a file from before is read as it is).
     """
     shared = shared_of(source)
     if shared is not None:
-        return shared.open_reader(), shared.label
+        db = shared.open_reader()
+        if not db.scalar(
+            "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('sales') "
+            "AND attname = 'legs' AND NOT attisdropped"
+        ):  # schema version 9 (journal/legs.py), which reconciliation reads
+            db.close()
+            raise JournalUnavailable(
+                f"journal {shared.label} is from before schema version 9 (no legs column, "
+                "which reconciliation reads): start one till of this release on it once, "
+                "which upgrades it"
+            )
+        return db, shared.label
     return connect_file(file_of(source)), Path(file_of(source)).name
 
 

@@ -22,7 +22,7 @@ from pos_plugin.journal import journal as J
 from pos_plugin.journal.closed_days import is_day_closed
 from pos_plugin.journal.journal import Journal
 from pos_plugin.journal.legs import legs_column
-from pos_plugin.journal.postgres import SharedJournal
+from pos_plugin.journal.postgres import JournalUnavailable, SharedJournal
 from pos_plugin.reconcile.cli import close_day_main, reconcile_main
 from pos_plugin.reconcile.close import closed_record, closed_state, verify_closed_record
 from pos_plugin.reconcile.day import reconcile_day
@@ -295,3 +295,12 @@ def test_the_manager_tools_on_the_shared_journal(
     assert pos_plugin_main(["journal", "verify", url]) == 0
     out = capsys.readouterr().out
     assert f"{code} manager: " in out and f"{code} T02: " in out
+
+
+def test_a_shared_journal_from_before_the_legs_column_is_refused_plainly(pair: Pair) -> None:
+    """A shared journal is upgraded by the first till of this release that starts; until
+    then reconciliation (which never migrates) says so instead of failing in SQL."""
+    sql(pair.url, "ALTER TABLE sales DROP COLUMN legs")
+    with pytest.raises(JournalUnavailable, match="before schema version 9"):
+        reconcile_day(DAY, [pair.url], pair.shared.client, pair.shared.pharmacy.code,
+                      resolve=False)  # fmt: skip
