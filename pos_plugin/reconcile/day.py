@@ -296,8 +296,9 @@ def _rest_entries(rows: list[Any], iso_day: str, source: str, side: JournalSide)
             side.states[msgid] = state
             continue
         for e in _row_entries(r, source):
-            # A reversal of another day's sale: only the reversal belongs to this day.
-            if e.business_date == iso_day or e.kind != "sale":
+            # Only what the till booked on this day: of a sale reversed on another day,
+            # its sale, or its reversal (that day's, as on the ledger's statements).
+            if e.business_date == iso_day:
                 out.append(e)
     return out
 

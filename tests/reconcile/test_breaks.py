@@ -150,3 +150,35 @@ def test_a_reversal_booked_after_midnight_keeps_the_statement_sign(store: Store)
     amounts = ("total", "personal_account", "mutual_aid", "cash")
     assert [getattr(theirs, a) for a in amounts] == [getattr(mine, a) for a in amounts]
     assert theirs.total == -3700
+
+
+def test_a_sale_returned_the_next_day_balances_both_days(store: Store) -> None:
+    """A customer brings the goods back the next morning: the sale belongs to its day and
+    the reversal to the next, on the till as on the ledger's statements, so each day
+    balances with one msgid (the sale's day used to show the next day's reversal as a
+    'balanced' break, and count it balanced twice)."""
+    from pos_plugin.journal import journal as J
+
+    from .seed import ZHANG_WEI, at
+
+    s = store
+    sold = s.sale("T01", "A1", ZHANG_WEI, 3700, 3700, at(10, 0))
+    j = s.journals["T01"]
+    nxt = DAY + dt.timedelta(days=1)
+    rmsgid = j.next_msgid(at(9, 30, 0, nxt))
+    j.update(sold.ref, J.SETTLED, reversal_msgid=rmsgid)
+    s.clock.now = at(9, 30, 1, nxt)
+    rid = s.client.reverse(sold.settlement_id or "", rmsgid, "returned").reversal_id
+    j.update(sold.ref, J.REVERSED, reversal_id=rid)
+
+    first = reconcile_day(DAY, s.paths, s.client)
+    assert first.balanced, [b.as_dict() for b in first.breaks]
+    assert first.counts["balanced"] == 1
+    assert (first.journal.sales_count, first.journal.reversals_count) == (1, 0)
+    assert first.journal.as_dict() == first.ledger.as_dict()
+
+    second = reconcile_day(nxt, s.paths, s.client)
+    assert second.balanced, [b.as_dict() for b in second.breaks]
+    assert second.counts["balanced"] == 1
+    assert (second.journal.sales_count, second.journal.reversals_count) == (0, 1)
+    assert second.journal.reversals.total == second.ledger.reversals.total == -3700
