@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,35 @@ def label_of(source: JournalSource) -> str:
     """How a source is named to the manager: the file's name, or the URL without password."""
     shared = shared_of(source)
     return shared.label if shared is not None else Path(file_of(source)).name
+
+
+# Parameters a by-msgid query binds at most (SQLite builds before 3.32 allow 999).
+_MAX_PARAMS = 900
+
+
+def rows_of_msgids(
+    paths: Sequence[JournalSource], sql: str, msgids: Iterable[str], lists: int = 1
+) -> Iterator[tuple[JournalSource, str, Any]]:
+    """The rows of ``sql`` for these msgids in every journal: (source, its label, row).
+
+    ``sql`` has ``{marks}`` where each ``IN (...)`` list of msgids goes (``lists`` of
+    them, each given the same msgids); the msgids are sent a chunk at a time, so a query
+    never binds more than ``_MAX_PARAMS`` values. Each journal is opened once and closed
+    after its rows."""
+    wanted = sorted(set(msgids))
+    if not wanted:
+        return
+    size = _MAX_PARAMS // lists
+    for path in paths:
+        db, label = open_source(path)
+        try:
+            for i in range(0, len(wanted), size):
+                chunk = wanted[i : i + size]
+                query = sql.format(marks=",".join("?" * len(chunk)))
+                for row in db.execute(query, tuple(chunk) * lists).fetchall():
+                    yield path, label, row
+        finally:
+            db.close()
 
 
 def read_chunks(

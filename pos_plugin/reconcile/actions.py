@@ -41,7 +41,12 @@ from typing import Any
 
 from pos_plugin.journal import journal as J
 from pos_plugin.journal.journal import Journal, now_shanghai
-from pos_plugin.journal.sources import JournalSource, of_pharmacy, open_source, shared_of
+from pos_plugin.journal.sources import (
+    JournalSource,
+    of_pharmacy,
+    rows_of_msgids,
+    shared_of,
+)
 from pos_plugin.ledger.errors import LedgerError
 from pos_plugin.reconcile.errors import ReconcileError
 from pos_plugin.reconcile.matching import BreakKind, Explanation, Match, Reconciliation
@@ -102,27 +107,18 @@ DEFAULT_PAPER = Paper()
 
 def _rows(paths: Sequence[JournalSource], msgids: Sequence[str]) -> dict[str, Found]:
     out: dict[str, Found] = {}
-    wanted = sorted(set(msgids))
-    for path in paths:
-        db, _ = open_source(path)
-        try:
-            for i in range(0, len(wanted), 500):
-                chunk = wanted[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                for r in db.execute(
-                    "SELECT s.msgid, s.sale_ref, s.state, s.terminal_id, s.reversal_msgid, "
-                    "p.sale_ref, p.reversal_msgid, p.attempts, p.next_attempt_at, p.last_error, "
-                    "p.escalated, p.done FROM sales s LEFT JOIN pending_reversals p "
-                    f"ON p.msgid = s.msgid WHERE s.msgid IN ({marks})",
-                    chunk,
-                ).fetchall():
-                    pending = None
-                    if r[5] is not None and not r[11]:
-                        pending = J.PendingReversal(r[0], r[5], r[6], int(r[7]), r[8], r[9],
-                                                    bool(r[10]))  # fmt: skip
-                    out.setdefault(r[0], Found(path, r[1], r[2], r[3], r[4], pending))
-        finally:
-            db.close()
+    sql = (
+        "SELECT s.msgid, s.sale_ref, s.state, s.terminal_id, s.reversal_msgid, "
+        "p.sale_ref, p.reversal_msgid, p.attempts, p.next_attempt_at, p.last_error, "
+        "p.escalated, p.done FROM sales s LEFT JOIN pending_reversals p "
+        "ON p.msgid = s.msgid WHERE s.msgid IN ({marks})"
+    )
+    for path, _, r in rows_of_msgids(paths, sql, msgids):
+        pending = None
+        if r[5] is not None and not r[11]:
+            pending = J.PendingReversal(r[0], r[5], r[6], int(r[7]), r[8], r[9],
+                                        bool(r[10]))  # fmt: skip
+        out.setdefault(r[0], Found(path, r[1], r[2], r[3], r[4], pending))
     return out
 
 

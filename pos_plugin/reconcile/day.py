@@ -37,6 +37,7 @@ from pos_plugin.journal.sources import (
     open_source,
     pharmacy_codes,
     read_chunks,
+    rows_of_msgids,
     shared_of,
 )
 from pos_plugin.ledger.own.schemas import (
@@ -307,29 +308,18 @@ def journal_lookup(
     paths: Sequence[JournalSource], msgids: Iterable[str]
 ) -> tuple[list[Entry], dict[str, str]]:
     """Entries for these msgids (sales or reversals) on any date, from every journal."""
-    wanted = sorted(set(msgids))
+    wanted = set(msgids)
     found: list[Entry] = []
     states: dict[str, str] = {}
-    if not wanted:
-        return found, states
-    for path in paths:
-        db, source = open_source(path)
-        try:
-            for i in range(0, len(wanted), 400):
-                chunk = wanted[i : i + 400]
-                marks = ",".join("?" * len(chunk))
-                rows = db.execute(
-                    f"SELECT {_JOURNAL_COLS} {_FROM} WHERE s.msgid IN ({marks}) "
-                    f"OR s.reversal_msgid IN ({marks}) OR p.reversal_msgid IN ({marks})",
-                    (*chunk, *chunk, *chunk),
-                ).fetchall()
-                for r in rows:
-                    if r[1] not in _CLAIMS:
-                        states[r[2]] = r[1]
-                        continue
-                    found.extend(e for e in _row_entries(r, source) if e.msgid in wanted)
-        finally:
-            db.close()
+    sql = (
+        f"SELECT {_JOURNAL_COLS} {_FROM} WHERE s.msgid IN ({{marks}}) "
+        "OR s.reversal_msgid IN ({marks}) OR p.reversal_msgid IN ({marks})"
+    )
+    for _, source, r in rows_of_msgids(paths, sql, wanted, lists=3):
+        if r[1] not in _CLAIMS:
+            states[r[2]] = r[1]
+            continue
+        found.extend(e for e in _row_entries(r, source) if e.msgid in wanted)
     return found, states
 
 

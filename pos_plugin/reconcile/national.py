@@ -40,7 +40,13 @@ from typing import Any
 from pos_plugin.gcpause import gc_paused
 from pos_plugin.journal.journal import Journal
 from pos_plugin.journal.postgres import PgDb
-from pos_plugin.journal.sources import JournalSource, of_pharmacy, open_source, shared_of
+from pos_plugin.journal.sources import (
+    JournalSource,
+    of_pharmacy,
+    open_source,
+    rows_of_msgids,
+    shared_of,
+)
 from pos_plugin.ledger.nhsa import daybook
 from pos_plugin.ledger.nhsa.amounts import yuan_of
 from pos_plugin.ledger.nhsa.daybook import DetailRow, ResultRow
@@ -387,23 +393,8 @@ def match_day(
 
 def _states_of(paths: Sequence[JournalSource], msgids: set[str]) -> dict[str, str]:
     """The journal state of msgids the centre reports and the day's entries lack."""
-    out: dict[str, str] = {}
-    if not msgids:
-        return out
-    wanted = sorted(msgids)
-    for path in paths:
-        db, _ = open_source(path)
-        try:
-            for i in range(0, len(wanted), 500):
-                chunk = wanted[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                for msgid, state in db.execute(
-                    f"SELECT msgid, state FROM sales WHERE msgid IN ({marks})", chunk
-                ).fetchall():
-                    out[msgid] = state
-        finally:
-            db.close()
-    return out
+    sql = "SELECT msgid, state FROM sales WHERE msgid IN ({marks})"
+    return {msgid: state for _, _, (msgid, state) in rows_of_msgids(paths, sql, msgids)}
 
 
 _TODO_ZH = ("这笔是中心有、本店没有确认的医保结算（常见于冲正【2601】之后才到达中心的结算【2102】）："
