@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from floors import bare_commits_ms
 
 from pos_plugin.journal.closed_days import is_day_closed
 from pos_plugin.journal.journal import CARD_READ, SETTLED, SETTLING, VALIDATED, Journal
@@ -83,25 +84,6 @@ def one_sale(j: Journal, legs: int, ref: str) -> None:
     j.update(ref, SETTLED, **settled)
 
 
-def bare_commits_ms(work: str, n: int = 50) -> float:
-    """The floor: two one-row commits, WAL + synchronous=FULL (a sale's two durable steps)."""
-    Path(f"{work}/bare.db").unlink(missing_ok=True)
-    db = sqlite3.connect(f"{work}/bare.db", isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
-    times = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        for k in (2 * i, 2 * i + 1):
-            db.execute("BEGIN")
-            db.execute("INSERT INTO t VALUES (?, ?)", (k, "x" * 200))
-            db.execute("COMMIT")
-        times.append(time.perf_counter() - t0)
-    db.close()
-    return statistics.median(times) * 1000
-
-
 def spread(xs: list[float]) -> str:
     return f"{statistics.median(xs):5.2f} ({min(xs):.2f}-{max(xs):.2f})"
 
@@ -116,7 +98,7 @@ def main(n: int = 200, runs: int = 5) -> None:
         for i in range(20):  # warm: the tables past their first pages
             one_sale(j, 2, f"W{i}")
         for run in range(runs):
-            floors.append(bare_commits_ms(work))
+            floors.append(bare_commits_ms(work, commits=2))
             for legs in wall:
                 w, c = [], []
                 for i in range(n):

@@ -27,7 +27,6 @@ import datetime as dt
 import http.client
 import json
 import os
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from floors import bare_commits_ms
 from sandbox_proc import sandbox_process
 
 from pos_plugin.agent import start_simulated
@@ -137,23 +137,6 @@ def bench_world(patients: dict[int, int]) -> tuple[World, dict[int, list[tuple[s
     return world.model_copy(update={"persons": tuple(persons), "bindings": tuple(bindings)}), who
 
 
-def bare_commit_ms(work: str, n: int = 50) -> float:
-    """The floor of one durable journal step: one row, one commit, WAL + synchronous=FULL."""
-    db = sqlite3.connect(f"{work}/bare.db", isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
-    times = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        db.execute("BEGIN")
-        db.execute("INSERT INTO t VALUES (?, ?)", (i, "x" * 200))
-        db.execute("COMMIT")
-        times.append(time.perf_counter() - t0)
-    db.close()
-    return statistics.median(times) * 1000
-
-
 def bare_http_ms(url: str, auth: str, credential: Any, n: int = 50) -> tuple[float, float]:
     """A bare http.client round trip to the ledger (a lookup): (total, its server time) ms."""
     host, port = url.removeprefix("http://").split(":")
@@ -224,7 +207,7 @@ def main(n: int = 40, runs: int = 5) -> None:
             facts: dict[int, tuple[float, float, int, float]] = {}
             floors = []
             for run in range(runs):
-                floors.append((bare_commit_ms(f"{work}", 30) if run == 0 else None,
+                floors.append((bare_commits_ms(work, n=30) if run == 0 else None,
                                bare_http_ms(ledger_url, ledger_auth, lee_card)))
                 for legs in cases:
                     samples: dict[str, list[float]] = {k: [] for k in keys}
