@@ -14,6 +14,7 @@ import pytest
 
 from pos_plugin.ledger.own.client import HttpLedgerClient
 from pos_plugin.ledger.own.sandbox.server import SandboxServer
+from pos_plugin.ledger.own.sandbox.store import Store
 from pos_plugin.ledger.own.schemas import Credential, SettlementRequest
 from pos_plugin.models import Leg, LegKind
 from pos_plugin.world import World, load_world
@@ -69,11 +70,9 @@ def pg_available() -> bool:
         return False
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "ledger.db")  # type: ignore[operator]
-        return
+def pg_schema_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema for one test: its URL (search_path set), dropped after.
+    Skips the test when no server answers."""
     if not pg_available():
         pytest.skip("no PostgreSQL server at 127.0.0.1:5432")
     import psycopg
@@ -84,6 +83,28 @@ def db_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
     yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
     with psycopg.connect(PG_BASE, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield str(tmp_path / "ledger.db")  # type: ignore[operator]
+        return
+    yield from pg_schema_url()
+
+
+@pytest.fixture
+def store(db_url: str, world: World) -> Iterator[Store]:
+    """The sandbox's store itself (no HTTP); on leaving, no money was created or
+    destroyed and the double-entry audit is clean."""
+    s = Store(db_url)
+    s.init(world)
+    try:
+        yield s
+        assert s.total_balance() == world.total_money(), "money created or destroyed"
+        assert s.audit() == []
+    finally:
+        s.close()
 
 
 @pytest.fixture

@@ -9,28 +9,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from pos_plugin.ledger.own.sandbox.service import Ledger, Rejection
 from pos_plugin.ledger.own.sandbox.store import Store, Tx
-from pos_plugin.world import World
 
 from .conftest import CODE_A, P1, P2, PA, aid, own, sale
-
-
-@pytest.fixture
-def store(db_url: str, world: World) -> Iterator[Store]:
-    s = Store(db_url)
-    s.init(world)
-    try:
-        yield s
-        assert s.total_balance() == world.total_money(), "money created or destroyed"
-        assert s.audit() == []
-    finally:
-        s.close()
 
 
 def balance(store: Store, account: str) -> int:

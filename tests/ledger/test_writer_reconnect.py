@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -22,7 +21,7 @@ from pos_plugin.ledger.own.sandbox.service import Ledger
 from pos_plugin.ledger.own.sandbox.store import Store, Tx
 from pos_plugin.world import World
 
-from .conftest import CODE_A, P1, PA, PG_BASE, TOKEN_A, make_client, own, pg_available, sale
+from .conftest import CODE_A, P1, PA, PG_BASE, TOKEN_A, make_client, own, pg_schema_url, sale
 from .test_group_commit import balance, in_one_batch
 
 pytestmark = pytest.mark.postgres
@@ -32,28 +31,7 @@ pytestmark = pytest.mark.postgres
 def db_url() -> Iterator[str]:
     """PostgreSQL only (overrides the two-engine fixture): the SQLite writer has no link
     to lose."""
-    if not pg_available():
-        pytest.skip("no PostgreSQL server at 127.0.0.1:5432")
-    import psycopg
-
-    schema = f"ledger_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_BASE, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_BASE, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-@pytest.fixture
-def store(db_url: str, world: World) -> Iterator[Store]:
-    s = Store(db_url)
-    s.init(world)
-    try:
-        yield s
-        assert s.total_balance() == world.total_money(), "money created or destroyed"
-        assert s.audit() == []
-    finally:
-        s.close()
+    yield from pg_schema_url()
 
 
 def writer_pid(store: Store) -> int:
