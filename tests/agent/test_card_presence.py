@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from pos_plugin.agent import Agent
+from tests.waiting import until
 
 from .conftest import LI_NA, ZHANG_WEI, Pos, balances, item
 
@@ -34,15 +35,6 @@ def sale_body(pos: Pos, ref: str, patient: str, credential: str = "card") -> dic
         "buyer": {"role": "self"},
         "credential": credential,
     }
-
-
-def wait_until(pred: Any, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return bool(pred())
 
 
 def health(agent: Agent) -> dict[str, Any]:
@@ -97,7 +89,7 @@ def test_remove_and_reinsert_pays_the_waiting_sale(pos: Pos, agent: Agent) -> No
     )
     th.start()
     try:
-        assert wait_until(lambda: sim.display == STALE_PROMPT, 5), sim.display
+        assert until(lambda: sim.display == STALE_PROMPT, 5), sim.display
         assert not answer  # the sale waits: the stale card did not pay it
         sim.remove_card()
         sim.present_card("B11000006")
@@ -136,17 +128,17 @@ def test_pad_asks_to_take_the_card_and_the_wait_for_removal_is_bounded(
     with caplog.at_level(logging.WARNING, logger="pos_plugin.sale.service"):
         settle_and_leave_card(pos, agent)
         # The outcome frame follows the POS's answer (it does not hold the answer up).
-        assert wait_until(
+        assert until(
             lambda: TAKE_CARD in sim.display[0] and "take your card" in sim.display[1].lower(), 5
         ), sim.display
         assert sim.wait_for("wait_removed", 5, after=removal_waits)  # the agent watches the slot
-        assert wait_until(lambda: health(agent)["card_left_in_reader"] is True, 5)
+        assert until(lambda: health(agent)["card_left_in_reader"] is True, 5)
     assert any("not taken" in r.getMessage() for r in caplog.records)
     # The notice clears once the card is gone and the next customer's card is read.
     sim.remove_card()
     status, body = pos.sale("P2", "B11000006", LI_NA, COLD)
     assert (status, body["status"]) == (200, "settled"), body
-    assert wait_until(lambda: health(agent)["card_left_in_reader"] is False, 5)
+    assert until(lambda: health(agent)["card_left_in_reader"] is False, 5)
 
 
 def test_the_outcome_frame_follows_the_pos_answer(
@@ -168,7 +160,7 @@ def test_the_outcome_frame_follows_the_pos_answer(
     )
     status, body = pos.sale("O1", "B11000006", LI_NA, COLD)
     assert (status, body["status"]) == (200, "settled"), body
-    assert wait_until(lambda: "show 交易成功 请取卡" in order, 5), order
+    assert until(lambda: "show 交易成功 请取卡" in order, 5), order
     assert order == ["answered", "show 交易成功 请取卡"]
 
     order.clear()
@@ -177,7 +169,7 @@ def test_the_outcome_frame_follows_the_pos_answer(
     assert svc.sell(req, answer_first=True)[1].status == "settled"
     time.sleep(ANSWER_FIRST_WAIT / 4)
     assert order == []  # held back: nobody said the POS has it
-    assert wait_until(lambda: order == ["show 交易成功 请取卡"], ANSWER_FIRST_WAIT + 5), order
+    assert until(lambda: order == ["show 交易成功 请取卡"], ANSWER_FIRST_WAIT + 5), order
     sim.remove_card()
 
 
@@ -190,7 +182,7 @@ def test_pad_asks_to_take_the_card_after_a_failed_sale_too(pos: Pos, agent: Agen
     assert (status, body["code"]) == (422, "pin_wrong"), body
     # Like the outcome of a settled sale, the frame follows the POS's answer.
     take = ("交易未完成 请取卡", "Please take your card")
-    assert wait_until(lambda: sim.display == take, 5), sim.display
+    assert until(lambda: sim.display == take, 5), sim.display
     assert sim.wait_for("wait_removed", 5, after=removal_waits)
     pos.remove()
 

@@ -32,6 +32,7 @@ from pos_plugin.models import Leg, LegKind
 from pos_plugin.sale.models import SaleRequest
 from pos_plugin.sale.service import request_hash
 from pos_plugin.world import load_world
+from tests.waiting import until
 
 from .conftest import ZHANG_WEI, Pos, balances, item
 from .holdproxy import HoldProxy
@@ -229,15 +230,6 @@ def _journal_for(work: Path) -> Journal:
                    terminal_id="T01")  # fmt: skip
 
 
-def _until(fn: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
-
-
 def test_get_and_a_replayed_post_after_every_crash_point(tmp_path: Path) -> None:
     """Finding 2: after a restart, each crash point's sale answers the truth at GET and at
     a replayed POST (same body, the status it is concluded with); money matches."""
@@ -256,7 +248,7 @@ def test_get_and_a_replayed_post_after_every_crash_point(tmp_path: Path) -> None
                             recovery_interval=0.2)  # fmt: skip
     pos = Pos(agent)
     try:
-        assert _until(lambda: not agent.service.journal.pending_reversals())
+        assert until(lambda: not agent.service.journal.pending_reversals())
         for point, (http_status, status, code) in EXPECTED.items():
             ref = f"CRASH-{point}"
             got_status, got = pos.call("GET", f"/v1/sales/{ref}")
@@ -313,7 +305,7 @@ def test_an_open_outcome_stays_open_while_the_ledger_is_away(tmp_path: Path) -> 
         row = agent.service.journal.get("AWAY-1")
         assert row is not None and row.state == J.SETTLING
         proxy.down = False
-        assert _until(lambda: pos.call("GET", "/v1/sales/AWAY-1")[1]["status"] == "settled")
+        assert until(lambda: pos.call("GET", "/v1/sales/AWAY-1")[1]["status"] == "settled")
     finally:
         agent.stop()
         proxy.close()
@@ -356,7 +348,7 @@ def test_a_replayed_failure_answers_its_first_status_and_body(pos: Pos, agent: A
     t = threading.Thread(target=lambda: answers.append(pos.call("POST", "/v1/sales", sale)))
     t.start()
     other = Pos(agent)
-    assert _until(lambda: other.call("POST", "/v1/sales/CANCEL-1/cancel")[0] == 200)
+    assert until(lambda: other.call("POST", "/v1/sales/CANCEL-1/cancel")[0] == 200)
     t.join(20)
     ((first_status, first),) = answers
     assert (first_status, first["status"], first["code"]) == (409, "failed", "cancelled"), first

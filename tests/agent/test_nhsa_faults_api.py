@@ -9,11 +9,11 @@ Real parts: the agent on the simulator, the embedded reference platform over HTT
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
 
 from pos_plugin.agent import Agent
+from tests.waiting import until
 
 from .conftest import ZHANG_WEI, Pos, balances, item
 
@@ -25,15 +25,6 @@ COLD = [item("6901", "A", 2, 1850)]
 @pytest.fixture
 def sim_transport() -> str:
     return "socket"
-
-
-def _until(check: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def _calls(agent: Agent, infno: str) -> list[str | None]:
@@ -51,7 +42,7 @@ def test_answer_lost_is_unknown_then_voided_once_by_2601(pos: Pos, agent: Agent)
     assert (status, body["status"], body["code"]) == (503, "unknown", "ledger_unavailable"), body
     msgid = body["msgid"]
     # The platform committed the 2102; the owed 2601 voids it, once, by itself.
-    assert _until(lambda: pos.call("GET", "/v1/sales/NF1")[1]["status"] != "unknown")
+    assert until(lambda: pos.call("GET", "/v1/sales/NF1")[1]["status"] != "unknown", 20)
     status, got = pos.call("GET", "/v1/sales/NF1")
     assert (got["status"], got["code"]) == ("failed", "cash_fallback"), got
     assert agent.service.journal.pending_reversals() == []

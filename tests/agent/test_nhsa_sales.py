@@ -9,13 +9,12 @@ on 127.0.0.1 with its fault hooks, the journal file.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from pos_plugin.agent import Agent
+from tests.waiting import until
 
 from .conftest import ZHANG_WEI, Pos, balances, item
 
@@ -46,15 +45,6 @@ def _settlements(agent: Agent, kind: str) -> list[tuple[str, str]]:
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
-def _until(check: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 def test_a_sale_is_one_1101_and_one_2102_after_the_days_9001(pos: Pos, agent: Agent) -> None:
     """The contract: 9001 once a day before the first business call; 1101 then 2102 per
     sale with presettle off (2 round trips a sale)."""
@@ -73,7 +63,7 @@ def test_a_lost_2102_answer_is_one_2601_net_zero_and_the_truth(pos: Pos, agent: 
     assert "cash" in body["message"]
     msgid = body["msgid"]
     # The platform had committed it; the owed 2601 reverses it, once.
-    assert _until(lambda: not agent.service.journal.pending_reversals())
+    assert until(lambda: not agent.service.journal.pending_reversals(), 15)
     reversals = [c for c in _calls(agent) if c[0] == "2601"]
     assert len(reversals) == 1 and reversals[0][1] == msgid
     assert [infno for infno, _, _ in _calls(agent)].count("2102") == 1  # never re-sent
@@ -91,7 +81,7 @@ def test_a_failing_2601_is_retried_until_it_succeeds(pos: Pos, agent: Agent) -> 
     faults.fail_next("2601", "系统繁忙，请稍后再试", times=1)
     status, body = pos.sale("LOST-2", "B11000001", ZHANG_WEI, COLD)
     assert (status, body["status"]) == (503, "unknown")
-    assert _until(lambda: any(p.attempts for p in agent.service.journal.pending_reversals()))
+    assert until(lambda: any(p.attempts for p in agent.service.journal.pending_reversals()), 15)
     (owed,) = agent.service.journal.pending_reversals()
     assert owed.last_error and "系统繁忙" in owed.last_error
     later = agent.service.settings.today()  # the next attempt is due after a backoff:
@@ -134,7 +124,7 @@ def test_an_answer_breaking_the_invariants_is_not_a_sale(pos: Pos, agent: Agent)
     _platform(agent).faults.break_invariants("psn_part_amt")
     status, body = pos.sale("BROKEN-1", "B11000001", ZHANG_WEI, COLD)
     assert (status, body["status"]) == (503, "unknown"), body
-    assert _until(lambda: not agent.service.journal.pending_reversals())
+    assert until(lambda: not agent.service.journal.pending_reversals(), 15)
     assert balances(agent, "B11000001") == before
 
 

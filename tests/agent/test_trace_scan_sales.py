@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from pos_plugin.agent import Agent
+from tests.waiting import until
 
 from .conftest import ZHANG_WEI, Pos, balances, item
 
@@ -213,17 +214,6 @@ def test_a_sale_the_rules_refuse_scans_nothing(pos: Pos, agent: Agent) -> None:
     assert agent.simulator.event_count("scan_trace") == 0
 
 
-def _until(pred: Any, timeout: float = 5) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 @socket_only
 @pytest.mark.parametrize("refusal", ["cancel on the pad", "someone else's card"])
 def test_the_packs_of_a_refused_sale_are_sold_by_the_next(
@@ -245,7 +235,7 @@ def test_the_packs_of_a_refused_sale_are_sold_by_the_next(
         status, body = pos.sale("SCAN-11", "B11000002", ZHANG_WEI, ONE_LINE)
         assert (status, body["code"]) == (422, "card_not_patients_own"), body
         said = TAKE_CARD_NOT_SOLD
-    assert _until(lambda: sim.display == said), sim.display
+    assert until(lambda: sim.display == said, 5), sim.display
     assert agent.service.journal.trace_codes_sold(amox) == set()
     status, body = pos.sale("SCAN-12", "B11000001", ZHANG_WEI, ONE_LINE)
     assert status == 200 and body["status"] == "settled", body

@@ -9,15 +9,7 @@ from typing import Any
 import pytest
 
 from drivers import CardPresented, DeviceError, LinkTiming, PinOutcome, Terminal
-
-
-def wait_until(pred: Any, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return bool(pred())
+from tests.waiting import until
 
 
 def test_nak_storm_recovered_within_resend_budget(sim: Any, terminal: Terminal) -> None:
@@ -37,7 +29,7 @@ def test_nak_storm_beyond_budget_is_link_down_then_recovers(sim: Any, terminal: 
     assert "cable" in err.value.message_en
     assert terminal.status().up is False
     # the reconnector (or the next call) brings it back: the line was fine all along
-    assert wait_until(lambda: terminal.status().up, 10)
+    assert until(lambda: terminal.status().up, 10)
     terminal.show("back")
     assert sim.display == ("back", "")
 
@@ -73,7 +65,7 @@ def test_resent_request_is_not_executed_twice(sim: Any) -> None:
         result = t.verify_pin(5)
     assert result.outcome is PinOutcome.WRONG and result.tries_left == 2
     # the device reads the re-sent copy right after answering the first one
-    assert wait_until(lambda: sim.stats.duplicates > before, 5)
+    assert until(lambda: sim.stats.duplicates > before, 5)
     assert sim.tries_left("B11000002") == 2
 
 
@@ -132,7 +124,7 @@ def test_unplug_during_pin_entry_gives_clear_error_and_replug_recovers(
     assert again.value.code == "device_unavailable"
 
     sim.replug()
-    assert wait_until(lambda: terminal.status().up, 10), terminal.status()
+    assert until(lambda: terminal.status().up, 10), terminal.status()
     assert terminal.status().reconnects >= 1
     sim.remove_card()  # the card stayed in across the unplug: it must go in again
     sim.present_card("B11000001", pin="correct")

@@ -18,6 +18,7 @@ from drivers import (
     VoucherScanned,
 )
 from pos_plugin.world import World
+from tests.waiting import until
 
 from .conftest import TIMING
 
@@ -322,7 +323,7 @@ def test_card_removed_and_inserted_again_is_read(sim: Any, terminal: Terminal) -
     th = threading.Thread(target=lambda: got.append(terminal.wait_for_credential(10)))
     th.start()
     try:
-        assert wait_until(lambda: sim.display == STALE_CARD_PROMPT, 5)
+        assert until(lambda: sim.display == STALE_CARD_PROMPT, 5)
         sim.remove_card()
         sim.present_card("B11000003")  # the customer inserts (again) when the pad asks
     finally:
@@ -368,7 +369,7 @@ def test_a_stale_card_does_not_hide_a_fresh_voucher(sim: Any, terminal: Terminal
     th = threading.Thread(target=lambda: got.append(terminal.wait_for_credential(5)))
     th.start()
     try:
-        assert wait_until(lambda: sim.display == STALE_CARD_PROMPT, 5)
+        assert until(lambda: sim.display == STALE_CARD_PROMPT, 5)
         sim.scan_voucher("EV-LINA-0006", at_once=True)
     finally:
         th.join(timeout=10)
@@ -403,11 +404,3 @@ def test_a_version_1_reader_is_refused(sim: Any, monkeypatch: pytest.MonkeyPatch
     t.close()
     assert err.value.code == "protocol_error" and "firmware" in err.value.message_en
 
-
-def wait_until(pred: Any, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return bool(pred())
