@@ -178,9 +178,12 @@ def test_2101_previews_and_changes_nothing(wire: Wire, sandbox: NhsaSandboxServe
 def test_the_same_msgid_and_input_answers_the_first_answer(
     wire: Wire, sandbox: NhsaSandboxServer
 ) -> None:
-    mid = msgid()
-    first = wire.settle(P1, [(CODE_A_A, 2, 1500)], mid=mid)
-    again = wire.settle(P1, [(CODE_A_A, 2, 1500)], mid=mid, opter="op2")
+    # The very same input resent (``purchase`` stamps the time to the second: built
+    # again, it could be another input); only the envelope's operator differs.
+    mid, body = msgid(), wire.purchase(P1, [(CODE_A_A, 2, 1500)])
+    region = wire.world.person(P1).insured_region
+    first = wire.call("2102", body, mid=mid, insuplc=region)
+    again = wire.call("2102", body, mid=mid, insuplc=region, opter="op2")
     assert again == first
     assert balance(sandbox, P1) == 17000
     assert rows(sandbox, "SELECT COUNT(*) FROM settlements WHERE msgid = ?", mid) == [(1,)]
