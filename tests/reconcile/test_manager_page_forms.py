@@ -142,16 +142,17 @@ def test_closing_with_national_uploads_owed_needs_a_reason(tmp_path: Path) -> No
     from tests.nhsa_day.harness import P1, Day, at, line
 
     d = Day(tmp_path)
+    evening = at(22)  # the shift is over: "still selling" is not what this test is about
     try:
         d.sale("T01", "A1", P1, line("XA01AAA0001", 1500), when=at(9, 5))
         assert d.journals["T01"].uploads_owed_count() == 1  # its 3505 not sent yet
         rec = reconcile_for(NDAY, d.paths, d.client)
         assert rec.balanced
         with pytest.raises(CloseRefused, match="3505") as refused:
-            close_day(d.paths, rec, national=True)
+            close_day(d.paths, rec, national=True, now=evening)
         assert refused.value.code == "uploads_owed"
         assert not is_day_closed(d.paths[0], NDAY)
-        close_day(d.paths, rec, national=True, reason="平台上传接口维护中")
+        close_day(d.paths, rec, national=True, reason="平台上传接口维护中", now=evening)
         assert is_day_closed(d.paths[0], NDAY)
         (h,) = day_history(d.paths, NDAY, d.pharmacy.code)
         assert h["reason"] == "平台上传接口维护中" and h["overrides"] == ["uploads_owed: 1"]
