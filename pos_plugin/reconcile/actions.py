@@ -36,6 +36,7 @@ a begun, unfinished action is resumed whatever the page shows.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -314,7 +315,25 @@ def reverse_by_msgid(
 def _receipt_of(j: Journal, sale_ref: str) -> tuple[list[str] | None, dict[str, Any] | None]:
     """The reversal receipt journaled in the till's row for ``sale_ref``, if it has one."""
     sale = j.get(sale_ref)
-    doc = (sale.result or {}) if sale is not None else {}
+    return _receipt_in((sale.result or {}) if sale is not None else {})
+
+
+def journaled_receipt(
+    paths: Sequence[JournalSource], pharmacy_code: str, msgid: str
+) -> list[str] | None:
+    """The reversal receipt lines journaled in the till's row of ``msgid`` (the row
+    ``reverse_by_msgid`` acts on: the first given journal holding it), None where it has
+    none. Read only, so the manager page can show a reversal's receipt again on every
+    load (a reprint) without acting again; the lines are masked when journaled."""
+    sql = "SELECT s.msgid, s.result FROM sales s WHERE s.msgid IN ({marks})"
+    sources = [of_pharmacy(p, pharmacy_code) for p in paths]
+    for _path, _label, r in rows_of_msgids(sources, sql, [msgid]):
+        return _receipt_in(json.loads(r[1]) if r[1] else {})[0]
+    return None
+
+
+def _receipt_in(doc: dict[str, Any]) -> tuple[list[str] | None, dict[str, Any] | None]:
+    """The reversal receipt in a till's journaled answer: its lines and facts, if any."""
     detail = doc.get("receipt_detail")
     if doc.get("status") != "reversed" or not detail or detail.get("kind") != "reversal":
         return None, None

@@ -9,13 +9,17 @@
   ``POST /manager/reconciliation/reverse|close|reopen`` (the page's forms: the session
   cookie and its CSRF token, ``Csrf``): the manager's tools, each on the day reconciled
   again just now.
-- ``GET /manager/reconciliation?date=`` : the page. A browser cannot send a bearer
+- ``GET /manager/reconciliation?date=[&receipt=msgid]`` : the page (``receipt``: where the
+  reverse form sends the browser after a reversal that printed a receipt; the page
+  shows the receipt journaled for that msgid, so a reload reprints and acts on nothing).
+  A browser cannot send a bearer
   header from a bookmark, so the manager token is also accepted as ``?token=``
   (answered with a cookie and a redirect that drops it from the address bar and
   the history) or as the ``pos_manager_token`` cookie (HttpOnly, SameSite=Strict,
   path /manager). Without a token the page shows a small form asking for it.
 
-The page itself (plain HTML and forms, no JavaScript) is rendered by ``page_html``.
+The page itself (plain HTML and forms, no JavaScript but the receipt's print button) is
+rendered by ``page_html``.
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the handlers' annotations.
@@ -29,7 +33,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -38,7 +42,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pos_plugin.journal.sources import JournalSource
 from pos_plugin.ledger.errors import LedgerError
-from pos_plugin.reconcile.actions import Paper, sale_refs
+from pos_plugin.reconcile.actions import Paper, journaled_receipt, sale_refs
 from pos_plugin.reconcile.close import (
     CloseRefused,
     close_day,
@@ -103,6 +107,12 @@ class ReconcileSource:
         rec, _closed = self.run(day)
         return take_reverse(rec, self.journal_paths, self.ledger, msgid, by=by, reason=reason,
                             paper=self.paper)  # fmt: skip
+
+    def receipt(self, msgid: str) -> list[str] | None:
+        """The reversal receipt journaled for ``msgid`` (``actions.journaled_receipt``):
+        what the page shows after its reversal, read again on every load, never acted on."""
+        return journaled_receipt(self.journal_paths, msgid=msgid,
+                                 pharmacy_code=self.pharmacy_code)  # fmt: skip
 
     def close(self, day: dt.date, reason: str | None, force: bool, by: str = "manager"
               ) -> dict[str, Any]:  # fmt: skip
@@ -333,8 +343,11 @@ def reconciliation_extra(
                                                   day.isoformat()), e.status)  # fmt: skip
             note = ("already" if done.get("already") else done.get("outcome")
                     or ("reopened" if done.get("reopened") else "closed"))  # fmt: skip
-            return RedirectResponse(f"/manager/reconciliation?date={day.isoformat()}&note={note}",
-                                    status_code=303)  # fmt: skip
+            # a reversal that printed a receipt: the day shows it (the journaled one)
+            shown = f"&receipt={quote(str(done['msgid']), safe='')}" if done.get("receipt") else ""
+            return RedirectResponse(
+                f"/manager/reconciliation?date={day.isoformat()}&note={note}{shown}",
+                status_code=303)  # fmt: skip
 
         @app.post("/manager/reconciliation/reverse", tags=["manager"])
         async def reverse_form(request: Request) -> Response:
@@ -390,6 +403,7 @@ def reconciliation_extra(
             request: Request,
             date: str | None = None,
             note: str | None = None,
+            receipt: str | None = None,
             token: str | None = Query(default=None),
             authorization: str | None = Header(default=None),
         ) -> Response:
@@ -420,6 +434,7 @@ def reconciliation_extra(
             try:
                 rec, closed = source.run(day)
                 history, owed = source.history(day), source.uploads_owed(day)
+                lines = source.receipt(receipt) if receipt and len(receipt) <= 64 else None
             except Exception as e:
                 return HTMLResponse(
                     message_page(f"无法对账 / the reconciliation could not be made: {e}"), 503
@@ -427,7 +442,8 @@ def reconciliation_extra(
             cookie = request.cookies.get(COOKIE)
             tools = Tools(csrf=guard.token(cookie)) if cookie else None
             return HTMLResponse(render_page(rec, closed, history=history, tools=tools,
-                                            uploads_owed=owed, note=NOTES.get(note or "")))
+                                            uploads_owed=owed, note=NOTES.get(note or ""),
+                                            receipt=lines))  # fmt: skip
 
     return register
 

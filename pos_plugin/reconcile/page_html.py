@@ -1,5 +1,5 @@
 """The manager's reconciliation page as HTML: plain HTML with inline CSS, an inline SVG
-chart and plain forms (no JavaScript), printable (print CSS), personal data masked
+chart and plain forms (no JavaScript but a reversal receipt's print button), printable (print CSS), personal data masked
 (account ids keep 4 + 4 characters, ID numbers come from the journal already masked).
 
 ``render_page`` is what the agent serves (``manager_page``, with ``Tools``: the forms
@@ -57,8 +57,12 @@ td.neg { color: var(--bad); font-weight: 700; }
 svg text { font-size: 11px; fill: var(--mute); }
 form.day, form.tool { margin: 8px 0; } .took { background: #eef3fd; padding: 4px 8px; border-radius: 3px; }
 .tile .side { font-size: 12px; font-weight: 400; color: var(--mute); } .note.done { border-color: var(--ok); } footer { margin-top: 24px; font-size: 12px; color: var(--mute); }
+section.receipt { border: 2px solid var(--ok); border-radius: 6px; padding: 8px 12px; margin: 10px 0; }
+pre.receipt { font-family: "Noto Sans Mono CJK SC","Sarasa Mono SC",monospace; font-size: 13px; margin: 6px 0; }
 @media print {
   form.day, form.tool, .noprint { display: none; }
+  body:has(#receipt) > :not(#receipt) { display: none; }
+  section.receipt { border: none; padding: 0; margin: 0; }
   body { max-width: none; padding: 0; font-size: 11pt; }
   .badge { color: #000 !important; border: 2px solid #000; background: none !important; }
   .tiles { grid-template-columns: repeat(4, 1fr); }
@@ -275,9 +279,11 @@ def render_page(
     tools: Tools | None = None,
     uploads_owed: int = 0,
     note: str | None = None,
+    receipt: Sequence[str] | None = None,
 ) -> str:
     """The whole page for one day (also what ``pos-plugin reconcile --html`` writes, with
-    no ``tools``: a file has no forms and no download link)."""
+    no ``tools``: a file has no forms and no download link); ``receipt``: the lines of a
+    reversal's receipt the manager just made, shown on top to print and hand over."""
     n = len(rec.breaks)
     status = (
         "<span class='badge ok'>平账 Balanced</span>"
@@ -307,6 +313,8 @@ def render_page(
         "<button type='submit'>查看 Show</button></form>",
         f"<section class='tiles'>{''.join(tiles)}</section>",
     ]
+    if receipt:
+        body.insert(1, _receipt_html(rec.date, receipt))
     if note:
         body.insert(1, f"<p class='note done'>{_e(note)}</p>")
     if tools is not None:
@@ -384,6 +392,23 @@ def render_page(
         f"{_e(rec.digest()[:16])} · 个人信息已脱敏 personal data masked</footer>"
     )
     return _page(f"对账 {rec.date} Reconciliation", "".join(body))
+
+
+def _receipt_html(day: str, lines: Sequence[str]) -> str:
+    """The reversal receipt as the till's printer prints it (its lines, already masked,
+    escaped here), to print and hand to the customer: printing the page while it is shown
+    prints the receipt alone (print CSS); the print button is the page's one bit of
+    script, Ctrl+P does the same. Closing it is a link back to the day."""
+    text = "\n".join(_e(x) for x in lines)
+    return (
+        "<section id='receipt' class='receipt'><h2 class='noprint'>冲正小票 Reversal receipt</h2>"
+        "<p class='sub noprint'>请打印交给顾客（重新打开本页即可补打，不会再次冲正）。/ Print it "
+        "for the customer (reload this page to reprint: nothing is reversed again).</p>"
+        f"<pre class='receipt'>{text}</pre><p class='noprint'>"
+        "<button type='button' onclick='window.print()'>打印小票 Print the receipt</button> "
+        f"<a href='/manager/reconciliation?date={_e(day)}'>关闭小票 close the receipt</a></p>"
+        "</section>"
+    )
 
 
 def _day_tools(rec: Reconciliation, closed: dict[str, Any] | None, tools: Tools) -> str:

@@ -58,6 +58,9 @@ def test_the_page_offers_2601_and_the_action_repairs_the_day(served: tuple[Day, 
                   data={"date": DAY.isoformat(), "msgid": late.msgid, "csrf": csrf},
                   timeout=10)  # fmt: skip
     assert done.status_code == 200 and "平账" in done.text  # redirected to the balanced day
+    # a 2601 at the centre prints no receipt: the day says what was done, and shows none
+    assert "Reversed by msgid" in done.text and done.url.endswith("note=reversed")
+    assert "id='receipt'" not in done.text
     again = requests.post(f"{url}/v1/reconciliation/reverse", headers=auth, timeout=10,
                           json={"date": DAY.isoformat(), "msgid": late.msgid})  # fmt: skip
     assert again.status_code == 200 and again.json()["already"] is True  # nothing sent again

@@ -120,12 +120,24 @@ def test_each_manager_tool_through_the_page_in_headless_chromium(
         assert "Reversed by msgid" in browser.text()
         row = s.journals["T02"].get("B4")
         assert row is not None and row.state == J.REVERSED and row.reversal_id
-        assert b4.msgid not in browser.html()  # no longer a break: the day agrees on it
+        breaks = str(browser.js("document.getElementById('breaks').outerHTML"))
+        assert b4.msgid not in breaks  # no longer a break: the day agrees on it
+        # the reversal's receipt, as journaled in the till's row, shown to print and hand over
+        receipt = "\n".join(row.result["receipt"])  # type: ignore[index]
+        assert browser.js("document.querySelector('#receipt pre').innerText") == receipt
+        browser.call("Emulation.setEmulatedMedia", media="print")
+        try:  # printed while it is shown, the page prints the receipt alone
+            shown = browser.js("[...document.body.children].filter(e => "
+                               "getComputedStyle(e).display != 'none').map(e => e.id)")
+            assert shown == ["receipt"]
+        finally:
+            browser.call("Emulation.setEmulatedMedia", media="")
         # The same form again, from a page left open before: nothing is sent, and it says so.
         browser.js("document.body.insertAdjacentHTML('beforeend', "
                    f"{json.dumps(stale)}.replace('<form', '<form id=\"stale\"'))")  # fmt: skip
         browser.click("#stale button")
         assert "Already reversed before: nothing was sent" in browser.text()
+        assert browser.js("document.querySelector('#receipt pre').innerText") == receipt
         assert (s.journals["T02"].query("SELECT attempts FROM ledger_reversals WHERE msgid = ?",
                                         (b4.msgid,))[0][0]) == 1  # fmt: skip
 

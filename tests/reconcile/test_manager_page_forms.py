@@ -6,20 +6,26 @@ and the national uploads gate on closing."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import html
 import io
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
 import requests
 
+from pos_plugin.journal import journal as J
 from pos_plugin.journal.closed_days import is_day_closed
+from pos_plugin.journal.journal import SHANGHAI
+from pos_plugin.ledger.own.schemas import Credential
 from pos_plugin.reconcile.close import CloseRefused, close_day, day_history
 from pos_plugin.reconcile.csv_report import CSV_HEADER, NOTES_HEADER, TOTALS_HEADER
 from pos_plugin.reconcile.national import reconcile_for
 
 from .conftest import Seeded, Served
-from .seed import DAY
+from .seed import DAY, WANG_JIANGUO
 
 
 def _session(served: Served) -> tuple[requests.Session, str, str]:
@@ -30,6 +36,23 @@ def _session(served: Served) -> tuple[requests.Session, str, str]:
     assert page.status_code == 200 and "pos_manager_token" in s.cookies
     (token,) = set(re.findall(r"name='csrf' value='([0-9a-f]{64})'", page.text))
     return s, token, page.text
+
+
+def _balance(seeded: Seeded, psn_no: str) -> int:
+    """The person's personal-account balance, as the ledger answers a card lookup."""
+    s = seeded.store
+    card = s.world.person(psn_no).cards[0]
+    found = s.client.lookup(Credential.card(card.card_no, card.card_sn)).personal_account
+    assert found is not None
+    return found.balance
+
+
+def _ledger_reversals(seeded: Seeded) -> int:
+    db = sqlite3.connect(seeded.store.tmp / "ledger.sqlite3")
+    try:
+        return int(db.execute("SELECT count(*) FROM entries WHERE kind = 'reversal'").fetchone()[0])
+    finally:
+        db.close()
 
 
 def test_forms_refuse_a_missing_or_wrong_csrf_token_and_do_nothing(
@@ -158,3 +181,95 @@ def test_closing_with_national_uploads_owed_needs_a_reason(tmp_path: Path) -> No
         assert h["reason"] == "平台上传接口维护中" and h["overrides"] == ["uploads_owed: 1"]
     finally:
         d.close()
+
+
+def _receipt_panel(page: str) -> str:
+    """The text of the page's reversal receipt (its <pre>), as the browser shows it."""
+    (pre,) = re.findall(r"<section id='receipt'.*?<pre class='receipt'>(.*?)</pre>", page, re.S)
+    return html.unescape(pre)
+
+
+def test_the_reverse_form_shows_the_journaled_receipt_and_a_reprint_reverses_nothing(
+    served: Served, seeded: Seeded
+) -> None:
+    """B4 (王建国's 23.00, ledger only) reversed from the page's form: the browser is sent
+    to the day with the reversal receipt on it, its lines the ones journaled in the till's
+    row (冲正 heading, the ID number masked, the amounts); a reload and a second
+    submission show the same receipt, and the account is credited once."""
+    s = seeded.store
+    b4 = s.journals["T02"].get("B4")
+    assert b4 is not None and b4.msgid is not None and seeded.breaks[b4.msgid] == "ledger_only"
+    msgid = b4.msgid
+    s.clock.now = dt.datetime.now(SHANGHAI)  # the reversal is made today, on both sides
+    person = s.world.person(WANG_JIANGUO)
+    before = _balance(seeded, WANG_JIANGUO)
+    session, token, page = _session(served)
+    assert "id='receipt'" not in page  # no receipt before any reversal
+    form = {"date": DAY.isoformat(), "msgid": msgid, "csrf": token, "reason": "顾客未取药"}
+    url = f"{served.url}/manager/reconciliation/reverse"
+
+    r = session.post(url, data=form, timeout=30, allow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == (
+        f"/manager/reconciliation?date={DAY}&note=reversed&receipt={msgid}")
+    shown = session.get(served.url + r.headers["location"], timeout=30)
+    assert shown.status_code == 200 and "Reversed by msgid" in shown.text
+    row = s.journals["T02"].get("B4")
+    assert row is not None and row.state == J.REVERSED and row.result is not None
+    journaled = row.result["receipt"]
+    assert _receipt_panel(shown.text) == "\n".join(journaled)
+    receipt = _receipt_panel(shown.text)
+    assert "医保冲正/退款单" in receipt  # the reversal receipt's heading
+    assert person.id_number[:6] + "********" + person.id_number[-4:] in receipt
+    lines = receipt.splitlines()
+    assert any(x.startswith("个人账户") and x.endswith("-¥23.00") for x in lines)
+    assert any(x.startswith("退款合计") and x.endswith("-¥23.00") for x in lines)
+    assert any(x.startswith("原流水") and x.endswith(msgid) for x in lines)
+    assert "onclick='window.print()'" in shown.text and "<script" not in shown.text
+    assert _balance(seeded, WANG_JIANGUO) == before + 2300
+    reversals = _ledger_reversals(seeded)
+
+    reloaded = session.get(served.url + r.headers["location"], timeout=30)  # a reprint
+    assert _receipt_panel(reloaded.text) == "\n".join(journaled)
+
+    again = session.post(url, data=form, timeout=30)  # the form sent a second time
+    assert again.status_code == 200 and "Already reversed before" in again.text
+    assert again.url.endswith(f"note=already&receipt={msgid}")
+    assert _receipt_panel(again.text) == "\n".join(journaled)
+    assert _balance(seeded, WANG_JIANGUO) == before + 2300  # credited once
+    assert _ledger_reversals(seeded) == reversals
+    assert s.journals["T02"].query("SELECT attempts FROM ledger_reversals WHERE msgid = ?",
+                                   (msgid,))[0][0] == 1  # fmt: skip
+    for text in (shown.text, reloaded.text, again.text):
+        assert not any(p.id_number in text for p in s.world.persons)  # never a full ID number
+
+
+def test_a_reversal_that_printed_no_receipt_shows_the_note_and_no_panel(
+    served: Served, seeded: Seeded
+) -> None:
+    """A6: the ledger reversed it and the till never heard (status mismatch): the form
+    journals the centre's reversal and prints nothing, so the day shows the note alone;
+    a receipt asked for a msgid whose row has none shows no panel either."""
+    s = seeded.store
+    a6 = s.journals["T01"].get("A6")
+    assert a6 is not None and a6.msgid is not None
+    session, token, _page = _session(served)
+    done = session.post(f"{served.url}/manager/reconciliation/reverse", timeout=30,
+                        data={"date": DAY.isoformat(), "msgid": a6.msgid, "csrf": token})
+    assert done.status_code == 200 and "已把中心的冲正记入本店流水" in done.text
+    assert done.url.endswith("note=recorded") and "id='receipt'" not in done.text
+    asked = session.get(f"{served.url}/manager/reconciliation?date={DAY}&receipt={a6.msgid}",
+                        timeout=30)  # fmt: skip
+    assert asked.status_code == 200 and "id='receipt'" not in asked.text
+
+
+def test_the_receipt_panel_escapes_the_lines() -> None:
+    """The receipt's lines are text (a store name may hold anything): escaped in the <pre>."""
+    from pos_plugin.reconcile.matching import reconcile
+    from pos_plugin.reconcile.page_html import render_page
+
+    rec = reconcile(DAY, [], [], pharmacy_code="H11010500001")
+    page = render_page(rec, receipt=["<b>康民&药房</b>", "合计 -¥1.00"])
+    assert "&lt;b&gt;康民&amp;药房&lt;/b&gt;\n合计 -¥1.00" in page and "<b>康民" not in page
+    assert page.index("id='receipt'") < page.index("<section class='tiles'>")
+    assert "id='receipt'" not in render_page(rec)
