@@ -12,11 +12,11 @@
 - ``GET /manager/reconciliation?date=[&receipt=msgid]`` : the page (``receipt``: where the
   reverse form sends the browser after a reversal that printed a receipt; the page
   shows the receipt journaled for that msgid, so a reload reprints and acts on nothing).
-  A browser cannot send a bearer
-  header from a bookmark, so the manager token is also accepted as ``?token=``
-  (answered with a cookie and a redirect that drops it from the address bar and
-  the history) or as the ``pos_manager_token`` cookie (HttpOnly, SameSite=Strict,
-  path /manager). Without a token the page shows a small form asking for it.
+  A browser cannot send a bearer header from a bookmark, so the manager token is also
+  accepted as ``?token=`` (answered with a cookie and a redirect that drops it from the
+  address bar and the history) or as the ``pos_manager_token`` cookie (HttpOnly,
+  SameSite=Strict, path /manager). Without a token the page shows a small form asking
+  for it.
 
 The page itself (plain HTML and forms, no JavaScript but the receipt's print button) is
 rendered by ``page_html``.

@@ -1,6 +1,7 @@
 """The manager's reconciliation page as HTML: plain HTML with inline CSS, an inline SVG
-chart and plain forms (no JavaScript but a reversal receipt's print button), printable (print CSS), personal data masked
-(account ids keep 4 + 4 characters, ID numbers come from the journal already masked).
+chart and plain forms (no JavaScript but a reversal receipt's print button), printable
+(print CSS), personal data masked (account ids keep 4 + 4 characters, ID numbers come
+from the journal already masked).
 
 ``render_page`` is what the agent serves (``manager_page``, with ``Tools``: the forms
 and their CSRF token) and what ``pos-plugin reconcile --html`` writes (no tools: a
