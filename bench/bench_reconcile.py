@@ -49,6 +49,7 @@ from typing import Any
 
 import urllib3
 from day_sales import DAY, day_sales
+from floors import pace_ms
 from sandbox_proc import sandbox_process
 
 from pos_plugin.journal.journal import Journal
@@ -218,7 +219,7 @@ def speed(rounds: int, n: int = 100_000, tills: int = 10) -> None:
         cpu_lean: list[float] = []
         _count_spills()
         reconcile_day(DAY, paths, client, ph.code)  # warm: imports, the sandbox's caches
-        before = load()
+        before, pace_before = load(), pace_ms()
         pool = ThreadPoolExecutor(1)
         for _ in range(rounds):
             t, size = timed(lambda: raw_statement(url, ph.code, ph.api_token))
@@ -248,7 +249,7 @@ def speed(rounds: int, n: int = 100_000, tills: int = 10) -> None:
             assert rec.balanced, rec.counts
             lean.append(t)
         pool.shutdown()
-        after = load()
+        after, pace_after = load(), pace_ms()
         assert rec is not None
         led_rows = rec.ledger.sales_count + rec.ledger.reversals_count
         print(f"  ledger rows {led_rows:,} ({size / 1e6:.1f} MB of compact pages), journal rows "
@@ -269,6 +270,8 @@ def speed(rounds: int, n: int = 100_000, tills: int = 10) -> None:
               f"(lean {statistics.median(lean) / floor:.2f}x)")  # fmt: skip
         ok = med < 2.0 and med / floor <= 1.5
         print(f"  target (< 2 s median, <= 1.5x the raw read): {'met' if ok else 'NOT met'}")
+        print(f"  machine pace (floors.pace_ms, to compare runs of other days): {pace_before} "
+              f"before the rounds, {pace_after} after")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- memory

@@ -37,7 +37,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from floors import bare_commits_ms
+from floors import bare_commits_ms, pace_ms
 from sandbox_proc import sandbox_process
 
 from pos_plugin.agent import start_simulated
@@ -165,6 +165,7 @@ def spread(xs: list[float]) -> str:
 
 def main(n: int = 40, runs: int = 5) -> None:
     cases = {0: "own account, 0 family legs", 2: "2 family legs", 5: "5 family legs"}
+    pace_before = pace_ms()
     with tempfile.TemporaryDirectory() as work, ExitStack() as stack:
         world, who = bench_world({legs: n * runs for legs in cases if legs})
         world_file = Path(work) / "world.json"
@@ -264,6 +265,7 @@ def main(n: int = 40, runs: int = 5) -> None:
                     )  # fmt: skip
         finally:
             agent.stop()
+    pace_after = pace_ms()
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"bench_sale: {runs} runs x {n} sales per case; load average "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} CPUs")  # fmt: skip
@@ -286,6 +288,8 @@ def main(n: int = 40, runs: int = 5) -> None:
     print(f"floor, same run: bare SQLite commit (WAL, synchronous=FULL) {commit:.2f} ms; "
           f"bare HTTP round trip to the ledger {spread(http_ms)} ms "
           f"(of which its server time {spread(http_server)})")  # fmt: skip
+    print(f"machine pace (floors.pace_ms, to compare runs of other days): {pace_before} "
+          f"before the runs, {pace_after} after")  # fmt: skip
 
 
 if __name__ == "__main__":
