@@ -258,7 +258,47 @@ def test_a_statement_time_that_is_not_a_time_is_refused_with_the_row_named(
         client.close()
         relay.close()
     assert err.value.code == "bad_response"
-    assert "rows.1.6" in str(err.value) and "pattern" in str(err.value)
+    assert "$.rows[1][6]" in str(err.value) and "matching regex" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "where"),
+    [
+        (lambda b: b["rows"][1].__setitem__(7, True), "$.rows[1][7]"),  # a bool as the total
+        (lambda b: b["rows"][1].__setitem__(8, 1200.0), "$.rows[1][8]"),  # a float as a fund
+        (lambda b: b["rows"][1].__setitem__(10, "0"), "$.rows[1][10]"),  # a string as cash
+        (lambda b: b["rows"][1][11][0].__setitem__(2, 0), "$.rows[1][11][0][2]"),  # a 0 leg
+        (lambda b: b["rows"][1][11][0].__setitem__(0, "cash"), "$.rows[1][11][0][0]"),
+        (lambda b: b["rows"][1].__setitem__(3, "refund"), "$.rows[1][3]"),  # not a kind
+        (lambda b: b["rows"][1].__setitem__(0, ""), "$.rows[1][0]"),  # no msgid
+        (lambda b: b["rows"][1].append(None), "$.rows[1]"),  # a thirteenth column
+        (lambda b: b.__setitem__("signed_by", "x"), "signed_by"),  # a field we do not know
+        (lambda b: b["totals"]["net"].__setitem__("cash", "lots"), "$.totals"),
+    ],
+    ids=["bool-total", "float-fund", "string-cash", "zero-leg", "leg-kind", "kind",
+         "no-msgid", "13-columns", "unknown-field", "totals"],
+)
+def test_a_compact_page_value_of_the_wrong_kind_is_refused_with_its_place_named(
+    day: Store, spoil: Callable[[dict[str, Any]], None], where: str
+) -> None:
+    """The compact page's checks: integers strict (no bool, float or numeric string), a
+    leg's amount positive, the literals, the row's length, no unknown field, the totals'
+    own model. A wrong value stops the read with the place it was found, never a money
+    column read as something else."""
+
+    def tamper(query: Query, body: Any, link: str | None) -> tuple[Any, str | None]:
+        spoil(body)
+        return body, link
+
+    relay, client = _through(day, tamper)
+    try:
+        with pytest.raises(LedgerError) as err:
+            client.statement_compact(day.pharmacy.code, DAY)
+    finally:
+        client.close()
+        relay.close()
+    assert err.value.code == "bad_response"
+    assert "cannot read" in str(err.value) and where in str(err.value)
 
 
 def test_a_statement_time_in_another_offset_is_read_as_shanghai_time() -> None:
@@ -354,6 +394,10 @@ def test_a_statement_that_does_not_move_forward_is_refused(day: Store) -> None:
         "null,null",  # two values where the legs array should be
         '[["mutual_aid","Y",1]',  # half of an array
         '[["mutual_aid","Y","1"]]',  # an amount that is not an integer
+        '[["mutual_aid","Y",true]]',  # a bool is not an amount
+        '[["mutual_aid","Y",1.0]]',  # nor is a float, whole or not
+        '[["mutual_aid",7,100]]',  # an account that is not text
+        '[["cash","Y",100]]',  # a kind that is not a leg's
     ],
 )
 def test_legs_that_are_a_string_are_named_never_shifted_to_another_sale(

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import certifi
+import msgspec
 import urllib3
 from pydantic import BaseModel, ValidationError
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, MaxRetryError, NewConnectionError
@@ -47,6 +48,7 @@ from pos_plugin.ledger.own.schemas import (
     StatementTotals,
     VoidResult,
     compact_row,
+    decode_compact_page,
 )
 from pos_plugin.models import PersonLookup
 
@@ -405,7 +407,10 @@ class HttpLedgerClient:
     ) -> Statement | CompactStatementPage:
         def parse(body: bytes, status: int) -> Statement | CompactStatementPage:
             if b'"columns"' in body[:2048]:  # compact pages carry columns before the rows
-                page = self._validate(CompactStatementPage, body, status)
+                try:
+                    page = decode_compact_page(body)
+                except msgspec.DecodeError as exc:
+                    raise self._unreadable(exc, status) from exc
                 if page.columns != COMPACT_COLUMNS:
                     raise e.LedgerError(
                         f"the ledger's compact statement has columns {list(page.columns)}, "
@@ -506,7 +511,7 @@ class HttpLedgerClient:
             raise cls._unreadable(exc, status) from exc
 
     @staticmethod
-    def _unreadable(exc: ValidationError, status: int) -> e.LedgerError:
+    def _unreadable(exc: ValidationError | msgspec.DecodeError, status: int) -> e.LedgerError:
         return e.LedgerError(f"the ledger sent an answer we cannot read: {exc}",
                              code="bad_response", status=status)  # fmt: skip
 
