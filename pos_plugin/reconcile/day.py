@@ -46,6 +46,7 @@ from pos_plugin.ledger.own.schemas import (
     Statement,
     StatementTotals,
     compact_row,
+    msgid_stamp,
 )
 from pos_plugin.reconcile.errors import ReconcileError
 from pos_plugin.reconcile.matching import (
@@ -83,10 +84,14 @@ _CLAIMS = frozenset({"settled", "reversed", "unknown", "settling"})
 
 
 def _stamp(msgid: str) -> tuple[str, str]:
-    """(business date, ISO time) from a msgid's yyyyMMddHHmmss (the till's clock)."""
+    """(business date, ISO time) from a msgid's yyyyMMddHHmmss (the till's clock); ("", "")
+    when those are not 14 ASCII digits of an instant. ``msgid_stamp`` reads them in C
+    (strptime took 11 us, once a reversal of the day)."""
     s = msgid[12:26]
+    if len(s) != 14 or not (s.isascii() and s.isdigit()):
+        return "", ""
     try:
-        t = dt.datetime.strptime(s, "%Y%m%d%H%M%S").replace(tzinfo=SHANGHAI)
+        t = msgid_stamp(s).replace(tzinfo=SHANGHAI)
     except ValueError:
         return "", ""
     return t.date().isoformat(), t.isoformat()
