@@ -290,15 +290,9 @@ def test_a_compact_page_value_of_the_wrong_kind_is_refused_with_its_place_named(
         spoil(body)
         return body, link
 
-    relay, client = _through(day, tamper)
-    try:
-        with pytest.raises(LedgerError) as err:
-            client.statement_compact(day.pharmacy.code, DAY)
-    finally:
-        client.close()
-        relay.close()
-    assert err.value.code == "bad_response"
-    assert "cannot read" in str(err.value) and where in str(err.value)
+    err, _ = _refused(day, tamper)
+    assert err.code == "bad_response"
+    assert "cannot read" in str(err) and where in str(err)
 
 
 def test_a_statement_time_in_another_offset_is_read_as_shanghai_time() -> None:
@@ -353,6 +347,19 @@ def _through(day: Store, tamper: Any) -> tuple[Relay, HttpLedgerClient]:
     return relay, client
 
 
+def _refused(day: Store, tamper: Any) -> tuple[LedgerError, Relay]:
+    """The day's compact statement read through a relay that tampers with its pages: the
+    error the read stops with, and the relay (its requests)."""
+    relay, client = _through(day, tamper)
+    try:
+        with pytest.raises(LedgerError) as err:
+            client.statement_compact(day.pharmacy.code, DAY)
+    finally:
+        client.close()
+        relay.close()
+    return err.value, relay
+
+
 def test_a_link_past_the_last_page_or_back_to_the_first_is_not_followed(day: Store) -> None:
     first = f"/v1/statements/{day.pharmacy.code}/{DAY.isoformat()}?page=1&page_size=4&after=0"
 
@@ -377,14 +384,8 @@ def test_a_statement_that_does_not_move_forward_is_refused(day: Store) -> None:
             body = {**body, "next_after": int(q["after"])}  # the cursor stays where it was
         return body, None
 
-    relay, client = _through(day, stuck)
-    try:
-        with pytest.raises(LedgerError) as err:
-            client.statement_compact(day.pharmacy.code, DAY)
-    finally:
-        client.close()
-        relay.close()
-    assert err.value.code == "bad_response" and "move forward" in str(err.value)
+    err, relay = _refused(day, stuck)
+    assert err.code == "bad_response" and "move forward" in str(err)
     assert len(relay.requests) == 1
 
 
