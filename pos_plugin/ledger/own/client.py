@@ -465,9 +465,9 @@ class HttpLedgerClient:
                     pending = None
                     if link:
                         pending = ahead.submit(self._safe, "GET", link)
-                        # pydantic-core holds the GIL for a whole page's parse (~30 ms):
+                        # The decoder holds the GIL for a whole page (msgspec, ~10 ms):
                         # yield it first, long enough for the request to go out (~0.3 ms
-                        # of Python in requests), or it would only leave after the parse.
+                        # of Python in urllib3), or it would only leave after the parse.
                         time.sleep(_HAND_OVER)
                     last = parse(resp.content, resp.status_code)
                     if last.next_page is None:  # the page says it is the last: done,
