@@ -427,3 +427,23 @@ def test_a_journal_file_from_before_the_legs_column_is_reconciled_as_it_is(day: 
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 8
         assert "legs" not in {c[1] for c in db.execute("PRAGMA table_info(sales)")}
+
+
+def test_the_day_s_repeated_words_are_one_object_each_on_both_sides(day: Store) -> None:
+    """A leg's kind, an entry's kind and status come back as one shared string each, from
+    the journals' legs and from the statement's pages alike: a day holds ~10^5 of each,
+    and a copy per leg (~65 bytes) would push a 100,000-row day past the in-memory limit
+    (``MEMORY_BYTES``: the lean path would spill to disk)."""
+    journal = JournalSide()
+    for path in day.paths:
+        read_journal(path, DAY, journal)
+    client = _client(day.url, day.pharmacy.api_token)
+    try:
+        statement = statement_entries(client.statement_compact(day.pharmacy.code, DAY))
+    finally:
+        client.close()
+    for side in (journal.entries, statement):
+        legs = [leg for e in side for leg in e.legs]
+        assert len(legs) >= 10
+        assert len({id(kind) for kind, _, _ in legs}) <= 2  # personal_account, mutual_aid
+        assert len({id(e.kind) for e in side}) <= 2 and len({id(e.status) for e in side}) <= 3
