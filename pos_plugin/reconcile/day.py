@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -41,6 +41,7 @@ from pos_plugin.journal.sources import (
     shared_of,
 )
 from pos_plugin.ledger.own.schemas import (
+    CompactLegKind,
     CompactRow,
     CompactStatement,
     Statement,
@@ -147,11 +148,11 @@ def _row_entries(r: sqlite3.Row | tuple[Any, ...], source: str) -> list[Entry]:
 
 _loads = json.loads
 
-# The ``legs`` column's JSON, strictly: a leg kind, a text account_id, an integer amount
-# (msgspec's integers are strict: no bool, no float, no numeric string). Decoded by
-# msgspec as the statement's pages are (schemas.CompactStatementPage says why); the kind
-# as a literal, so that each decodes to the one shared string (a day has ~10^5 legs).
-_LEG_TRIPLES = tuple[tuple[Literal["personal_account", "mutual_aid"], str, int], ...]
+# The ``legs`` column's JSON, strictly: a leg kind (``CompactLegKind``, one shared string
+# each), a text account_id, an integer amount (msgspec's integers are strict: no bool, no
+# float, no numeric string). Decoded by msgspec as the statement's pages are
+# (schemas.CompactStatementPage says why).
+_LEG_TRIPLES = tuple[tuple[CompactLegKind, str, int], ...]
 _ROW_LEGS = msgspec.json.Decoder(_LEG_TRIPLES | None)
 _LEGS_LIST = msgspec.json.Decoder(list[_LEG_TRIPLES | None])
 

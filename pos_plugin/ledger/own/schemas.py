@@ -11,12 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from pos_plugin.models import InsuranceClass, Leg, SaleFen
+from pos_plugin.models import InsuranceClass, Leg, LegKind, SaleFen
 
 MSGID_RE = re.compile(r"^([A-Z0-9]{12})(\d{14})(\d{4})$")
 PharmacyCode = Annotated[str, Field(pattern=r"^[A-Z0-9]{12}$")]
@@ -255,9 +255,11 @@ COMPACT_COLUMNS = (
 )  # fmt: skip
 # The row's checks are msgspec's (``msgspec.Meta``; its integers are strict: no bool,
 # no float, no numeric string), as the page's: see ``CompactStatementPage``.
-CompactLeg = tuple[
-    Literal["personal_account", "mutual_aid"], str, Annotated[int, msgspec.Meta(gt=0)]
-]
+# A leg's kind as text (``LegKind``'s values): decoded as a literal, each comes back as
+# the one shared string (a day holds ~10^5 legs); the journals' legs read the same way.
+CompactLegKind = Literal["personal_account", "mutual_aid"]
+assert set(get_args(CompactLegKind)) == {k.value for k in LegKind}
+CompactLeg = tuple[CompactLegKind, str, Annotated[int, msgspec.Meta(gt=0)]]
 CompactRow = tuple[
     Annotated[str, msgspec.Meta(min_length=1)],  # msgid
     str,  # settlement_id
