@@ -6,9 +6,11 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pos_plugin.ledger.own.schemas import msgid_stamp
 from pos_plugin.reconcile.day import _stamp
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -46,3 +48,12 @@ def test_impossible_instants_and_short_msgids_read_as_nothing() -> None:
     for stamp in ("20261301000000", "20260230120000", "20261201250000", "2026120110", ""):
         assert _stamp(CODE + stamp) == ("", "")
     assert _stamp(f"{CODE}20261201235959") == ("2026-12-01", "2026-12-01T23:59:59+08:00")
+
+
+def test_msgid_stamp_itself_refuses_what_is_not_14_ascii_digits() -> None:
+    """The check is in ``schemas.msgid_stamp``, for every caller: ``fromisoformat`` alone
+    reads '2026120110' as 10:00 on 2026-12-01."""
+    for stamp in ("2026120110", "202612011000000", "2026120110000Z", "２０２６１２０１１０００００", ""):
+        with pytest.raises(ValueError):
+            msgid_stamp(stamp)
+    assert msgid_stamp("20261201100000") == dt.datetime(2026, 12, 1, 10, 0, 0)

@@ -24,10 +24,15 @@ Text = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 def msgid_stamp(stamp: str) -> dt.datetime:
-    """A msgid's yyyyMMddHHmmss as a naive datetime (ValueError if no such instant).
+    """A msgid's yyyyMMddHHmmss as a naive datetime (ValueError if it is not 14 ASCII
+    digits of an instant).
 
     It is ISO 8601's basic format once a ``T`` is put between date and time, which
-    ``fromisoformat`` reads in C: 0.2 us against strptime's 11 us, every settlement."""
+    ``fromisoformat`` reads in C: 0.2 us against strptime's 11 us, every settlement.
+    ``fromisoformat`` also reads shorter forms ('2026120110' as 10:00 on 2026-12-01),
+    so the width is checked first."""
+    if len(stamp) != 14 or not (stamp.isascii() and stamp.isdigit()):
+        raise ValueError(f"not a yyyyMMddHHmmss stamp: {stamp!r}")
     return dt.datetime.fromisoformat(f"{stamp[:8]}T{stamp[8:]}")
 
 
